@@ -1,0 +1,5 @@
+"""``python -m bookingguard``."""
+
+from bookingguard.cli import main
+
+main()

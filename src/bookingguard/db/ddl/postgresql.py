@@ -1,0 +1,260 @@
+"""PostgreSQL DDL for the database-side guarantees (DESIGN.md 1-6) and alert partitions.
+
+Row triggers carry ``WHEN`` clauses so the common, already-consistent row never
+enters PL/pgSQL. Appointment linking is statement-level with transition tables:
+a 100 000-row INSERT or COPY costs one ``UPDATE … FROM`` the transition table.
+
+The outcome correction is split as the predecessor review recommends: the BEFORE
+trigger only corrects ``NEW`` and leaves a transaction-local note (a custom GUC
+keyed by the call id); the AFTER trigger, which runs once the row exists, turns
+that note into an alert row with the call's real id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "CHECK_CONSTRAINT",
+    "FUNCTIONS",
+    "PARTITION_FUNCTION",
+    "TRIGGERS",
+    "PgTrigger",
+]
+
+
+@dataclass(frozen=True)
+class PgTrigger:
+    name: str
+    table: str
+    create: str
+
+
+_LINKED = """
+        appointment_made = true,
+        session_outcome = 'appointment_booked',
+        appointment_link_status = 'linked',
+        appointment_linked_at = now(),
+        updated_at = now()"""
+
+_NEEDS_LINK = """(c.appointment_made IS NOT TRUE
+             OR c.appointment_link_status IS DISTINCT FROM 'linked'
+             OR c.session_outcome IS DISTINCT FROM 'appointment_booked')"""
+
+_UNLINKED = """
+        appointment_made = false,
+        session_outcome = CASE WHEN c.session_outcome = 'appointment_booked'
+                               THEN 'appointment_cancelled' ELSE c.session_outcome END,
+        appointment_link_status = 'unlinked',
+        appointment_linked_at = NULL,
+        updated_at = now()"""
+
+_NO_LIVE_APPOINTMENT = """NOT EXISTS (
+            SELECT 1 FROM appointments a WHERE a.call_id = c.id AND a.status <> 'cancelled')
+        AND (c.appointment_made OR c.appointment_link_status = 'linked'
+             OR c.session_outcome = 'appointment_booked')"""
+
+#: Calls whose appointment changed status or call in an UPDATE statement (old and new side).
+_CHANGED_CALLS = """(
+        SELECT o.call_id FROM old_appointments o JOIN new_appointments n ON n.id = o.id
+        WHERE (o.status, o.call_id) IS DISTINCT FROM (n.status, n.call_id)
+        UNION
+        SELECT n.call_id FROM old_appointments o JOIN new_appointments n ON n.id = o.id
+        WHERE (o.status, o.call_id) IS DISTINCT FROM (n.status, n.call_id))"""
+
+FUNCTIONS: tuple[str, ...] = (
+    """
+CREATE OR REPLACE FUNCTION bookingguard_calls_default_direction() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.direction := 'inbound';
+    RETURN NEW;
+END $$""",
+    """
+CREATE OR REPLACE FUNCTION bookingguard_calls_customer_link() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.customer_id IS NULL THEN
+        NEW.customer_link_status := 'unlinked';
+        NEW.customer_linked_at := NULL;
+    ELSIF TG_OP = 'INSERT' OR OLD.customer_id IS DISTINCT FROM NEW.customer_id THEN
+        NEW.customer_link_status := 'linked';
+        NEW.customer_linked_at := now();
+    END IF;
+    RETURN NEW;
+END $$""",
+    """
+CREATE OR REPLACE FUNCTION bookingguard_calls_outcome_consistency() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    note jsonb;
+BEGIN
+    IF NEW.session_outcome = 'appointment_booked' THEN
+        note := jsonb_build_object(
+            'corrected_field', 'appointment_made', 'before', false, 'after', true,
+            'session_outcome', NEW.session_outcome, 'operation', TG_OP);
+        NEW.appointment_made := true;
+    ELSE
+        note := jsonb_build_object(
+            'corrected_field', 'session_outcome', 'before', NEW.session_outcome,
+            'after', 'appointment_booked', 'appointment_made', true, 'operation', TG_OP);
+        NEW.session_outcome := 'appointment_booked';
+    END IF;
+    PERFORM set_config('bookingguard.correction_' || NEW.id, note::text, true);
+    RETURN NEW;
+END $$""",
+    """
+CREATE OR REPLACE FUNCTION bookingguard_calls_log_correction() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    setting text := 'bookingguard.correction_' || NEW.id;
+    note jsonb := current_setting(setting)::jsonb;
+BEGIN
+    INSERT INTO data_consistency_alerts (
+        alert_type, severity, entity_type, entity_id, description, metadata,
+        detected_at, auto_corrected, corrected_at, fingerprint, status,
+        last_seen_at, occurrences, resolved_at, created_at, updated_at)
+    VALUES (
+        'session_outcome_mismatch', 'critical', 'call', NEW.id,
+        format('Call %s: %s auto-corrected so that appointment_made and session_outcome agree',
+               NEW.id, note->>'corrected_field'),
+        note || jsonb_build_object('call_id', NEW.id, 'retell_call_id', NEW.retell_call_id,
+                                   'source', 'database_trigger'),
+        now(), true, now(), 'session_outcome_mismatch:call:' || NEW.id, 'resolved',
+        now(), 1, now(), now(), now());
+    PERFORM set_config(setting, '', true);
+    RETURN NULL;
+END $$""",
+    f"""
+CREATE OR REPLACE FUNCTION bookingguard_appointments_link_inserted() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE calls c SET {_LINKED}
+    FROM inserted_appointments n
+    WHERE c.id = n.call_id AND n.status <> 'cancelled' AND {_NEEDS_LINK};
+    RETURN NULL;
+END $$""",
+    f"""
+CREATE OR REPLACE FUNCTION bookingguard_appointments_unlink_deleted() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE calls c SET {_UNLINKED}
+    FROM (SELECT DISTINCT call_id FROM deleted_appointments WHERE call_id IS NOT NULL) d
+    WHERE c.id = d.call_id AND {_NO_LIVE_APPOINTMENT};
+    RETURN NULL;
+END $$""",
+    f"""
+CREATE OR REPLACE FUNCTION bookingguard_appointments_resync_updated() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE calls c SET {_LINKED}
+    FROM {_CHANGED_CALLS} ch
+    WHERE c.id = ch.call_id
+      AND EXISTS (SELECT 1 FROM appointments a WHERE a.call_id = c.id AND a.status <> 'cancelled')
+      AND {_NEEDS_LINK};
+
+    UPDATE calls c SET {_UNLINKED}
+    FROM {_CHANGED_CALLS} ch
+    WHERE c.id = ch.call_id AND {_NO_LIVE_APPOINTMENT};
+    RETURN NULL;
+END $$""",
+)
+
+TRIGGERS: tuple[PgTrigger, ...] = (
+    PgTrigger(
+        "calls_default_direction",
+        "calls",
+        """CREATE TRIGGER calls_default_direction BEFORE INSERT ON calls FOR EACH ROW
+           WHEN (NEW.direction IS NULL OR NEW.direction = '')
+           EXECUTE FUNCTION bookingguard_calls_default_direction()""",
+    ),
+    PgTrigger(
+        "calls_customer_link",
+        "calls",
+        """CREATE TRIGGER calls_customer_link BEFORE INSERT OR UPDATE OF customer_id ON calls
+           FOR EACH ROW EXECUTE FUNCTION bookingguard_calls_customer_link()""",
+    ),
+    PgTrigger(
+        "calls_outcome_consistency",
+        "calls",
+        """CREATE TRIGGER calls_outcome_consistency BEFORE INSERT OR UPDATE ON calls FOR EACH ROW
+           WHEN ((COALESCE(NEW.session_outcome, '') = 'appointment_booked')
+                 IS DISTINCT FROM NEW.appointment_made)
+           EXECUTE FUNCTION bookingguard_calls_outcome_consistency()""",
+    ),
+    PgTrigger(
+        "calls_log_correction",
+        "calls",
+        """CREATE TRIGGER calls_log_correction AFTER INSERT OR UPDATE ON calls FOR EACH ROW
+           WHEN (current_setting('bookingguard.correction_' || NEW.id, true) <> '')
+           EXECUTE FUNCTION bookingguard_calls_log_correction()""",
+    ),
+    PgTrigger(
+        "appointments_link_inserted",
+        "appointments",
+        """CREATE TRIGGER appointments_link_inserted AFTER INSERT ON appointments
+           REFERENCING NEW TABLE AS inserted_appointments
+           FOR EACH STATEMENT EXECUTE FUNCTION bookingguard_appointments_link_inserted()""",
+    ),
+    PgTrigger(
+        "appointments_unlink_deleted",
+        "appointments",
+        """CREATE TRIGGER appointments_unlink_deleted AFTER DELETE ON appointments
+           REFERENCING OLD TABLE AS deleted_appointments
+           FOR EACH STATEMENT EXECUTE FUNCTION bookingguard_appointments_unlink_deleted()""",
+    ),
+    PgTrigger(
+        "appointments_resync_updated",
+        "appointments",
+        """CREATE TRIGGER appointments_resync_updated AFTER UPDATE ON appointments
+           REFERENCING OLD TABLE AS old_appointments NEW TABLE AS new_appointments
+           FOR EACH STATEMENT EXECUTE FUNCTION bookingguard_appointments_resync_updated()""",
+    ),
+)
+
+FUNCTION_NAMES: tuple[str, ...] = (
+    "bookingguard_calls_default_direction",
+    "bookingguard_calls_customer_link",
+    "bookingguard_calls_outcome_consistency",
+    "bookingguard_calls_log_correction",
+    "bookingguard_appointments_link_inserted",
+    "bookingguard_appointments_unlink_deleted",
+    "bookingguard_appointments_resync_updated",
+)
+
+#: The backstop: a stored row whose flag and outcome disagree is rejected outright.
+CHECK_CONSTRAINT = (
+    "ALTER TABLE calls ADD CONSTRAINT ck_calls_outcome_matches_flag CHECK ("
+    "(COALESCE(session_outcome, '') = 'appointment_booked') = appointment_made)"
+)
+CHECK_CONSTRAINT_NAME = "ck_calls_outcome_matches_flag"
+
+#: Creates the monthly partitions covering ``months`` months from ``start``. Rows that
+#: already landed in the default partition for such a month are moved into it.
+PARTITION_FUNCTION = """
+CREATE OR REPLACE FUNCTION bookingguard_ensure_alert_partitions(start date, months integer)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    lo timestamptz;
+    hi timestamptz;
+    part text;
+    created integer := 0;
+BEGIN
+    FOR i IN 0 .. months - 1 LOOP
+        lo := (date_trunc('month', start::timestamp) + make_interval(months => i))
+              AT TIME ZONE 'UTC';
+        hi := (date_trunc('month', start::timestamp) + make_interval(months => i + 1))
+              AT TIME ZONE 'UTC';
+        part := 'data_consistency_alerts_' || to_char(lo AT TIME ZONE 'UTC', 'YYYY_MM');
+        CONTINUE WHEN to_regclass(part) IS NOT NULL;
+        EXECUTE format('CREATE TABLE %I (LIKE data_consistency_alerts '
+                       'INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part);
+        EXECUTE format('WITH moved AS (DELETE FROM data_consistency_alerts_default '
+                       'WHERE detected_at >= %L AND detected_at < %L RETURNING *) '
+                       'INSERT INTO %I SELECT * FROM moved', lo, hi, part);
+        EXECUTE format('ALTER TABLE data_consistency_alerts ATTACH PARTITION %I '
+                       'FOR VALUES FROM (%L) TO (%L)', part, lo, hi);
+        created := created + 1;
+    END LOOP;
+    RETURN created;
+END $$"""

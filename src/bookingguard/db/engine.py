@@ -1,0 +1,76 @@
+"""Engine construction: SQLite (foreign keys on, WAL, real transactions) and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
+
+from bookingguard.errors import DatabaseUnavailableError
+from bookingguard.settings import mask_url
+
+__all__ = ["SQLITE_BEGIN_OPTION", "check_connection", "make_engine"]
+
+#: Execution option naming the SQLite BEGIN mode (``DEFERRED``, ``IMMEDIATE``, ``EXCLUSIVE``).
+SQLITE_BEGIN_OPTION = "sqlite_begin"
+_SQLITE_BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
+
+
+def make_engine(url: str, *, pool: bool = True, echo: bool = False) -> Engine:
+    """Build an engine for ``url`` with the per-dialect settings bookingguard relies on."""
+    parsed = make_url(url)
+    kwargs: dict[str, Any] = {"echo": echo}
+    if parsed.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        if not pool:
+            kwargs["poolclass"] = NullPool
+        engine = create_engine(url, **kwargs)
+        _configure_sqlite(engine)
+        return engine
+    kwargs["pool_pre_ping"] = True
+    if not pool:
+        kwargs["poolclass"] = NullPool
+    else:
+        kwargs.update(pool_size=10, max_overflow=20)
+    return create_engine(url, **kwargs)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """Turn on foreign keys and WAL, and let SQLAlchemy own BEGIN.
+
+    pysqlite's own transaction handling defers BEGIN and commits around DDL; with it
+    off, migrations and the immediate transactions the SQL breaker store needs are
+    real transactions (the recipe from SQLAlchemy's SQLite dialect docs).
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA busy_timeout = 30000")
+        if engine.url.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        mode = str(connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED"))
+        if mode not in _SQLITE_BEGIN_MODES:
+            raise ValueError(f"unknown SQLite BEGIN mode {mode!r}")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def check_connection(engine: Engine) -> None:
+    """Raise ``DatabaseUnavailableError``, naming the masked URL, if the database does not answer."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "no answer"
+        url = mask_url(engine.url.render_as_string(hide_password=False))
+        raise DatabaseUnavailableError(f"database unreachable at {url}: {reason}") from None

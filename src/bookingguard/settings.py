@@ -1,0 +1,268 @@
+"""Configuration: one pydantic-settings ``Settings`` read from the environment and a TOML file.
+
+Every key has the default named in DESIGN.md. Nested sections use ``__`` in the
+environment (``BOOKINGGUARD_CIRCUIT_BREAKER__COOLDOWN_SECONDS=30``). A TOML file
+is read when ``BOOKINGGUARD_CONFIG`` (or the CLI's ``--config``) names one; the
+environment wins over the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from bookingguard.errors import ConfigurationError
+
+__all__ = [
+    "AlertSettings",
+    "ApiSettings",
+    "CalcomSettings",
+    "CircuitBreakerSettings",
+    "MonitoringSettings",
+    "RetellSettings",
+    "Settings",
+    "ValidationSettings",
+    "load_settings",
+    "mask_url",
+]
+
+ENV_PREFIX = "BOOKINGGUARD_"
+CONFIG_ENV = "BOOKINGGUARD_CONFIG"
+
+PositiveInt = Annotated[int, Field(ge=1)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ValidationSettings(_Section):
+    """Post-booking validation and the booking retry."""
+
+    max_appointment_age_seconds: PositiveInt = 300
+    max_retry_attempts: PositiveInt = 3
+    base_delay_seconds: NonNegativeFloat = 1.0
+    retry_budget_seconds: PositiveFloat = 30.0
+
+
+class CircuitBreakerSettings(_Section):
+    """Circuit breaker defaults; ``overrides`` maps a key prefix to changed values."""
+
+    failure_threshold: PositiveInt = 3
+    cooldown_seconds: PositiveFloat = 30.0
+    success_threshold: PositiveInt = 2
+    timeout_seconds: PositiveFloat = 10.0
+    failure_rate_threshold: Annotated[float, Field(gt=0, le=100)] | None = None
+    window_seconds: PositiveInt = 60
+    minimum_calls: PositiveInt = 5
+    slow_call_seconds: PositiveFloat | None = None
+    slow_call_rate_threshold: Annotated[float, Field(gt=0, le=100)] = 50.0
+    redis_timeout_seconds: Annotated[float, Field(gt=0, le=0.1)] = 0.1
+    overrides: dict[str, dict[str, float | int | None]] = Field(default_factory=dict)
+
+
+class MonitoringSettings(_Section):
+    """The scheduled consistency check, alerting and retention."""
+
+    recent_hours: PositiveFloat = 1.0
+    interval_seconds: PositiveInt = 60
+    report_days: PositiveInt = 1
+    alert_throttle_minutes: NonNegativeFloat = 5.0
+    repeat_interval_hours: PositiveFloat = 4.0
+    retention_days: PositiveInt = 90
+    sample_size: PositiveInt = 10
+    reconcile_grace_minutes: NonNegativeFloat = 10.0
+    dashboard_url: str = "http://127.0.0.1:8000/"
+
+
+class ApiSettings(_Section):
+    """HTTP service: bind address, tokens, rate limits."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    rate_limit: str = "60/minute"
+    tokens: list[SecretStr] = Field(default_factory=list)
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit such as '60/minute': {value!r}") from exc
+        return value
+
+
+class CalcomSettings(_Section):
+    """Cal.com v2 API access."""
+
+    api_key: SecretStr | None = None
+    base_url: str = "https://api.cal.com/v2"
+    webhook_secret: SecretStr | None = None
+    api_version: str = "2024-08-13"
+    connect_timeout_seconds: PositiveFloat = 3.0
+    read_timeout_seconds: PositiveFloat = 8.0
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+
+class RetellSettings(_Section):
+    """Retell AI: the API key signs webhooks and function calls."""
+
+    api_key: SecretStr | None = None
+    signature_tolerance_seconds: PositiveInt = 300
+    outcome_mapping: dict[str, str] = Field(default_factory=dict)
+
+
+class AlertSettings(_Section):
+    """Notification channels: Slack incoming webhook, SMTP e-mail, the log."""
+
+    slack_webhook_url: SecretStr | None = None
+    smtp_host: str | None = None
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 25
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    email_from: str = "bookingguard@localhost"
+    email_to: list[str] = Field(default_factory=list)
+
+
+class Settings(BaseSettings):
+    """All of bookingguard's configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="ignore",
+        frozen=True,
+    )
+
+    #: A TOML file chosen in code (``load_settings(path)``); else ``BOOKINGGUARD_CONFIG``.
+    toml_file: ClassVar[Path | None] = None
+
+    database_url: str = "sqlite:///./bookingguard.db"
+    redis_url: str | None = None
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    calcom: CalcomSettings = Field(default_factory=CalcomSettings)
+    retell: RetellSettings = Field(default_factory=RetellSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError as exc:
+            raise ValueError(
+                "not a database URL (expected sqlite:///PATH or postgresql://…)"
+            ) from exc
+        backend = url.get_backend_name()
+        if backend == "sqlite":
+            return value
+        if backend in ("postgresql", "postgres"):
+            if not url.host and not url.query.get("host"):
+                raise ValueError("a PostgreSQL URL needs a host")
+            return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+        raise ValueError(
+            f"unsupported database scheme {url.drivername!r}: use sqlite or postgresql"
+        )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = cls.toml_file or os.environ.get(CONFIG_ENV)
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @property
+    def masked_database_url(self) -> str:
+        """The database URL with any password hidden, safe for logs and errors."""
+        return mask_url(self.database_url)
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a URL; leave anything unparsable as ``<unparsable url>``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparsable url>"
+
+
+def _env_name(location: tuple[int | str, ...]) -> str:
+    return ENV_PREFIX + "__".join(str(part).upper() for part in location)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read the settings, turning validation errors into one ``ConfigurationError``.
+
+    The message names each offending key in dotted and environment form and never
+    echoes the rejected value (it may be a secret).
+    """
+    chosen = config_file or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
+    if chosen is not None and not chosen.is_file():
+        raise ConfigurationError(f"config file not found: {chosen}", key="config")
+    settings_cls: type[Settings] = Settings
+    if config_file is not None:
+        settings_cls = type("FileSettings", (Settings,), {"toml_file": config_file})
+    try:
+        return settings_cls(**overrides)
+    except ValidationError as exc:
+        problems = []
+        first_key = ""
+        for error in exc.errors(include_input=False, include_url=False):
+            location = tuple(part for part in error["loc"] if isinstance(part, str | int))
+            key = ".".join(str(part) for part in location)
+            first_key = first_key or key
+            problems.append(f"{key} ({_env_name(location)}): {error['msg']}")
+        raise ConfigurationError(
+            "invalid configuration: " + "; ".join(problems), key=first_key
+        ) from None
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid configuration: {exc}", key="config") from None

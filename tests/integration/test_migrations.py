@@ -1,0 +1,64 @@
+"""One Alembic history for both dialects: a single head, no drift, a clean round trip."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import inspect, text
+
+from bookingguard.db import migrate
+from bookingguard.db.migrate import alembic_config
+from bookingguard.errors import MigrationError
+from tests.conftest import TestDatabase
+
+
+def test_history_has_one_head(database: TestDatabase) -> None:
+    """The migration history never forks."""
+    from alembic.script import ScriptDirectory
+
+    heads = ScriptDirectory.from_config(alembic_config(database.engine)).get_heads()
+    assert len(heads) == 1
+    assert migrate.current_revision(database.engine) == heads[0]
+
+
+def test_models_match_migrations(database: TestDatabase) -> None:
+    """alembic check finds no difference between the models and the migrated schema."""
+    migrate.check_drift(database.engine)
+
+
+def test_downgrade_to_base_leaves_nothing_and_upgrade_restores(database: TestDatabase) -> None:
+    """Down to base removes every table, trigger and function; up again gives the same schema."""
+    before = sorted(inspect(database.engine).get_table_names())
+    migrate.downgrade(database.engine, "base")
+    database.engine.dispose()
+    assert inspect(database.engine).get_table_names() == ["alembic_version"]
+    with database.engine.connect() as connection:
+        if database.dialect == "postgresql":
+            leftovers = (
+                connection.execute(
+                    text(
+                        "SELECT count(*) FROM pg_proc WHERE proname LIKE 'bookingguard%' "
+                        "UNION ALL SELECT count(*) FROM pg_class WHERE relkind = 'S'"
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            assert leftovers == [0, 0]
+        else:
+            triggers = connection.execute(
+                text("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'")
+            ).scalar_one()
+            assert triggers == 0
+    migrate.upgrade(database.engine)
+    assert sorted(inspect(database.engine).get_table_names()) == before
+
+
+def test_failed_migration_leaves_previous_revision(database: TestDatabase) -> None:
+    """A migration that fails midway rolls back whole; the database stays at base, table-free."""
+    migrate.downgrade(database.engine, "base")
+    with database.engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE webhook_events (id INTEGER PRIMARY KEY)")
+    with pytest.raises(MigrationError, match="left at revision base"):
+        migrate.upgrade(database.engine)
+    assert migrate.current_revision(database.engine) is None
+    assert "calls" not in inspect(database.engine).get_table_names()
