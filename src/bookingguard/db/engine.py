@@ -66,7 +66,7 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def check_connection(engine: Engine) -> None:
-    """Raise ``DatabaseUnavailableError``, naming the masked URL, if the database does not answer."""
+    """Raise ``DatabaseUnavailableError`` (with the masked URL) if the database does not answer."""
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))

@@ -43,12 +43,10 @@ class UnitOfWork:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        session = self.session
-        try:
-            session.rollback()
-        finally:
-            session.close()
-            self._session = None
+        # close() rolls back whatever was not committed and detaches loaded objects
+        # without expiring them, so values read inside the block stay readable.
+        self.session.close()
+        self._session = None
 
     def commit(self) -> None:
         self.session.commit()
