@@ -1,0 +1,225 @@
+"""Storing a rule's findings as alerts: dedup by fingerprint, bump, open, fix, resolve.
+
+Every step is one set-based statement per rule and run, whatever the number of
+findings. One open alert per fingerprint is kept because only one writer runs the
+monitor at a time (the scheduler's lock); the statements never look row by row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    Table,
+    exists,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy import (
+    cast as sql_cast,
+)
+from sqlalchemy.engine import CursorResult, Result
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.util import ClauseAdapter
+
+from bookingguard.db.alerts import fingerprint, json_object
+from bookingguard.db.models import ConsistencyAlert
+from bookingguard.db.types import JSONDocument, UTCDateTime
+from bookingguard.monitoring.rules import Rule
+
+__all__ = ["OPEN", "StoreOutcome", "resolve_gone", "store_listed", "store_rule"]
+
+alerts: Table = ConsistencyAlert.__table__  # type: ignore[assignment]
+OPEN = ("open", "acknowledged")
+
+
+@dataclass(frozen=True)
+class StoreOutcome:
+    opened: int
+    bumped: int
+    resolved: tuple[str, ...]
+    corrected: int
+
+
+def _open_alert_for(alert_type: str, entity_id: ColumnElement[Any]) -> ColumnElement[bool]:
+    return exists(
+        select(literal(1)).where(
+            alerts.c.alert_type == alert_type,
+            alerts.c.entity_id == entity_id,
+            alerts.c.status.in_(OPEN),
+        )
+    )
+
+
+def _bump(
+    session: Session, alert_type: str, ids: Select[tuple[int]] | list[int], now: datetime
+) -> int:
+    result = session.execute(
+        update(alerts)
+        .where(
+            alerts.c.alert_type == alert_type,
+            alerts.c.status.in_(OPEN),
+            alerts.c.entity_id.in_(ids),
+        )
+        .values(occurrences=alerts.c.occurrences + 1, last_seen_at=now, updated_at=now)
+    )
+    return _rowcount(result)
+
+
+def _rowcount(result: Result[Any]) -> int:
+    return max(cast(CursorResult[Any], result).rowcount, 0)
+
+
+def resolve_gone(
+    session: Session, *, alert_type: str, still_holds: ColumnElement[bool], now: datetime
+) -> tuple[str, ...]:
+    """Resolve open alerts of ``alert_type`` for which ``still_holds`` is false."""
+    gone = select(alerts.c.id, alerts.c.fingerprint).where(
+        alerts.c.alert_type == alert_type, alerts.c.status.in_(OPEN), ~still_holds
+    )
+    rows = session.execute(gone).all()
+    if not rows:
+        return ()
+    session.execute(
+        update(alerts)
+        .where(alerts.c.id.in_([row.id for row in rows]))
+        .values(status="resolved", resolved_at=now, updated_at=now)
+    )
+    return tuple(str(row.fingerprint) for row in rows)
+
+
+def store_rule(
+    session: Session, rule: Rule, *, ids: Select[tuple[int]], fix: bool, now: datetime
+) -> StoreOutcome:
+    """Write one rule's findings (``ids`` selects the entities found in this run)."""
+    table = rule.table
+    found = select(table).where(table.c.id.in_(ids)).subquery()
+    entity_id = found.c.id
+    key = literal(f"{rule.name}:{rule.entity_type}:") + sql_cast(entity_id, String)
+    corrects = fix and rule.fix is not None
+    bumped = 0 if corrects else _bump(session, rule.name, ids, now)
+    columns: dict[str, ColumnElement[Any]] = {
+        "alert_type": literal(rule.name),
+        "severity": literal(rule.severity),
+        "entity_type": literal(rule.entity_type),
+        "entity_id": entity_id,
+        "description": literal(rule.description),
+        "detected_at": literal(now, UTCDateTime()),
+        "last_seen_at": literal(now, UTCDateTime()),
+        "fingerprint": key,
+        "occurrences": literal(1),
+        "created_at": literal(now, UTCDateTime()),
+        "updated_at": literal(now, UTCDateTime()),
+    }
+    if corrects and rule.fix is not None:
+        fixes = rule.fix()
+        before = json_object({name: found.c[name] for name in fixes})
+        after = json_object(
+            {name: ClauseAdapter(found).traverse(value) for name, value in fixes.items()}
+        )
+        columns |= {
+            "metadata": json_object({"before": before, "after": after}),
+            "status": literal("resolved"),
+            "auto_corrected": literal(True),
+            "corrected_at": literal(now, UTCDateTime()),
+            "resolved_at": literal(now, UTCDateTime()),
+        }
+    else:
+        columns |= {
+            "metadata": literal({}, JSONDocument),
+            "status": literal("open"),
+            "auto_corrected": literal(False),
+        }
+    inserted = session.execute(
+        insert(alerts)
+        .from_select(
+            list(columns),
+            select(*columns.values()).where(~_open_alert_for(rule.name, entity_id)),
+        )
+        .returning(alerts.c.id)
+    )
+    # rowcount of INSERT … SELECT is not reported by every driver; RETURNING is.
+    opened = len(inserted.all())
+    corrected = 0
+    if corrects and rule.fix is not None:
+        session.execute(
+            update(alerts)
+            .where(
+                alerts.c.alert_type == rule.name,
+                alerts.c.status.in_(OPEN),
+                alerts.c.entity_id.in_(ids),
+            )
+            .values(
+                status="resolved",
+                auto_corrected=True,
+                corrected_at=now,
+                resolved_at=now,
+                last_seen_at=now,
+                updated_at=now,
+            )
+        )
+        result = session.execute(
+            update(table).where(table.c.id.in_(ids)).values(**dict(rule.fix()))
+        )
+        corrected = _rowcount(result)
+        opened = 0
+    session.flush()
+    return StoreOutcome(opened=opened, bumped=bumped, resolved=(), corrected=corrected)
+
+
+def store_listed(
+    session: Session,
+    *,
+    alert_type: str,
+    severity: str,
+    entity_type: str,
+    description: str,
+    findings: Sequence[tuple[int, dict[str, Any]]],
+    now: datetime,
+) -> StoreOutcome:
+    """Findings computed outside SQL (reconciliation): one bump and one multi-row insert."""
+    ids = [entity_id for entity_id, _ in findings]
+    bumped = _bump(session, alert_type, ids, now) if ids else 0
+    already = set(
+        session.scalars(
+            select(alerts.c.entity_id).where(
+                alerts.c.alert_type == alert_type,
+                alerts.c.status.in_(OPEN),
+                alerts.c.entity_id.in_(ids),
+            )
+        )
+    )
+    rows = [
+        {
+            "alert_type": alert_type,
+            "severity": severity,
+            "entity_type": entity_type,
+            "entity_id": entity_id,
+            "description": description,
+            "metadata": metadata,
+            "detected_at": now,
+            "last_seen_at": now,
+            "fingerprint": fingerprint(alert_type, entity_type, entity_id),
+            "status": "open",
+            "occurrences": 1,
+            "auto_corrected": False,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for entity_id, metadata in findings
+        if entity_id not in already
+    ]
+    if rows:
+        session.execute(insert(alerts), rows)
+    still = alerts.c.entity_id.in_(ids) if ids else literal(False)
+    resolved = resolve_gone(session, alert_type=alert_type, still_holds=still, now=now)
+    session.flush()
+    return StoreOutcome(opened=len(rows), bumped=bumped, resolved=resolved, corrected=0)
