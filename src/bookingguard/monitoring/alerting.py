@@ -210,11 +210,9 @@ def _plan_firing(
         if alert.fingerprint in pending:
             continue
         last = sent.get(alert.fingerprint)
-        wait = (
-            policy.throttle
-            if alert.detected_at >= now - policy.throttle
-            else policy.repeat_interval
-        )
+        # Sent for this very alert: repeat later. Sent for an earlier alert with the same
+        # fingerprint (it resolved and came back): only the throttle applies.
+        wait = policy.repeat_interval if last and last >= alert.detected_at else policy.throttle
         if last is None or last <= now - wait:
             due.append(alert)
     if not due:
