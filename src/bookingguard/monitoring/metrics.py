@@ -81,7 +81,7 @@ class MonitorMetrics:
                 self.auto_corrections.labels(rule=outcome.alert_type).inc(outcome.corrected)
         self.run_duration.observe(seconds)
 
-    def delivery(self, channel: str, *, ok: bool) -> None:
+    def delivery(self, channel: str, ok: bool) -> None:
         self.notifications.labels(channel=channel, outcome="sent" if ok else "failed").inc()
 
     def refresh_gauges(self, sessions: sessionmaker[Session]) -> None:

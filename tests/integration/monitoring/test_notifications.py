@@ -98,7 +98,7 @@ def test_outage_is_one_grouped_message_per_channel(
 def test_throttle_and_repeat_follow_the_last_successful_send(
     database: TestDatabase, slack_standin: SlackStandIn, smtp_sink: tuple[SmtpSink, int]
 ) -> None:
-    """An open alert is not re-sent every minute, a new one is, and the old one repeats after 4 h."""
+    """An open alert is not re-sent each minute, a new one is, the old one repeats after 4 h."""
     play_legacy(database)
     with database.engine.begin() as connection:
         phantoms(connection, 1, "a")

@@ -1,0 +1,115 @@
+"""Scheduled work with APScheduler: check, delivery, daily report, retention, partitions.
+
+Every job runs under a lease (``locks``), so with N replicas exactly one runs
+each job per interval. ``serve`` calls ``start_background(service, lock)`` and
+``scheduler.shutdown()`` on exit; ``bookingguard worker`` calls ``run_worker``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import redis
+import structlog
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from bookingguard.monitoring.locks import FileJobLock, JobLock, RedisJobLock
+from bookingguard.monitoring.report import render_text
+from bookingguard.monitoring.service import MonitoringService
+from bookingguard.notify.channels import LogChannel, OutgoingMessage
+
+__all__ = ["job_lock_from_settings", "run_worker", "scheduled_jobs", "start_background"]
+
+log = structlog.get_logger("bookingguard.scheduler")
+
+#: How often pending notifications are looked at.
+DELIVERY_INTERVAL = timedelta(seconds=2)
+
+
+def job_lock_from_settings(service: MonitoringService, *, lock_dir: Path | None = None) -> JobLock:
+    """Redis leases when ``redis_url`` is set, else a lock file next to the SQLite database."""
+    url = service.settings.redis_url
+    if url:
+        return RedisJobLock(redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2))
+    return FileJobLock(lock_dir or Path(".bookingguard-locks"))
+
+
+def _leased(
+    lock: JobLock, name: str, hold: timedelta, job: Callable[[], Any]
+) -> Callable[[], None]:
+    def run() -> None:
+        lease = lock.acquire(name, hold=hold)
+        if lease is None:
+            return
+        try:
+            job()
+        except Exception:
+            log.exception("scheduled job failed", job=name)
+        finally:
+            lock.release(lease)
+
+    return run
+
+
+def _send_daily_report(service: MonitoringService) -> None:
+    report = service.daily_report()
+    LogChannel().send(
+        OutgoingMessage(outbox_id=0, kind="daily_report", subject=render_text(report), payload={})
+    )
+
+
+def scheduled_jobs(service: MonitoringService) -> dict[str, tuple[timedelta, Callable[[], Any]]]:
+    """Name → (interval, job) for every scheduled job."""
+    config = service.settings.monitoring
+    return {
+        "check": (
+            timedelta(seconds=config.interval_seconds),
+            lambda: service.check(trigger="scheduled", fix=True, notify=True),
+        ),
+        "deliver": (DELIVERY_INTERVAL, lambda: service.delivery.deliver_due()),
+        "daily_report": (timedelta(days=1), lambda: _send_daily_report(service)),
+        "prune": (timedelta(days=1), service.prune),
+        "partitions": (timedelta(days=1), service.maintain_partitions),
+    }
+
+
+def start_background(
+    service: MonitoringService, lock: JobLock | None = None
+) -> BackgroundScheduler:
+    """Start every job in background threads; call ``.shutdown()`` on the result to stop."""
+    chosen = lock or job_lock_from_settings(service)
+    scheduler = BackgroundScheduler(timezone="UTC")
+    for name, (interval, job) in scheduled_jobs(service).items():
+        # The lease is held a little under the interval, so the next tick anywhere may run.
+        hold = interval * 0.9 if name != "deliver" else timedelta(0)
+        scheduler.add_job(
+            _leased(chosen, name, hold, job),
+            "interval",
+            seconds=interval.total_seconds(),
+            id=name,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=service.clock(),
+        )
+    scheduler.start()
+    return scheduler
+
+
+def run_worker(
+    service: MonitoringService,
+    *,
+    lock: JobLock | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Run the scheduled jobs until ``stop`` is set (``bookingguard worker``)."""
+    event = stop or threading.Event()
+    scheduler = start_background(service, lock)
+    log.info("worker started", jobs=sorted(scheduled_jobs(service)))
+    try:
+        event.wait()
+    finally:
+        scheduler.shutdown(wait=True)
