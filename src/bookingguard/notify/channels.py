@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import smtplib
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -195,7 +196,16 @@ class LogChannel:
     name = "log"
 
     def __init__(self, logger: Any = None) -> None:
-        self._logger = logger or structlog.get_logger("bookingguard.alerts")
+        # stderr, as JSON lines: stdout belongs to the CLI's --json output.
+        self._logger = logger or structlog.wrap_logger(
+            structlog.PrintLogger(sys.stderr),
+            processors=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.JSONRenderer(default=str),
+            ],
+            logger_name="bookingguard.alerts",
+        )
 
     def send(self, message: OutgoingMessage) -> None:
         level = {"critical": "critical", "warning": "warning"}.get(message.severity, "info")
