@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ class SlackStandIn:
         self.received: list[dict[str, Any]] = []
         self.failures: list[int] = []
         self.delay_seconds = 0.0
+        self.requests = 0
+        self.crash: tuple[int, int, int] | None = None
         self._lock = threading.Lock()
         standin = self
 
@@ -28,6 +31,14 @@ class SlackStandIn:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 time.sleep(standin.delay_seconds)
+                with standin._lock:
+                    standin.requests += 1
+                    crash = standin.crash
+                if crash is not None and standin.requests == crash[0]:
+                    # The sender dies while this request is in flight: nothing is accepted.
+                    os.kill(crash[1], crash[2])
+                    self.close_connection = True
+                    return
                 with standin._lock:
                     status = standin.failures.pop(0) if standin.failures else 200
                     if status == 200:
@@ -51,6 +62,10 @@ class SlackStandIn:
     def fail_next(self, count: int, status: int = 500) -> None:
         with self._lock:
             self.failures.extend([status] * count)
+
+    def crash_on(self, request_number: int, *, pid: int, sig: int) -> None:
+        """Kill process ``pid`` when request ``request_number`` arrives, and drop that request."""
+        self.crash = (request_number, pid, sig)
 
     def texts(self) -> list[str]:
         return [str(body.get("text")) for body in self.received]

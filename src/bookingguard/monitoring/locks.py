@@ -21,8 +21,8 @@ import redis
 
 __all__ = ["FileJobLock", "JobLock", "Lease", "RedisJobLock"]
 
-#: How long a lease survives a replica that died while running the job.
-RUNNING_TTL = timedelta(minutes=15)
+#: How long a lease survives a replica that died while running the job (runs take seconds).
+RUNNING_TTL = timedelta(minutes=2)
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then

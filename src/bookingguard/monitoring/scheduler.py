@@ -7,6 +7,8 @@ each job per interval. ``serve`` calls ``start_background(service, lock)`` and
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -30,12 +32,18 @@ log = structlog.get_logger("bookingguard.scheduler")
 DELIVERY_INTERVAL = timedelta(seconds=2)
 
 
-def job_lock_from_settings(service: MonitoringService, *, lock_dir: Path | None = None) -> JobLock:
-    """Redis leases when ``redis_url`` is set, else a lock file next to the SQLite database."""
-    url = service.settings.redis_url
-    if url:
-        return RedisJobLock(redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2))
-    return FileJobLock(lock_dir or Path(".bookingguard-locks"))
+def job_lock_from_settings(service: MonitoringService) -> JobLock:
+    """Redis leases when ``redis_url`` is set, else lock files on this host."""
+    settings = service.settings
+    if settings.redis_url:
+        client = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=2, socket_connect_timeout=2
+        )
+        return RedisJobLock(client, prefix=settings.monitoring.lock_key_prefix)
+    if settings.monitoring.lock_dir:
+        return FileJobLock(Path(settings.monitoring.lock_dir))
+    digest = hashlib.sha256(settings.database_url.encode()).hexdigest()[:12]
+    return FileJobLock(Path(tempfile.gettempdir()) / f"bookingguard-locks-{digest}")
 
 
 def _leased(
@@ -63,14 +71,13 @@ def _send_daily_report(service: MonitoringService) -> None:
 
 
 def scheduled_jobs(service: MonitoringService) -> dict[str, tuple[timedelta, Callable[[], Any]]]:
-    """Name → (interval, job) for every scheduled job."""
+    """Name → (interval, job) for every job that one replica runs per interval."""
     config = service.settings.monitoring
     return {
         "check": (
             timedelta(seconds=config.interval_seconds),
             lambda: service.check(trigger="scheduled", fix=True, notify=True),
         ),
-        "deliver": (DELIVERY_INTERVAL, lambda: service.delivery.deliver_due()),
         "daily_report": (timedelta(days=1), lambda: _send_daily_report(service)),
         "prune": (timedelta(days=1), service.prune),
         "partitions": (timedelta(days=1), service.maintain_partitions),
@@ -80,14 +87,16 @@ def scheduled_jobs(service: MonitoringService) -> dict[str, tuple[timedelta, Cal
 def start_background(
     service: MonitoringService, lock: JobLock | None = None
 ) -> BackgroundScheduler:
-    """Start every job in background threads; call ``.shutdown()`` on the result to stop."""
+    """Start every job in background threads; call ``.shutdown()`` on the result to stop.
+
+    Delivery runs on every replica: each outbox row is claimed by one of them.
+    """
     chosen = lock or job_lock_from_settings(service)
     scheduler = BackgroundScheduler(timezone="UTC")
     for name, (interval, job) in scheduled_jobs(service).items():
         # The lease is held a little under the interval, so the next tick anywhere may run.
-        hold = interval * 0.9 if name != "deliver" else timedelta(0)
         scheduler.add_job(
-            _leased(chosen, name, hold, job),
+            _leased(chosen, name, interval * 0.9, job),
             "interval",
             seconds=interval.total_seconds(),
             id=name,
@@ -95,6 +104,15 @@ def start_background(
             coalesce=True,
             next_run_time=service.clock(),
         )
+    scheduler.add_job(
+        service.delivery.deliver_due,
+        "interval",
+        seconds=DELIVERY_INTERVAL.total_seconds(),
+        id="deliver",
+        max_instances=1,
+        coalesce=True,
+        next_run_time=service.clock(),
+    )
     scheduler.start()
     return scheduler
 

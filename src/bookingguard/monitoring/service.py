@@ -64,6 +64,7 @@ class MonitoringService:
             sessions,
             self.channels,
             clock=clock,
+            lease=timedelta(seconds=config.delivery_lease_seconds),
             on_result=metrics.delivery if metrics is not None else None,
         )
 
