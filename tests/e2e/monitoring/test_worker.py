@@ -1,7 +1,8 @@
-"""``bookingguard worker`` as real processes: one replica per job and interval; crash-safe delivery."""
+"""``bookingguard worker`` as real processes: one replica per job and interval; safe delivery."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -83,7 +84,7 @@ def test_three_workers_run_one_check_per_interval(
     runs = check_runs(database)
     assert len(runs) >= 3
     assert len(runs) <= elapsed / 2 + 3, runs
-    for (_, finished), (next_start, _) in zip(runs, runs[1:], strict=False):
+    for (_, finished), (next_start, _) in itertools.pairwise(runs):
         assert finished is not None
         assert finished <= next_start
 
