@@ -183,9 +183,14 @@ def store_listed(
     entity_type: str,
     description: str,
     findings: Sequence[tuple[int, dict[str, Any]]],
+    scope: Sequence[int],
     now: datetime,
 ) -> StoreOutcome:
-    """Findings computed outside SQL (reconciliation): one bump and one multi-row insert."""
+    """Findings computed outside SQL (reconciliation): one bump and one multi-row insert.
+
+    Open alerts of ``alert_type`` for entities in ``scope`` (what was compared this
+    time) that are not among the findings are resolved; others are left alone.
+    """
     ids = [entity_id for entity_id, _ in findings]
     bumped = _bump(session, alert_type, ids, now) if ids else 0
     already = set(
@@ -219,7 +224,9 @@ def store_listed(
     ]
     if rows:
         session.execute(insert(alerts), rows)
-    still = alerts.c.entity_id.in_(ids) if ids else literal(False)
+    found = set(ids)
+    compared = [entity_id for entity_id in scope if entity_id not in found]
+    still = ~alerts.c.entity_id.in_(compared) if compared else literal(True)
     resolved = resolve_gone(session, alert_type=alert_type, still_holds=still, now=now)
     session.flush()
     return StoreOutcome(opened=len(rows), bumped=bumped, resolved=resolved, corrected=0)
