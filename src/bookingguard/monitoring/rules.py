@@ -71,7 +71,7 @@ class Rule:
         parts = [self.predicate()]
         if window.since is not None:
             parts.append(time >= window.since)
-        parts.append(or_(time <= window.until, time.is_(None)))
+        parts.append(time <= window.until)
         if self.holds_for is not None:
             parts.append(time >= window.until - self.holds_for)
         return and_(*parts)
@@ -123,12 +123,10 @@ def _orphaned_appointment() -> ColumnElement[bool]:
 
 
 def _inconsistent_link_status() -> ColumnElement[bool]:
-    live = _live_appointment_of(calls.c.id)
-    linked = calls.c.appointment_link_status == "linked"
-    return or_(
-        and_(linked, ~live),
-        and_(live, calls.c.appointment_link_status.is_distinct_from("linked")),
-    )
+    # One correlated EXISTS compared with the flag: an index probe per call, where an
+    # OR of two EXISTS makes PostgreSQL hash the whole appointments table twice.
+    linked = calls.c.appointment_link_status.is_not_distinct_from("linked")
+    return linked != _live_appointment_of(calls.c.id)
 
 
 def _recent_failure() -> ColumnElement[bool]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Select, Table, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bookingguard.db.models import CheckRun, ConsistencyAlert
@@ -28,6 +28,9 @@ __all__ = ["EXIT_CLEAN", "EXIT_CRITICAL", "EXIT_FAILED", "EXIT_WARNINGS", "Monit
 
 EXIT_CLEAN, EXIT_WARNINGS, EXIT_CRITICAL, EXIT_FAILED = 0, 1, 2, 3
 SEVERITY_ORDER = ("critical", "warning", "info")
+#: Up to this many findings, later statements take the ids as a list (no re-run of the rule;
+#: well under SQLite's 32 766 bound parameters).
+INLINE_IDS = 5000
 
 alerts: Table = ConsistencyAlert.__table__  # type: ignore[assignment]
 
@@ -257,30 +260,26 @@ class Monitor:
     ) -> RuleOutcome:
         now = self._clock()
         table = rule.table
-        columns = [table.c[name] for name in rule.sample_columns]
-        rows = session.execute(
-            select(table.c.id, *columns, func.count().over().label("total"))
+        # Materialised, so the planner finds the rows through the window's index; the ids
+        # found are then reused by the statements below instead of re-running the rule.
+        found = (
+            select(table.c.id)
             .where(rule.condition(window))
-            .order_by(table.c.id)
-            .limit(self._sample_size)
-        ).all()
-        count = int(rows[0].total) if rows else 0
-        samples = [
-            {
-                "entity_type": rule.entity_type,
-                "entity_id": row.id,
-                **{name: getattr(row, name) for name in rule.sample_columns},
-            }
-            for row in rows
-        ]
+            .cte("found")
+            .prefix_with("MATERIALIZED", dialect="postgresql")
+        )
+        found_ids = sorted(session.scalars(select(found.c.id)))
+        count = len(found_ids)
+        samples = self._samples(session, rule, found_ids[: self._sample_size])
+        ids: Select[tuple[int]] | list[int] = found_ids if count <= INLINE_IDS else rule.ids(window)
         stored = StoreOutcome(opened=0, bumped=0, resolved=(), corrected=0)
         filed = 0
         if count:
-            stored = store_rule(session, rule, ids=rule.ids(window), fix=fix, now=now)
+            stored = store_rule(session, rule, ids=ids, fix=fix, now=now)
             if rule.severity == "critical" and rule.entity_type == "call":
                 filed = file_many_for_review(
                     session,
-                    call_ids=rule.ids(window),
+                    call_ids=select(table.c.id).where(table.c.id.in_(ids)),
                     reason=rule.name,
                     priority=PRIORITY_BY_SEVERITY[rule.severity],
                     now=now,
@@ -303,6 +302,23 @@ class Monitor:
             corrected=stored.corrected,
             review_filed=filed,
         )
+
+    def _samples(self, session: Session, rule: Rule, ids: list[int]) -> list[dict[str, Any]]:
+        if not ids:
+            return []
+        table = rule.table
+        columns = [table.c[name] for name in rule.sample_columns]
+        rows = session.execute(
+            select(table.c.id, *columns).where(table.c.id.in_(ids)).order_by(table.c.id)
+        ).all()
+        return [
+            {
+                "entity_type": rule.entity_type,
+                "entity_id": row.id,
+                **{name: getattr(row, name) for name in rule.sample_columns},
+            }
+            for row in rows
+        ]
 
 
 def _describe(exc: BaseException) -> str:

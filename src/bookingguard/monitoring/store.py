@@ -97,9 +97,14 @@ def resolve_gone(
 
 
 def store_rule(
-    session: Session, rule: Rule, *, ids: Select[tuple[int]], fix: bool, now: datetime
+    session: Session,
+    rule: Rule,
+    *,
+    ids: Select[tuple[int]] | list[int],
+    fix: bool,
+    now: datetime,
 ) -> StoreOutcome:
-    """Write one rule's findings (``ids`` selects the entities found in this run)."""
+    """Write one rule's findings: ``ids`` lists them, or selects them when there are many."""
     table = rule.table
     found = select(table).where(table.c.id.in_(ids)).subquery()
     entity_id = found.c.id
