@@ -30,7 +30,7 @@ EXIT_CLEAN, EXIT_WARNINGS, EXIT_CRITICAL, EXIT_FAILED = 0, 1, 2, 3
 SEVERITY_ORDER = ("critical", "warning", "info")
 #: Up to this many findings, later statements take the ids as a list (no re-run of the rule;
 #: well under SQLite's 32 766 bound parameters).
-INLINE_IDS = 5000
+INLINE_IDS = 30000
 
 alerts: Table = ConsistencyAlert.__table__  # type: ignore[assignment]
 

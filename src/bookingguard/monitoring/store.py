@@ -49,22 +49,30 @@ class StoreOutcome:
     corrected: int
 
 
-def _open_alert_for(alert_type: str, entity_id: ColumnElement[Any]) -> ColumnElement[bool]:
+def _open_alert_for(
+    alert_type: str, entity_type: str, entity_id: ColumnElement[Any]
+) -> ColumnElement[bool]:
     return exists(
         select(literal(1)).where(
-            alerts.c.alert_type == alert_type,
+            alerts.c.entity_type == entity_type,
             alerts.c.entity_id == entity_id,
+            alerts.c.alert_type == alert_type,
             alerts.c.status.in_(OPEN),
         )
     )
 
 
 def _bump(
-    session: Session, alert_type: str, ids: Select[tuple[int]] | list[int], now: datetime
+    session: Session,
+    alert_type: str,
+    entity_type: str,
+    ids: Select[tuple[int]] | list[int],
+    now: datetime,
 ) -> int:
     result = session.execute(
         update(alerts)
         .where(
+            alerts.c.entity_type == entity_type,
             alerts.c.alert_type == alert_type,
             alerts.c.status.in_(OPEN),
             alerts.c.entity_id.in_(ids),
@@ -110,7 +118,7 @@ def store_rule(
     entity_id = found.c.id
     key = literal(f"{rule.name}:{rule.entity_type}:") + sql_cast(entity_id, String)
     corrects = fix and rule.fix is not None
-    bumped = 0 if corrects else _bump(session, rule.name, ids, now)
+    bumped = 0 if corrects else _bump(session, rule.name, rule.entity_type, ids, now)
     columns: dict[str, ColumnElement[Any]] = {
         "alert_type": literal(rule.name),
         "severity": literal(rule.severity),
@@ -147,7 +155,9 @@ def store_rule(
         insert(alerts)
         .from_select(
             list(columns),
-            select(*columns.values()).where(~_open_alert_for(rule.name, entity_id)),
+            select(*columns.values()).where(
+                ~_open_alert_for(rule.name, rule.entity_type, entity_id)
+            ),
         )
         .returning(alerts.c.id)
     )
@@ -158,6 +168,7 @@ def store_rule(
         session.execute(
             update(alerts)
             .where(
+                alerts.c.entity_type == rule.entity_type,
                 alerts.c.alert_type == rule.name,
                 alerts.c.status.in_(OPEN),
                 alerts.c.entity_id.in_(ids),
@@ -197,10 +208,11 @@ def store_listed(
     time) that are not among the findings are resolved; others are left alone.
     """
     ids = [entity_id for entity_id, _ in findings]
-    bumped = _bump(session, alert_type, ids, now) if ids else 0
+    bumped = _bump(session, alert_type, entity_type, ids, now) if ids else 0
     already = set(
         session.scalars(
             select(alerts.c.entity_id).where(
+                alerts.c.entity_type == entity_type,
                 alerts.c.alert_type == alert_type,
                 alerts.c.status.in_(OPEN),
                 alerts.c.entity_id.in_(ids),
