@@ -98,7 +98,10 @@ async def test_in_flight_bookings_are_left_alone(database: TestDatabase) -> None
     source = InMemoryBookingSource()
     local_booking(database, "fresh", start_hours=4, created_ago=timedelta(minutes=2))
     source.add(
-        id=9, uid="fresh-remote", start=NOW + timedelta(hours=5), created_at=NOW - timedelta(minutes=1)
+        id=9,
+        uid="fresh-remote",
+        start=NOW + timedelta(hours=5),
+        created_at=NOW - timedelta(minutes=1),
     )
     report = await reconciler(database, source).reconcile(since=SINCE, until=UNTIL)
     assert report.findings == {}
