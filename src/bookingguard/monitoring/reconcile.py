@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bookingguard.db.alerts import severity_of
@@ -30,7 +30,9 @@ from bookingguard.monitoring.store import store_listed
 from bookingguard.review.queue import PRIORITY_BY_SEVERITY, file_many_for_review
 
 __all__ = [
+    "BookingLister",
     "BookingSource",
+    "ClientBookingSource",
     "InMemoryBookingSource",
     "ReconcileReport",
     "Reconciler",
@@ -56,6 +58,9 @@ class RemoteBooking(Protocol):
     def start(self) -> datetime: ...
 
     @property
+    def end(self) -> datetime: ...
+
+    @property
     def status(self) -> str: ...
 
     @property
@@ -74,6 +79,51 @@ class BookingSource(Protocol):
     async def find_booking(self, uid: str) -> RemoteBooking | None:
         """The booking with ``uid``, or None if Cal.com has none."""
         ...
+
+
+class BookingPageLike(Protocol):
+    @property
+    def bookings(self) -> Sequence[RemoteBooking]: ...
+
+    @property
+    def has_next_page(self) -> bool: ...
+
+
+class BookingLister(Protocol):
+    """The part of a Cal.com client an adapter needs (``bookingguard.calcom.CalcomClient``)."""
+
+    async def list_bookings(
+        self,
+        *,
+        after_start: datetime | None = None,
+        before_end: datetime | None = None,
+        take: int = 100,
+        skip: int = 0,
+    ) -> BookingPageLike: ...
+
+    async def get_booking(self, uid: str) -> RemoteBooking: ...
+
+
+class ClientBookingSource:
+    """``BookingSource`` over a Cal.com client; ``not_found`` is its "no such booking" error."""
+
+    def __init__(self, client: BookingLister, *, not_found: type[Exception]) -> None:
+        self._client = client
+        self._not_found = not_found
+
+    async def list_page(
+        self, *, after_start: datetime, before_end: datetime, take: int, skip: int
+    ) -> tuple[Sequence[RemoteBooking], bool]:
+        page = await self._client.list_bookings(
+            after_start=after_start, before_end=before_end, take=take, skip=skip
+        )
+        return page.bookings, page.has_next_page
+
+    async def find_booking(self, uid: str) -> RemoteBooking | None:
+        try:
+            return await self._client.get_booking(uid)
+        except self._not_found:
+            return None
 
 
 @dataclass(frozen=True)
@@ -236,6 +286,8 @@ class Reconciler:
                     appointments.c.calcom_booking_uid.is_not(None),
                     appointments.c.starts_at >= since,
                     appointments.c.starts_at < until,
+                    # Cal.com's beforeEnd filters on the end: the same edge on both sides.
+                    or_(appointments.c.ends_at.is_(None), appointments.c.ends_at <= until),
                     appointments.c.created_at <= cutoff,
                 )
             ).all()
@@ -261,7 +313,7 @@ class Reconciler:
             for booking in page:
                 if booking.created_at is not None and booking.created_at > cutoff:
                     continue
-                if since <= booking.start < until:
+                if since <= booking.start < until and booking.end <= until:
                     bookings[booking.uid] = booking
             if not more or not page:
                 return bookings
@@ -358,6 +410,7 @@ class _MemoryBooking:
     id: int
     uid: str
     start: datetime
+    end: datetime
     status: str
     created_at: datetime | None = None
 
@@ -378,7 +431,9 @@ class InMemoryBookingSource:
         status: str = "accepted",
         created_at: datetime | None = None,
     ) -> None:
-        self.bookings[uid] = _MemoryBooking(id, uid, start, status, created_at)
+        self.bookings[uid] = _MemoryBooking(
+            id, uid, start, start + timedelta(minutes=30), status, created_at
+        )
 
     async def list_page(
         self, *, after_start: datetime, before_end: datetime, take: int, skip: int

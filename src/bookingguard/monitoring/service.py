@@ -16,6 +16,7 @@ from bookingguard.db.uow import UnitOfWork
 from bookingguard.monitoring import admin
 from bookingguard.monitoring.alerting import AlertPolicy
 from bookingguard.monitoring.metrics import MonitorMetrics
+from bookingguard.monitoring.reconcile import BookingSource, Reconciler, ReconcileReport
 from bookingguard.monitoring.report import daily_report
 from bookingguard.monitoring.runner import Monitor, RunReport, utc_now
 from bookingguard.notify.channels import Channel, channels_from_settings
@@ -157,6 +158,28 @@ class MonitoringService:
             created = admin.ensure_partitions(uow.session, today=self.clock().date())
             uow.commit()
             return created
+
+    async def reconcile(
+        self,
+        source: BookingSource,
+        *,
+        since: timedelta = timedelta(hours=24),
+        ahead: timedelta = timedelta(days=30),
+        notify: bool = True,
+    ) -> ReconcileReport:
+        """Compare bookings starting in [now - since, now + ahead) with Cal.com; alert on drift."""
+        config = self.settings.monitoring
+        reconciler = Reconciler(
+            self.sessions,
+            source,
+            clock=self.clock,
+            grace=timedelta(minutes=config.reconcile_grace_minutes),
+            bucket=timedelta(hours=config.reconcile_bucket_hours),
+        )
+        now = self.clock()
+        report = await reconciler.reconcile(since=now - since, until=now + ahead)
+        self.monitor.record_outcomes(report.outcomes, notify=notify)
+        return report
 
     def daily_report(self, *, day: date | None = None, days: int | None = None) -> dict[str, Any]:
         """The report for ``day`` (default yesterday, UTC) as a JSON-ready dict."""
