@@ -33,8 +33,14 @@ def build_monitoring(
     With a Prometheus ``registry`` its metrics are registered there (``/metrics``).
     """
     from bookingguard.db.uow import session_factory
+    from bookingguard.monitoring.locks import job_lock_from_settings
     from bookingguard.monitoring.metrics import MonitorMetrics
     from bookingguard.monitoring.service import MonitoringService
 
     metrics = MonitorMetrics(registry) if registry is not None else None
-    return MonitoringService(session_factory(engine), settings, metrics=metrics)
+    return MonitoringService(
+        session_factory(engine),
+        settings,
+        metrics=metrics,
+        lock=job_lock_from_settings(settings),
+    )

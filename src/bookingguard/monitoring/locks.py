@@ -9,7 +9,9 @@ an ``flock``-ed file, which is enough for the embedded SQLite deployment on one 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,7 +21,9 @@ from typing import IO, Protocol
 
 import redis
 
-__all__ = ["FileJobLock", "JobLock", "Lease", "RedisJobLock"]
+from bookingguard.settings import Settings
+
+__all__ = ["FileJobLock", "JobLock", "Lease", "RedisJobLock", "job_lock_from_settings"]
 
 #: How long a lease survives a replica that died while running the job (runs take seconds).
 RUNNING_TTL = timedelta(minutes=2)
@@ -103,3 +107,16 @@ class FileJobLock:
         if lease.handle is not None:
             fcntl.flock(lease.handle, fcntl.LOCK_UN)
             lease.handle.close()
+
+
+def job_lock_from_settings(settings: Settings) -> JobLock:
+    """Redis leases when ``redis_url`` is set, else lock files on this host."""
+    if settings.redis_url:
+        client = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=2, socket_connect_timeout=2
+        )
+        return RedisJobLock(client, prefix=settings.monitoring.lock_key_prefix)
+    if settings.monitoring.lock_dir:
+        return FileJobLock(Path(settings.monitoring.lock_dir))
+    digest = hashlib.sha256(settings.database_url.encode()).hexdigest()[:12]
+    return FileJobLock(Path(tempfile.gettempdir()) / f"bookingguard-locks-{digest}")

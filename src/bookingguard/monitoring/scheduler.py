@@ -7,43 +7,25 @@ each job per interval. ``serve`` calls ``start_background(service, lock)`` and
 
 from __future__ import annotations
 
-import hashlib
-import tempfile
 import threading
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import redis
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from bookingguard.monitoring.locks import FileJobLock, JobLock, RedisJobLock
+from bookingguard.monitoring.locks import JobLock, job_lock_from_settings
 from bookingguard.monitoring.report import render_text
 from bookingguard.monitoring.service import MonitoringService
 from bookingguard.notify.channels import LogChannel, OutgoingMessage
 
-__all__ = ["job_lock_from_settings", "run_worker", "scheduled_jobs", "start_background"]
+__all__ = ["run_worker", "scheduled_jobs", "start_background"]
 
 log = structlog.get_logger("bookingguard.scheduler")
 
 #: How often pending notifications are looked at.
 DELIVERY_INTERVAL = timedelta(seconds=2)
-
-
-def job_lock_from_settings(service: MonitoringService) -> JobLock:
-    """Redis leases when ``redis_url`` is set, else lock files on this host."""
-    settings = service.settings
-    if settings.redis_url:
-        client = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=2, socket_connect_timeout=2
-        )
-        return RedisJobLock(client, prefix=settings.monitoring.lock_key_prefix)
-    if settings.monitoring.lock_dir:
-        return FileJobLock(Path(settings.monitoring.lock_dir))
-    digest = hashlib.sha256(settings.database_url.encode()).hexdigest()[:12]
-    return FileJobLock(Path(tempfile.gettempdir()) / f"bookingguard-locks-{digest}")
 
 
 def _leased(
@@ -91,7 +73,7 @@ def start_background(
 
     Delivery runs on every replica: each outbox row is claimed by one of them.
     """
-    chosen = lock or job_lock_from_settings(service)
+    chosen = lock or service.lock or job_lock_from_settings(service.settings)
     scheduler = BackgroundScheduler(timezone="UTC")
     for name, (interval, job) in scheduled_jobs(service).items():
         # The lease is held a little under the interval, so the next tick anywhere may run.

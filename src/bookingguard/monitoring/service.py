@@ -6,6 +6,7 @@ and commits its own unit of work and returns plain values (dicts for the API).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -13,8 +14,10 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from bookingguard.db.uow import UnitOfWork
+from bookingguard.errors import BookingGuardError
 from bookingguard.monitoring import admin
 from bookingguard.monitoring.alerting import AlertPolicy
+from bookingguard.monitoring.locks import JobLock, Lease
 from bookingguard.monitoring.metrics import MonitorMetrics
 from bookingguard.monitoring.reconcile import BookingSource, Reconciler, ReconcileReport
 from bookingguard.monitoring.report import daily_report
@@ -23,7 +26,16 @@ from bookingguard.notify.channels import Channel, channels_from_settings
 from bookingguard.notify.delivery import DeliveryStats, OutboxDelivery
 from bookingguard.settings import Settings
 
-__all__ = ["MonitoringService"]
+__all__ = ["MonitorBusyError", "MonitoringService"]
+
+WRITER_LOCK = "check-writer"
+WRITER_WAIT_SECONDS = 60.0
+
+
+class MonitorBusyError(BookingGuardError):
+    """Another run holds the writer lock."""
+
+    code = "monitor_busy"
 
 
 class MonitoringService:
@@ -37,8 +49,12 @@ class MonitoringService:
         clock: Callable[[], datetime] = utc_now,
         channels: Mapping[str, Channel] | None = None,
         metrics: MonitorMetrics | None = None,
+        lock: JobLock | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.sessions = sessions
+        self.lock = lock
+        self._sleep = sleep
         self.settings = settings
         self.clock = clock
         self.metrics = metrics
@@ -79,10 +95,36 @@ class MonitoringService:
         trigger: str = "manual",
         on_rule: Callable[[str], None] | None = None,
     ) -> RunReport:
-        """One monitor run; ``report.to_dict()`` is the ``check --json`` document."""
-        return self.monitor.check(
-            since=since, scan_all=scan_all, fix=fix, notify=notify, trigger=trigger, on_rule=on_rule
-        )
+        """One monitor run; ``report.to_dict()`` is the ``check --json`` document.
+
+        With a lock, runs are serialised across processes (one writer keeps one open
+        alert per fingerprint); ``MonitorBusyError`` if another run holds it too long.
+        """
+        lease = self._writer_lease()
+        try:
+            return self.monitor.check(
+                since=since,
+                scan_all=scan_all,
+                fix=fix,
+                notify=notify,
+                trigger=trigger,
+                on_rule=on_rule,
+            )
+        finally:
+            if self.lock is not None and lease is not None:
+                self.lock.release(lease)
+
+    def _writer_lease(self) -> Lease | None:
+        if self.lock is None:
+            return None
+        deadline = time.monotonic() + WRITER_WAIT_SECONDS
+        while True:
+            lease = self.lock.acquire(WRITER_LOCK, hold=timedelta(0))
+            if lease is not None:
+                return lease
+            if time.monotonic() >= deadline:
+                raise MonitorBusyError("another monitor run holds the writer lock; try again")
+            self._sleep(0.2)
 
     def deliver(self, *, timeout_seconds: float = 30.0) -> DeliveryStats:
         """Deliver what is due now (``check`` calls this before it exits)."""

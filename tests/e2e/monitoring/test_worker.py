@@ -124,4 +124,5 @@ def test_worker_killed_mid_delivery_delivers_each_message_once(
     with workers(1, env):
         assert wait_for(lambda: len(slack_standin.received) >= 6, timeout=60)
         time.sleep(3)
-    assert slack_standin.texts() == [f"message {index}" for index in range(1, 7)]
+    delivered = slack_standin.texts()
+    assert sorted(delivered) == [f"message {index}" for index in range(1, 7)]

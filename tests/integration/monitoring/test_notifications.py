@@ -205,3 +205,40 @@ def test_failing_slack_is_retried_and_does_not_hold_back_email(
     assert len(slack_standin.received) == 1
     assert len(rig.sink.messages) == 1
     assert scalar(database, "SELECT count(*) FROM notification_outbox WHERE status <> 'sent'") == 0
+
+
+def test_two_workers_never_send_the_same_row(
+    database: TestDatabase, slack_standin: SlackStandIn
+) -> None:
+    """Two delivery workers draining one outbox at once send each message exactly once."""
+    import threading
+    from datetime import UTC, datetime
+
+    from bookingguard.db.models import NotificationOutbox
+
+    now = datetime.now(UTC)
+    with database.sessions.begin() as session:
+        session.add_all(
+            NotificationOutbox(
+                channel="slack",
+                kind="alert",
+                subject=f"m{index}",
+                payload={"severity": "info"},
+                fingerprints=[],
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+            for index in range(20)
+        )
+    workers = [
+        OutboxDelivery(database.sessions, {"slack": SlackChannel(slack_standin.url)})
+        for _ in range(2)
+    ]
+    threads = [threading.Thread(target=w.deliver_due) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(slack_standin.texts()) == sorted(f"m{index}" for index in range(20))
