@@ -53,6 +53,9 @@ class Rule:
     description: str
     predicate: Callable[[], ColumnElement[bool]]
     fix: Callable[[], Mapping[str, ColumnElement[object]]] | None = None
+    #: The same finding phrased for a scan of every row (``--all``), when a join lets the
+    #: planner hash instead of probing an index once per row; given the window's end.
+    ids_all: Callable[[datetime], Select[tuple[int]]] | None = None
     #: A finding older than this (by ``time_column``) no longer holds: "recent" rules.
     holds_for: timedelta | None = None
     sample_columns: tuple[str, ...] = field(default=())
@@ -86,6 +89,9 @@ class Rule:
         return exists(select(literal(1)).where(and_(*parts)))
 
     def ids(self, window: Window) -> Select[tuple[int]]:
+        """The ids of the entities found in the window: the rule's one statement."""
+        if window.since is None and self.ids_all is not None and self.holds_for is None:
+            return self.ids_all(window.until)
         return select(self.table.c.id).where(self.condition(window))
 
 
@@ -127,6 +133,21 @@ def _inconsistent_link_status() -> ColumnElement[bool]:
     # OR of two EXISTS makes PostgreSQL hash the whole appointments table twice.
     linked = calls.c.appointment_link_status.is_not_distinct_from("linked")
     return linked != _live_appointment_of(calls.c.id)
+
+
+def _inconsistent_link_status_all(until: datetime) -> Select[tuple[int]]:
+    live = (
+        select(appointments.c.call_id)
+        .where(appointments.c.status != "cancelled", appointments.c.call_id.is_not(None))
+        .distinct()
+        .subquery("live")
+    )
+    linked = calls.c.appointment_link_status.is_not_distinct_from("linked")
+    return (
+        select(calls.c.id)
+        .select_from(calls.outerjoin(live, live.c.call_id == calls.c.id))
+        .where(linked != live.c.call_id.is_not(None), calls.c.created_at <= until)
+    )
 
 
 def _recent_failure() -> ColumnElement[bool]:
@@ -193,6 +214,7 @@ RULES: tuple[Rule, ...] = (
         time_column="created_at",
         description="appointment_link_status disagrees with the call's appointments",
         predicate=_inconsistent_link_status,
+        ids_all=_inconsistent_link_status_all,
         fix=_fix_link_status,
         sample_columns=("retell_call_id", "appointment_link_status"),
     ),

@@ -262,12 +262,7 @@ class Monitor:
         table = rule.table
         # Materialised, so the planner finds the rows through the window's index; the ids
         # found are then reused by the statements below instead of re-running the rule.
-        found = (
-            select(table.c.id)
-            .where(rule.condition(window))
-            .cte("found")
-            .prefix_with("MATERIALIZED", dialect="postgresql")
-        )
+        found = rule.ids(window).cte("found").prefix_with("MATERIALIZED", dialect="postgresql")
         found_ids = sorted(session.scalars(select(found.c.id)))
         count = len(found_ids)
         samples = self._samples(session, rule, found_ids[: self._sample_size])

@@ -68,17 +68,22 @@ CASES: list[tuple[str, str, Callable[[Connection], int]]] = [
 ]
 
 
+@pytest.mark.parametrize("scan_all", [False, True], ids=["window", "all"])
 @pytest.mark.parametrize(("rule", "severity", "craft"), CASES, ids=[c[0] for c in CASES])
 def test_rule_finds_its_crafted_row(
-    database: TestDatabase, rule: str, severity: str, craft: Callable[[Connection], int]
+    database: TestDatabase,
+    rule: str,
+    severity: str,
+    craft: Callable[[Connection], int],
+    scan_all: bool,
 ) -> None:
-    """Each rule reports the one bad entity among consistent rows, with its severity."""
+    """Each rule, windowed or over all rows, reports the one bad entity with its severity."""
     play_legacy(database)
     with database.engine.begin() as connection:
         booked_call(connection, "good-1")
         booked_call(connection, "good-2")
         bad_id = craft(connection)
-    report = monitor_for(database).check(fix=False, notify=False)
+    report = monitor_for(database).check(fix=False, notify=False, scan_all=scan_all)
     assert report.errors == []
     finding = report.to_dict()["findings"][rule]
     assert finding["severity"] == severity
