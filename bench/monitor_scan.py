@@ -30,6 +30,7 @@ from bookingguard.db.ddl.postgresql import CHECK_CONSTRAINT_NAME
 from bookingguard.monitoring import AlertPolicy, Monitor
 from bookingguard.monitoring.rules import RULES, rule_named
 
+REFERENCE_COUNT_SECONDS = 0.028
 ADMIN_URL = os.environ.get(
     "BOOKINGGUARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
@@ -141,7 +142,13 @@ def main() -> None:
                 connection.execute(text("SELECT count(*) FROM calls")).scalar()
 
         count_seconds = timed(count_calls, args.repeat)
-        print(f"SELECT count(*) FROM calls: {count_seconds * 1000:.1f} ms")
+        # The goals were set on a machine where count(*) took 28 ms; on a slower or busier
+        # machine every figure scales with it, so the bench also prints them scaled back.
+        scale = REFERENCE_COUNT_SECONDS / count_seconds
+        print(
+            f"SELECT count(*) FROM calls: {count_seconds * 1000:.1f} ms "
+            f"(reference 28 ms: figures below also shown x {scale:.2f})"
+        )
 
         monitor = Monitor(sessions, policy=AlertPolicy(), clock=lambda: NOW)
         first = monitor.check(fix=False, notify=False)
@@ -152,12 +159,16 @@ def main() -> None:
             seconds = statistics.median(r.outcomes[rule.name].duration_seconds for r in window)
             total += seconds
             print(
-                f"  {rule.name:26s} {seconds * 1000:7.2f} ms  "
-                f"found {window[0].outcomes[rule.name].count}"
+                f"  {rule.name:26s} {seconds * 1000:7.2f} ms"
+                f"  (scaled {seconds * scale * 1000:6.2f})"
+                f"  found {window[0].outcomes[rule.name].count}"
             )
         first_total = sum(o.duration_seconds for o in first.outcomes.values())
         print(f"  all rules (first run, opening alerts): {first_total * 1000:.1f} ms")
-        print(f"  all rules: {total * 1000:.1f} ms  goal <= 25 ms  ratio {total / 0.025:.2f}")
+        print(
+            f"  all rules: {total * 1000:.1f} ms (scaled {total * scale * 1000:.1f}) "
+            f" goal <= 25 ms  ratio {total / 0.025:.2f} (scaled {total * scale / 0.025:.2f})"
+        )
 
         scan = [monitor.check(scan_all=True, fix=False, notify=False) for _ in range(args.repeat)]
         print("\n--all, per rule (median) against count(*):")
@@ -185,7 +196,7 @@ def main() -> None:
         print(
             f"\n{opened.count:,} findings: stored in {opened.duration_seconds * 1000:.0f} ms "
             f"(opened {opened.opened}), deduplicated in {bumped.duration_seconds * 1000:.0f} ms; "
-            f"goal <= 500 ms, ratio {worst / 0.5:.2f}"
+            f"goal <= 500 ms, ratio {worst / 0.5:.2f} (scaled {worst * scale / 0.5:.2f})"
         )
         later = NOW + timedelta(minutes=1)
         fixed = (

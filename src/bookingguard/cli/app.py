@@ -21,6 +21,7 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.command()(monitor.check)
 app.command()(monitor.report)
+app.command()(monitor.reconcile)
 app.command()(monitor.worker)
 app.add_typer(monitor.alerts_app, name="alerts")
 

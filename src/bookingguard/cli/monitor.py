@@ -6,6 +6,7 @@ itself failed (a rule errored), and delivers what it queued before exiting.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 import threading
@@ -23,7 +24,7 @@ from bookingguard.monitoring.report import render_html, render_text
 from bookingguard.monitoring.runner import EXIT_FAILED
 from bookingguard.monitoring.service import MonitoringService
 
-__all__ = ["alerts_app", "check", "parse_duration", "report", "worker"]
+__all__ = ["alerts_app", "check", "parse_duration", "reconcile", "report", "worker"]
 
 alerts_app = typer.Typer(
     help="List, acknowledge, resolve, silence and prune alerts.", no_args_is_help=True
@@ -226,6 +227,41 @@ def prune(
     """Delete resolved or auto-corrected alerts older than the retention."""
     count = _service(ctx).prune(retention_days=retention_days)
     print_json({"pruned": count}) if as_json else console.print(f"pruned {count} alerts")
+
+
+def reconcile(
+    ctx: typer.Context,
+    since: Annotated[
+        str, typer.Option("--since", help="Bookings starting this far back, e.g. 24h.")
+    ] = "24h",
+    ahead: Annotated[str, typer.Option("--ahead", help="…and this far ahead, e.g. 30d.")] = "30d",
+    as_json: JsonFlag = False,
+    no_notify: Annotated[bool, typer.Option("--no-notify", help="Queue and send nothing.")] = False,
+) -> None:
+    """Compare local appointments with Cal.com bookings; exit as check does."""
+    service = _service(ctx)
+    result = run_cli(
+        asyncio.run,
+        service.reconcile_calcom(
+            since=parse_duration(since), ahead=parse_duration(ahead), notify=not no_notify
+        ),
+    )
+    if not no_notify:
+        run_cli(service.deliver)
+    document = result.to_dict()
+    if as_json:
+        print_json(document)
+    else:
+        for name, finding in document["findings"].items():
+            console.print(f"{name} ({finding['severity']}): {finding['count']}", highlight=False)
+        console.print(
+            f"{document['local_count']} local, {document['remote_count']} at Cal.com, "
+            f"{document['buckets_differing']}/{document['buckets']} buckets differ, "
+            f"{document['remote_requests']} requests",
+            highlight=False,
+        )
+    severities = {f["severity"] for f in document["findings"].values() if f["count"]}
+    raise typer.Exit(2 if "critical" in severities else 1 if "warning" in severities else 0)
 
 
 def worker(ctx: typer.Context) -> None:

@@ -1,4 +1,4 @@
-"""Scheduled work with APScheduler: check, delivery, daily report, retention, partitions.
+"""Scheduled work with APScheduler: check, delivery, report, retention, partitions, reconcile.
 
 Every job runs under a lease (``locks``), so with N replicas exactly one runs
 each job per interval. ``serve`` calls ``start_background(service, lock)`` and
@@ -7,6 +7,7 @@ each job per interval. ``serve`` calls ``start_background(service, lock)`` and
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -26,6 +27,8 @@ log = structlog.get_logger("bookingguard.scheduler")
 
 #: How often pending notifications are looked at.
 DELIVERY_INTERVAL = timedelta(seconds=2)
+#: How often Cal.com is reconciled (when configured).
+RECONCILE_INTERVAL = timedelta(hours=1)
 
 
 def _leased(
@@ -55,7 +58,7 @@ def _send_daily_report(service: MonitoringService) -> None:
 def scheduled_jobs(service: MonitoringService) -> dict[str, tuple[timedelta, Callable[[], Any]]]:
     """Name → (interval, job) for every job that one replica runs per interval."""
     config = service.settings.monitoring
-    return {
+    jobs: dict[str, tuple[timedelta, Callable[[], Any]]] = {
         "check": (
             timedelta(seconds=config.interval_seconds),
             lambda: service.check(trigger="scheduled", fix=True, notify=True),
@@ -64,6 +67,9 @@ def scheduled_jobs(service: MonitoringService) -> dict[str, tuple[timedelta, Cal
         "prune": (timedelta(days=1), service.prune),
         "partitions": (timedelta(days=1), service.maintain_partitions),
     }
+    if service.booking_source is not None:
+        jobs["reconcile"] = (RECONCILE_INTERVAL, lambda: asyncio.run(service.reconcile_calcom()))
+    return jobs
 
 
 def start_background(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -26,10 +27,25 @@ from bookingguard.notify.channels import Channel, channels_from_settings
 from bookingguard.notify.delivery import DeliveryStats, OutboxDelivery
 from bookingguard.settings import Settings
 
-__all__ = ["MonitorBusyError", "MonitoringService"]
+__all__ = [
+    "BookingSourceFactory",
+    "MonitorBusyError",
+    "MonitoringService",
+    "ReconcileUnavailableError",
+]
 
 WRITER_LOCK = "check-writer"
 WRITER_WAIT_SECONDS = 60.0
+
+
+#: Opens a ``BookingSource`` for one reconciliation (a Cal.com client and its connections).
+BookingSourceFactory = Callable[[], AbstractAsyncContextManager[BookingSource]]
+
+
+class ReconcileUnavailableError(BookingGuardError):
+    """No Cal.com to reconcile with."""
+
+    code = "reconcile_unavailable"
 
 
 class MonitorBusyError(BookingGuardError):
@@ -51,9 +67,11 @@ class MonitoringService:
         metrics: MonitorMetrics | None = None,
         lock: JobLock | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        booking_source: BookingSourceFactory | None = None,
     ) -> None:
         self.sessions = sessions
         self.lock = lock
+        self.booking_source = booking_source
         self._sleep = sleep
         self.settings = settings
         self.clock = clock
@@ -222,6 +240,21 @@ class MonitoringService:
         report = await reconciler.reconcile(since=now - since, until=now + ahead)
         self.monitor.record_outcomes(report.outcomes, notify=notify)
         return report
+
+    async def reconcile_calcom(
+        self,
+        *,
+        since: timedelta = timedelta(hours=24),
+        ahead: timedelta = timedelta(days=30),
+        notify: bool = True,
+    ) -> ReconcileReport:
+        """``reconcile`` against the configured Cal.com (``ReconcileUnavailableError`` if none)."""
+        if self.booking_source is None:
+            raise ReconcileUnavailableError(
+                "Cal.com is not configured (BOOKINGGUARD_CALCOM__API_KEY)"
+            )
+        async with self.booking_source() as source:
+            return await self.reconcile(source, since=since, ahead=ahead, notify=notify)
 
     def daily_report(self, *, day: date | None = None, days: int | None = None) -> dict[str, Any]:
         """The report for ``day`` (default yesterday, UTC) as a JSON-ready dict."""
