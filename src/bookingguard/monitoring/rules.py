@@ -8,7 +8,7 @@ handful of set-based statements (select, store, fix); nothing here loops over ro
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
@@ -58,15 +58,11 @@ class Rule:
     ids_all: Callable[[datetime], Select[tuple[int]]] | None = None
     #: A finding older than this (by ``time_column``) no longer holds: "recent" rules.
     holds_for: timedelta | None = None
-    sample_columns: tuple[str, ...] = field(default=())
+    sample_columns: tuple[str, ...] = ()
 
     @property
     def severity(self) -> str:
         return severity_of(self.name)
-
-    @property
-    def id_column(self) -> ColumnElement[int]:
-        return self.table.c.id
 
     def condition(self, window: Window) -> ColumnElement[bool]:
         """The predicate restricted to the window (and to ``holds_for``)."""

@@ -133,14 +133,6 @@ class OutboxDelivery:
                 sleep(0.05)
         return total
 
-    def backlog(self) -> int:
-        with self._sessions() as session:
-            return len(
-                session.scalars(
-                    select(NotificationOutbox.id).where(NotificationOutbox.status == "pending")
-                ).all()
-            )
-
     def _report(self, channel: str, *, ok: bool) -> None:
         if self._on_result is not None:
             self._on_result(channel, ok)
