@@ -78,6 +78,10 @@ class CircuitBreakerSettings(_Section):
     slow_call_seconds: PositiveFloat | None = None
     slow_call_rate_threshold: Annotated[float, Field(gt=0, le=100)] = 50.0
     redis_timeout_seconds: Annotated[float, Field(gt=0, le=0.1)] = 0.1
+    #: how long the store chain leaves an unavailable store alone before asking it again
+    store_recheck_seconds: PositiveFloat = 1.0
+    #: prefix of the breaker's Redis keys (each circuit's key sits in a {hash tag} after it)
+    redis_key_prefix: str = "bookingguard:cb:"
     overrides: dict[str, dict[str, float | int | None]] = Field(default_factory=dict)
 
 
