@@ -242,10 +242,13 @@ def _add_to_window(
     }
     if outcome is not Outcome.IGNORED:
         start = str(now_ms - now_ms % bucket_ms)
-        counts = record.buckets.setdefault(start, [0, 0, 0])
-        counts[0] += 1
-        counts[1] += outcome is Outcome.FAILURE
-        counts[2] += slow
+        calls, failures, slow_calls = record.buckets.get(start, (0, 0, 0))
+        # A new list, never an update in place: the SQL store compares before and after.
+        record.buckets[start] = [
+            calls + 1,
+            failures + (outcome is Outcome.FAILURE),
+            slow_calls + slow,
+        ]
     return _window_totals(record)
 
 
