@@ -116,6 +116,7 @@ class CountingServer:
         self.delay = delay
         self.status = status
         self.count = 0
+        self.requested = threading.Event()
         self._lock = threading.Lock()
         outer = self
 
@@ -123,6 +124,7 @@ class CountingServer:
             def do_GET(self) -> None:
                 with outer._lock:
                     outer.count += 1
+                outer.requested.set()
                 time.sleep(outer.delay)
                 body = b"ok"
                 self.send_response(outer.status)

@@ -158,9 +158,7 @@ async def probe_holder_dies(build: StoreBuilder) -> None:
         await asyncio.sleep(max(0.0, open_until - time.time()) + 0.05)
         holder = FORK.Process(target=_hold_probe, args=(build, policy, hanging.url))
         holder.start()
-        deadline = time.monotonic() + 20
-        while hanging.count == 0 and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        assert await asyncio.to_thread(hanging.requested.wait, 20)
         assert hanging.count == 1
         assert holder.pid is not None
         os.kill(holder.pid, signal.SIGKILL)
