@@ -19,13 +19,14 @@ class TransitionAudit:
     """Persists transitions to ``circuit_breaker_states`` and the history in the background.
 
     Only transitions reach it (a successful call in closed state has none), each
-    write runs in a worker thread as its own task, and a failed write is logged,
+    write runs in a worker thread, one after another in order, and a failed write is logged,
     never raised into a guarded call. ``drain()`` waits for pending writes.
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._pending: set[asyncio.Task[None]] = set()
+        self._order: asyncio.Lock | None = None
 
     def submit(self, transitions: list[Transition]) -> None:
         task = asyncio.get_running_loop().create_task(self._write(list(transitions)))
@@ -33,8 +34,11 @@ class TransitionAudit:
         task.add_done_callback(self._pending.discard)
 
     async def _write(self, transitions: list[Transition]) -> None:
+        # One write at a time, in submission order (asyncio.Lock is first come, first served).
+        self._order = self._order or asyncio.Lock()
         try:
-            await asyncio.to_thread(write_transitions, self.engine, transitions)
+            async with self._order:
+                await asyncio.to_thread(write_transitions, self.engine, transitions)
         except Exception:
             log.exception("could not audit %d circuit transition(s)", len(transitions))
 

@@ -248,6 +248,14 @@ def write_transitions(engine: Engine, transitions: list[Transition]) -> None:
     SQL store, next in the chain, starts from it if Redis goes away); each history
     row is inserted once, a repeat of (circuit_key, version) is skipped.
     """
+    try:
+        _write_transitions_once(engine, transitions)
+    except IntegrityError:
+        # Another process created the circuit's row first; now it exists, update it.
+        _write_transitions_once(engine, transitions)
+
+
+def _write_transitions_once(engine: Engine, transitions: list[Transition]) -> None:
     with engine.connect() as connection:
         connection = connection.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
         with connection.begin():
