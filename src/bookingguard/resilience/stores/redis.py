@@ -75,12 +75,17 @@ class RedisStore:
     def from_url(
         cls, url: str, *, key_prefix: str = DEFAULT_KEY_PREFIX, timeout_seconds: float = 0.1
     ) -> RedisStore:
-        """A store with its own client: short socket timeouts and no client-side retries."""
+        """A store with its own client and short socket timeouts.
+
+        The client retries once at once, so a pooled connection that died with a
+        restarted server is replaced instead of failing the call; ``timeout_seconds``
+        still bounds the whole command.
+        """
         client = aioredis.Redis.from_url(
             url,
             socket_timeout=timeout_seconds,
             socket_connect_timeout=timeout_seconds,
-            retry=Retry(NoBackoff(), 0),
+            retry=Retry(NoBackoff(), 1),
             health_check_interval=0,
         )
         return cls(client, key_prefix=key_prefix, timeout_seconds=timeout_seconds)
