@@ -12,8 +12,6 @@ from bookingguard.resilience.audit import TransitionAudit
 from bookingguard.resilience.stores.sql import write_transitions
 from tests.conftest import TestDatabase
 
-pytestmark = pytest.mark.asyncio
-
 KEY = "appointment_booking:event_type:3"
 POLICY = BreakerPolicy(cooldown_seconds=30)
 

@@ -27,8 +27,6 @@ from bookingguard.resilience import (
 )
 from tests.conftest import TestDatabase
 
-pytestmark = pytest.mark.asyncio
-
 KEY = "appointment_booking:event_type:5"
 POLICY = BreakerPolicy(cooldown_seconds=30, timeout_seconds=2)
 

@@ -33,8 +33,6 @@ from tests.conftest import TestDatabase
 
 from .conftest import CountingServer, delete_keys
 
-pytestmark = pytest.mark.asyncio
-
 KEY = "appointment_booking:event_type:7"
 FORK = multiprocessing.get_context("fork")
 WORKERS = 20

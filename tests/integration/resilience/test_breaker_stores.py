@@ -16,8 +16,6 @@ from bookingguard.resilience import (
 
 from .conftest import Harness
 
-pytestmark = pytest.mark.asyncio
-
 KEY = "appointment_booking:event_type:42"
 COOLDOWN = 0.3
 FAST = BreakerPolicy(cooldown_seconds=COOLDOWN, timeout_seconds=1.0)

@@ -18,8 +18,6 @@ from bookingguard.resilience import (
 
 from .conftest import CountingServer
 
-pytestmark = pytest.mark.asyncio
-
 KEY = "appointment_booking:event_type:9"
 POLICY = BreakerPolicy(timeout_seconds=0.2, slow_call_seconds=0.1, minimum_calls=10)
 
