@@ -14,6 +14,8 @@ import signal
 import time
 from collections.abc import Callable
 from multiprocessing.queues import Queue
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Event as EventType
 from typing import Any
 
 import httpx
@@ -70,13 +72,20 @@ async def open_circuit(build: StoreBuilder, policy: BreakerPolicy) -> float:
 
 
 def _worker(
-    build: StoreBuilder, policy: BreakerPolicy, url: str, start_at: float, results: Queue[Any]
+    build: StoreBuilder,
+    policy: BreakerPolicy,
+    url: str,
+    go: EventType,
+    start_at: Synchronized[float],
+    results: Queue[Any],
 ) -> None:
     async def main() -> str:
         breaker = CircuitBreaker(build(), policy=policy, registry=CollectorRegistry())
-        await breaker.statistics(KEY)  # connect before the start line
+        await breaker.statistics(KEY)  # connected before the start line
         async with httpx.AsyncClient() as client:
-            await asyncio.sleep(max(0.0, start_at - time.time()))
+            results.put("ready")
+            await asyncio.to_thread(go.wait, 60)
+            await asyncio.sleep(max(0.0, start_at.value - time.time()))
             try:
                 await breaker.call(KEY, client.get, url)
             except CircuitOpenError:
@@ -91,27 +100,28 @@ def _worker(
 
 
 async def exactly_one_probe(build: StoreBuilder) -> None:
-    policy = BreakerPolicy(cooldown_seconds=2.0, timeout_seconds=5.0)
+    """Workers connect first; then the circuit opens and all of them call as its cooldown ends."""
+    policy = BreakerPolicy(cooldown_seconds=0.5, timeout_seconds=5.0)
     with CountingServer(delay=3.0) as dependency:
-        open_until = await open_circuit(build, policy)
         results: Queue[Any] = FORK.Queue()
+        go = FORK.Event()
+        start_at = FORK.Value("d", 0.0)
         workers = [
             FORK.Process(
-                target=_worker,
-                args=(build, policy, dependency.url, open_until + 0.05, results),
+                target=_worker, args=(build, policy, dependency.url, go, start_at, results)
             )
             for _ in range(WORKERS)
         ]
         for worker in workers:
             worker.start()
+        assert [results.get(timeout=60) for _ in workers] == ["ready"] * WORKERS
+        open_until = await open_circuit(build, policy)
+        start_at.value = open_until + 0.02
+        go.set()
         outcomes = [results.get(timeout=60) for _ in workers]
         for worker in workers:
             worker.join(timeout=10)
-        assert time.time() > open_until
-        assert sorted(outcomes) == ["called"] + ["rejected"] * (WORKERS - 1), (
-            outcomes,
-            dependency.count,
-        )
+        assert sorted(outcomes) == ["called"] + ["rejected"] * (WORKERS - 1)
         assert dependency.count == 1
 
 
