@@ -36,8 +36,12 @@ class BreakerPolicy:
 
     @property
     def lease_seconds(self) -> float:
-        """How long a half-open probe holds its lease: longer than the call may run."""
-        return self.timeout_seconds + 1.0
+        """How long a half-open probe holds its lease: longer than the call may run.
+
+        The margin past the timeout (as long again, at most a second) covers recording
+        the probe's result after its timeout fires.
+        """
+        return self.timeout_seconds + min(1.0, self.timeout_seconds)
 
     @property
     def bucket_seconds(self) -> float:

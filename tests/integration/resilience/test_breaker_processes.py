@@ -102,7 +102,7 @@ def _worker(
 async def exactly_one_probe(build: StoreBuilder) -> None:
     """Workers connect first; then the circuit opens and all of them call as its cooldown ends."""
     policy = BreakerPolicy(cooldown_seconds=0.5, timeout_seconds=5.0)
-    with CountingServer(delay=3.0) as dependency:
+    with CountingServer(delay=2.0) as dependency:
         results: Queue[Any] = FORK.Queue()
         go = FORK.Event()
         start_at = FORK.Value("d", 0.0)
