@@ -147,8 +147,10 @@ class CircuitBreaker:
         runs in a worker thread and the caller stops waiting at the timeout, but the
         thread **cannot be killed**: it runs on until ``fn`` returns, so give blocking
         clients their own timeouts too. Either way the call counts as a failure and a
-        slow call, and the caller gets ``OperationTimeoutError``. A rejected call
-        raises ``CircuitOpenError`` without calling ``fn``.
+        slow call, and the caller gets ``OperationTimeoutError``. A sync ``fn`` that
+        returns an awaitable (``lambda: client.get(url)``) has it awaited too; pass
+        async functions themselves to skip the thread. A rejected call raises
+        ``CircuitOpenError`` without calling ``fn``.
         """
         policy = self._policies(circuit_key)
         admission = await self.store.acquire(circuit_key, policy)
@@ -171,6 +173,8 @@ class CircuitBreaker:
                 result = await fn(*args, **kwargs)
             else:
                 result = await asyncio.to_thread(fn, *args, **kwargs)
+                if inspect.isawaitable(result):  # e.g. ``lambda: client.get(url)``
+                    result = await result
         except asyncio.CancelledError:
             if deadlines.finish(ident, deadline):
                 await self._settle(circuit_key, policy, admission, Outcome.FAILURE, slow=True)

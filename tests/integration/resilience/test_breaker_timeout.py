@@ -93,7 +93,15 @@ async def test_dependencys_own_timeout_error_passes_through_as_a_failure() -> No
     assert (await guard.statistics(KEY)).failure_count == 1
 
 
-async def test_time_limit_applies_per_circuit_override() -> None:
+async def test_lambda_returning_a_coroutine_is_awaited() -> None:
+    """A sync callable that returns a coroutine has it awaited, under the same timeout."""
+    guard = breaker()
+    with pytest.raises(OperationTimeoutError):
+        await guard.call(KEY, lambda: asyncio.sleep(5))
+    assert await guard.call(KEY, lambda: asyncio.sleep(0, result=3)) == 3
+
+
+async def test_quick_operation_returns_its_value() -> None:
     """A quick operation well under the timeout returns its value and counts nothing."""
     guard = breaker()
 
