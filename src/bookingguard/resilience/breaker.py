@@ -19,6 +19,7 @@ from bookingguard.resilience.deadlines import Deadlines
 from bookingguard.resilience.errors import CircuitOpenError, OperationTimeoutError
 from bookingguard.resilience.events import BreakerEvent, EventKind, Listener
 from bookingguard.resilience.machine import (
+    CLOSED,
     Admission,
     CircuitStatistics,
     Transition,
@@ -152,7 +153,7 @@ class CircuitBreaker:
         async functions themselves to skip the thread. A rejected call raises
         ``CircuitOpenError`` without calling ``fn``.
         """
-        policy = self._policies(circuit_key)
+        policy = self._policies.cached(circuit_key) or self._policies(circuit_key)
         admission = await self.store.acquire(circuit_key, policy)
         if admission.transitions:
             self._publish(admission.transitions, admission.store)
@@ -166,8 +167,9 @@ class CircuitBreaker:
         deadlines = self._deadlines
         if deadlines is None or deadlines.loop is not loop:
             deadlines = self._deadlines = Deadlines(loop)
-        started = self._monotonic()
-        ident, deadline = deadlines.start(policy.timeout_seconds)
+        # Durations matter only for the slow-call rate; skip the clock when it is off.
+        started = self._monotonic() if policy.slow_call_seconds is not None else None
+        deadline = deadlines.start(policy.timeout_seconds)
         try:
             if _is_async(fn):
                 result = await fn(*args, **kwargs)
@@ -176,7 +178,7 @@ class CircuitBreaker:
                 if inspect.isawaitable(result):  # e.g. ``lambda: client.get(url)``
                     result = await result
         except asyncio.CancelledError:
-            if deadlines.finish(ident, deadline):
+            if deadlines.finish(deadline):
                 await self._settle(circuit_key, policy, admission, Outcome.FAILURE, slow=True)
                 raise OperationTimeoutError(
                     circuit_key, timeout_seconds=policy.timeout_seconds
@@ -189,17 +191,18 @@ class CircuitBreaker:
             task.add_done_callback(self._background.discard)
             raise
         except Exception as exc:
-            deadlines.finish(ident, deadline)
-            slow = policy.is_slow(self._monotonic() - started)
+            deadlines.finish(deadline)
+            slow = started is not None and policy.is_slow(self._monotonic() - started)
             await self._settle(circuit_key, policy, admission, self._classifier(exc), slow=slow)
             raise
         except BaseException:
-            deadlines.finish(ident, deadline)
+            deadlines.finish(deadline)
             raise
-        deadlines.finish(ident, deadline)
-        slow = policy.slow_call_seconds is not None and policy.is_slow(self._monotonic() - started)
+        deadlines.finish(deadline)
         self._metrics.call(circuit_key, "success")
-        if needs_recording(admission, policy, Outcome.SUCCESS):
+        # needs_recording(), inlined: this is the hot path.
+        if admission.failure_count or admission.state != CLOSED or policy.windowed:
+            slow = started is not None and policy.is_slow(self._monotonic() - started)
             await self._record(circuit_key, policy, admission, Outcome.SUCCESS, slow=slow)
         return result
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Self
 
 from bookingguard.settings import CircuitBreakerSettings
@@ -28,11 +28,12 @@ class BreakerPolicy:
     minimum_calls: int = 5
     slow_call_seconds: float | None = None
     slow_call_rate_threshold: float = 50.0
+    #: whether every call must be recorded in the time window (derived, read on the hot path)
+    windowed: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def windowed(self) -> bool:
-        """Whether every call must be recorded in the time window."""
-        return self.failure_rate_threshold is not None or self.slow_call_seconds is not None
+    def __post_init__(self) -> None:
+        windowed = self.failure_rate_threshold is not None or self.slow_call_seconds is not None
+        object.__setattr__(self, "windowed", windowed)
 
     @property
     def lease_seconds(self) -> float:
@@ -53,7 +54,7 @@ class BreakerPolicy:
 
     @classmethod
     def from_settings(cls, section: CircuitBreakerSettings) -> Self:
-        return cls(**{f.name: getattr(section, f.name) for f in fields(cls)})
+        return cls(**{f.name: getattr(section, f.name) for f in fields(cls) if f.init})
 
 
 class PolicyResolver:
@@ -65,6 +66,10 @@ class PolicyResolver:
         self.default = default
         self._overrides = sorted((overrides or {}).items(), key=lambda item: -len(item[0]))
         self._cache: dict[str, BreakerPolicy] = {}
+
+    def cached(self, circuit_key: str) -> BreakerPolicy | None:
+        """The policy if this key was resolved before (the hot path), else None."""
+        return self._cache.get(circuit_key)
 
     def __call__(self, circuit_key: str) -> BreakerPolicy:
         policy = self._cache.get(circuit_key)
@@ -80,7 +85,7 @@ class PolicyResolver:
     @classmethod
     def from_settings(cls, section: CircuitBreakerSettings) -> Self:
         default = BreakerPolicy.from_settings(section)
-        known = {f.name for f in fields(BreakerPolicy)}
+        known = {f.name for f in fields(BreakerPolicy) if f.init}
         overrides: dict[str, BreakerPolicy] = {}
         for prefix, values in section.overrides.items():
             unknown = set(values) - known
