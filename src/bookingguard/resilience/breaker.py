@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from sqlalchemy import Engine
 
 from bookingguard.resilience.audit import TransitionAudit
@@ -94,7 +94,7 @@ class CircuitBreaker:
         settings: Settings,
         *,
         engine: Engine | None = None,
-        redis_client: Redis | None = None,
+        redis_client: Redis | RedisCluster | None = None,
         clock: Callable[[], float] = time.time,
         classifier: Classifier = classify_exception,
         listeners: Iterable[Listener] = (),

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from sqlalchemy import Engine
 
 from bookingguard.db.engine import make_engine
@@ -26,7 +26,7 @@ def store_from_settings(
     settings: Settings,
     *,
     engine: Engine | None = None,
-    redis_client: Redis | None = None,
+    redis_client: Redis | RedisCluster | None = None,
     clock: Callable[[], float] = time.time,
 ) -> FallbackStore:
     """Redis (if ``redis_url`` is set) → SQL over ``database_url`` → memory.

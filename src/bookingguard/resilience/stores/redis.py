@@ -36,6 +36,8 @@ DEFAULT_KEY_PREFIX = "bookingguard:cb:"
 _SCRIPT = resources.files(__package__).joinpath("redis_breaker.lua").read_text("utf-8")
 _SCRIPT_SHA = hashlib.sha1(_SCRIPT.encode("utf-8"), usedforsecurity=False).hexdigest()
 _EVALSHA_HEAD = pack_parts("EVALSHA", _SCRIPT_SHA, "2")
+#: listing walks keys for an operator, off the hot path: it may take longer than one call
+_LISTING_TIMEOUT = 5.0
 _OUTAGES = (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError)
 
 
@@ -47,13 +49,17 @@ class RedisStore:
     probe as a ``SET NX PX`` lease. A success in closed state costs the admission
     round trip only. Each call is bounded by ``timeout_seconds``; an outage raises
     ``StoreUnavailableError`` for the fallback chain.
+
+    On Redis Cluster pass a ``redis.asyncio.RedisCluster``: both keys of a circuit
+    carry its key as a hash tag, so each script runs on one node. (Tested against a
+    single server only; no cluster was available to test against.)
     """
 
     durable = False
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: aioredis.Redis | aioredis.RedisCluster,
         *,
         key_prefix: str = DEFAULT_KEY_PREFIX,
         timeout_seconds: float = 0.1,
@@ -126,9 +132,9 @@ class RedisStore:
         count = 5 + len(head) + len(policy_args)
         return b"*%d\r\n%s%s%s%s" % (count, _EVALSHA_HEAD, keys, pack_parts(*head), tail)
 
-    async def _guarded(self, awaitable: Any) -> Any:
+    async def _guarded(self, awaitable: Any, *, limit_seconds: float | None = None) -> Any:
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(limit_seconds or self._timeout):
                 return await awaitable
         except _OUTAGES as exc:
             raise StoreUnavailableError(self.name, type(exc).__name__) from exc
@@ -200,13 +206,12 @@ class RedisStore:
 
     async def list_circuits(self) -> list[CircuitStatistics]:
         pattern = f"{self._prefix}{{*}}:state"
-        names: list[str] = []
-        cursor = 0
-        while True:
-            cursor, batch = await self._guarded(self._client.scan(cursor, match=pattern, count=500))
-            names.extend(_text(name) for name in batch)
-            if cursor == 0:
-                break
+
+        async def scan() -> list[str]:
+            # scan_iter walks every node of a cluster client too
+            return [_text(name) async for name in self._client.scan_iter(match=pattern, count=500)]
+
+        names = await self._guarded(scan(), limit_seconds=_LISTING_TIMEOUT)
         keys = sorted(name[len(self._prefix) + 1 : -len("}:state")] for name in set(names))
         return [await self.statistics(key) for key in keys]
 
@@ -224,8 +229,12 @@ class RedisStore:
         await self._client.aclose()
 
 
-def _fast_connection_for(client: aioredis.Redis, timeout: float) -> RespConnection | None:
+def _fast_connection_for(
+    client: aioredis.Redis | aioredis.RedisCluster, timeout: float
+) -> RespConnection | None:
     """A ``RespConnection`` to the client's server if it is plain TCP, else None (use redis-py)."""
+    if not isinstance(client, aioredis.Redis):
+        return None  # a cluster client routes each script to its key's node itself
     pool = client.connection_pool
     if pool.connection_class is not aioredis.Connection:
         return None
