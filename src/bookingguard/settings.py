@@ -84,6 +84,24 @@ class CircuitBreakerSettings(_Section):
     redis_key_prefix: str = "bookingguard:cb:"
     overrides: dict[str, dict[str, float | int | None]] = Field(default_factory=dict)
 
+    @field_validator("overrides")
+    @classmethod
+    def _check_overrides(
+        cls, value: dict[str, dict[str, float | int | None]]
+    ) -> dict[str, dict[str, float | int | None]]:
+        not_per_circuit = {
+            "overrides",
+            "redis_timeout_seconds",
+            "store_recheck_seconds",
+            "redis_key_prefix",
+        }
+        allowed = set(cls.model_fields) - not_per_circuit
+        for prefix, values in value.items():
+            unknown = sorted(set(values) - allowed)
+            if unknown:
+                raise ValueError(f"prefix {prefix!r}: unknown keys {unknown}")
+        return value
+
 
 class MonitoringSettings(_Section):
     """The scheduled consistency check, alerting and retention."""

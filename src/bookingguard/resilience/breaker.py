@@ -118,6 +118,7 @@ class CircuitBreaker:
         return self.store.active.name if isinstance(self.store, FallbackStore) else self.store.name
 
     def policy_for(self, circuit_key: str) -> BreakerPolicy:
+        """The thresholds that apply to ``circuit_key`` (defaults or a prefix override)."""
         return self._policies(circuit_key)
 
     def add_listener(self, listener: Listener) -> None:
