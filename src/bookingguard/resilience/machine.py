@@ -23,6 +23,7 @@ __all__ = [
     "CircuitStatistics",
     "Transition",
     "admit",
+    "adopted",
     "force_open",
     "reset",
     "settle",
@@ -145,6 +146,27 @@ def statistics_of(key: str, record: CircuitRecord, *, store: str = "") -> Circui
         version=record.version,
         store=store,
     )
+
+
+def adopted(stats: CircuitStatistics, now: float) -> CircuitRecord:
+    """A record carrying over another store's open circuit (a half-open one may probe at once)."""
+    half_open = stats.state == HALF_OPEN
+    return CircuitRecord(
+        state=OPEN,
+        failure_count=stats.failure_count,
+        success_count=0,
+        last_failure_at=_epoch(stats.last_failure_at),
+        opened_at=_epoch(stats.opened_at),
+        closed_at=_epoch(stats.closed_at),
+        open_until=now if half_open else _epoch(stats.open_until),
+        forced_open=stats.forced_open,
+        version=stats.version,
+        not_permitted_count=stats.not_permitted_count,
+    )
+
+
+def _epoch(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
 
 
 def _move(key: str, record: CircuitRecord, to_state: str, reason: str, now: float) -> Transition:

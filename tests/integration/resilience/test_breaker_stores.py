@@ -11,6 +11,7 @@ import pytest
 from bookingguard.resilience import (
     BreakerPolicy,
     CircuitOpenError,
+    MemoryStore,
     Outcome,
 )
 
@@ -263,3 +264,23 @@ async def test_two_breakers_on_one_store_share_state(make_harness: MakeHarness) 
     with pytest.raises(CircuitOpenError):
         await second.breaker.call(KEY, dependency.ok)
     assert dependency.calls == 3
+
+
+async def test_adopt_takes_only_circuits_the_store_does_not_know(
+    make_harness: MakeHarness,
+) -> None:
+    """adopt() copies an open circuit into a store that lacks it, and leaves known ones alone."""
+    source = MemoryStore()
+    await source.force_open(KEY)
+    await source.force_open("known:circuit")
+    harness, dependency = make_harness(FAST), Dependency()
+    with pytest.raises(Unavailable):
+        await harness.breaker.call("known:circuit", dependency.fail)
+    taken = await harness.store.adopt(await source.list_circuits())
+    assert taken == 1
+    with pytest.raises(CircuitOpenError):
+        await harness.breaker.call(KEY, dependency.ok)
+    adopted = await harness.store.statistics(KEY)
+    assert (adopted.state, adopted.forced_open) == ("open", True)
+    known = await harness.store.statistics("known:circuit")
+    assert (known.state, known.failure_count) == ("closed", 1)

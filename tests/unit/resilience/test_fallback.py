@@ -84,3 +84,18 @@ async def test_result_on_a_store_that_went_down_is_dropped_quietly() -> None:
     assert await store.record(KEY, POLICY, admission, Outcome.FAILURE, slow=False) == []
     primary.down = False
     assert (await primary.statistics(KEY)).failure_count == 0
+
+
+async def test_returning_store_adopts_circuits_opened_while_it_was_away() -> None:
+    """A circuit that opened on the stand-in store is still open after the chain returns."""
+    store, primary, _, clock = chain()
+    primary.down = True
+    admission = await store.acquire(KEY, POLICY)
+    for _ in range(POLICY.failure_threshold):
+        admission = await store.acquire(KEY, POLICY)
+        await store.record(KEY, POLICY, admission, Outcome.FAILURE, slow=False)
+    primary.down = False
+    clock.now = 10
+    rejected = await store.acquire(KEY, POLICY)
+    assert (rejected.store, rejected.permitted, rejected.state) == ("primary", False, "open")
+    assert (await primary.statistics(KEY)).failure_count == POLICY.failure_threshold

@@ -48,6 +48,14 @@ class BreakerStore(Protocol):
         """Every circuit this store knows, sorted by key."""
         ...
 
+    async def adopt(self, circuits: list[CircuitStatistics]) -> int:
+        """Take over open circuits from another store, for keys this store has no state for.
+
+        Called when the chain returns to this store, so a Redis that restarted empty
+        does not close circuits that opened while it was away. Returns how many it took.
+        """
+        ...
+
     async def aclose(self) -> None:
         """Release connections."""
         ...

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from bookingguard.resilience.errors import StoreUnavailableError
-from bookingguard.resilience.machine import Admission, CircuitStatistics, Transition
+from bookingguard.resilience.machine import CLOSED, Admission, CircuitStatistics, Transition
 from bookingguard.resilience.outcome import Outcome
 from bookingguard.resilience.policy import BreakerPolicy
 from bookingguard.resilience.stores.base import BreakerStore
@@ -27,7 +27,9 @@ class FallbackStore:
 
     Each store is asked in turn until one answers; one that raised
     ``StoreUnavailableError`` is left alone for ``recheck_seconds`` and then tried
-    again, so the chain returns to Redis once Redis answers. Moving to a later store
+    again, so the chain returns to Redis once Redis answers. Before it returns, the
+    earlier store adopts the circuits still open on the store that stood in, so a
+    Redis that restarted empty does not forget them. Moving to a later store
     calls ``on_switch`` (the breaker emits ``storage_degraded``), moving back calls it
     too (``storage_recovered``). The last store should be a ``MemoryStore``, which
     cannot fail. A result is recorded on the store that admitted the call; if that
@@ -52,6 +54,7 @@ class FallbackStore:
         self._monotonic = monotonic
         self._down_until = [0.0] * len(self.stores)
         self._by_name = {store.name: store for store in self.stores}
+        self._index = {store.name: index for index, store in enumerate(self.stores)}
         self._active = self.stores[0].name
 
     @property
@@ -69,10 +72,13 @@ class FallbackStore:
     async def _first(self, step: Callable[[BreakerStore], Awaitable[T]]) -> T:
         now = self._monotonic()
         last = len(self.stores) - 1
+        active = self._index[self._active]
         for index, store in enumerate(self.stores):
             if index < last and self._down_until[index] > now:
                 continue
             try:
+                if index < active:
+                    await self._hand_back(store)
                 result = await step(store)
             except StoreUnavailableError as exc:
                 if index == last:
@@ -84,6 +90,20 @@ class FallbackStore:
             self._answered(store)
             return result
         raise AssertionError("unreachable: the last store either answers or raises")
+
+    async def _hand_back(self, store: BreakerStore) -> None:
+        """Before returning to ``store``, give it the circuits open on the store in use."""
+        try:
+            circuits = await self.active.list_circuits()
+        except StoreUnavailableError:
+            return
+        still_open = [stats for stats in circuits if stats.state != CLOSED]
+        if still_open:
+            taken = await store.adopt(still_open)
+            log.warning("%s took over %d open circuit(s) from %s", store.name, taken, self._active)
+
+    async def adopt(self, circuits: list[CircuitStatistics]) -> int:
+        return await self._first(lambda store: store.adopt(circuits))
 
     async def acquire(self, key: str, policy: BreakerPolicy) -> Admission:
         return await self._first(lambda store: store.acquire(key, policy))

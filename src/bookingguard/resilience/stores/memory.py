@@ -88,5 +88,13 @@ class MemoryStore:
             for key in sorted(self._records)
         ]
 
+    async def adopt(self, circuits: list[CircuitStatistics]) -> int:
+        taken = 0
+        for stats in circuits:
+            if stats.circuit_key not in self._records:
+                self._records[stats.circuit_key] = machine.adopted(stats, self._clock())
+                taken += 1
+        return taken
+
     async def aclose(self) -> None:
         return None

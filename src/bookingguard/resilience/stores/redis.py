@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import itertools
 import json
+import time
 import uuid
 from datetime import UTC, datetime
 from importlib import resources
@@ -215,6 +216,27 @@ class RedisStore:
         keys = sorted(name[len(self._prefix) + 1 : -len("}:state")] for name in set(names))
         return [await self.statistics(key) for key in keys]
 
+    async def adopt(self, circuits: list[CircuitStatistics]) -> int:
+        taken = 0
+        now = time.time()
+        for stats in circuits:
+            record = machine.adopted(stats, now)
+            reply = await self._run(
+                stats.circuit_key,
+                None,
+                "adopt",
+                str(record.failure_count),
+                _ms(record.last_failure_at),
+                _ms(record.opened_at),
+                _ms(record.closed_at),
+                _ms(record.open_until),
+                "1" if record.forced_open else "0",
+                str(record.version),
+                str(record.not_permitted_count),
+            )
+            taken += int(reply[0])
+        return taken
+
     @property
     def round_trips(self) -> int | None:
         """Scripts sent over the fast connection so far (None when redis-py runs them)."""
@@ -247,6 +269,10 @@ def _fast_connection_for(
         password=kwargs.get("password"),
         timeout=timeout,
     )
+
+
+def _ms(epoch: float | None) -> str:
+    return "" if epoch is None else str(round(epoch * 1000))
 
 
 def _text(value: bytes | str) -> str:

@@ -166,4 +166,17 @@ if op == 'reset' then
   return answer(1, 0)
 end
 
+if op == 'adopt' then
+  -- ARGV[2..9]: failures, last_failure, opened, closed, open_until, forced, version,
+  -- not_permitted (times in ms, '' for none). Only a circuit Redis knows nothing of.
+  if redis.call('EXISTS', hash) == 1 then return answer(0, 0) end
+  local names = {'failures', 'last_failure', 'opened', 'closed', 'open_until', 'forced',
+                 'version', 'not_permitted'}
+  redis.call('HSET', hash, 'state', 'open')
+  for i, name in ipairs(names) do
+    if ARGV[i + 1] ~= '' then redis.call('HSET', hash, name, ARGV[i + 1]) end
+  end
+  return answer(1, 0)
+end
+
 return redis.error_reply('unknown breaker op ' .. tostring(op))

@@ -12,6 +12,7 @@ in closed state writes nothing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import Callable
@@ -164,6 +165,21 @@ class SqlStore:
                 ]
 
         return await self._call(read_all)
+
+    async def adopt(self, circuits: list[CircuitStatistics]) -> int:
+        def take(stats: CircuitStatistics) -> bool:
+            def step(record: CircuitRecord) -> bool:
+                if record.version or record.state != machine.CLOSED or record.failure_count:
+                    return False
+                vars(record).update(vars(machine.adopted(stats, self._clock())))
+                return True
+
+            return self._locked(stats.circuit_key, step)
+
+        taken = 0
+        for stats in circuits:
+            taken += await self._call(functools.partial(take, stats))
+        return taken
 
     async def aclose(self) -> None:
         if self._owns_engine:
