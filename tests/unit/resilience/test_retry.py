@@ -10,6 +10,7 @@ import pytest
 
 from bookingguard.resilience.retry import (
     RetryPolicy,
+    is_testing,
     retry_after_from,
     retry_async,
     set_testing,
@@ -143,6 +144,7 @@ async def test_testing_switch_turns_waits_off(fake: FakeTime) -> None:
     reported: list[float] = []
     calls, attempt = failing(Flaky(), Flaky())
     set_testing(True)
+    assert is_testing()
     try:
         await retry_async(
             attempt,
@@ -153,6 +155,7 @@ async def test_testing_switch_turns_waits_off(fake: FakeTime) -> None:
         )
     finally:
         set_testing(False)
+    assert not is_testing()
     assert (len(calls), fake.sleeps, len(reported)) == (3, [], 2)
 
 

@@ -242,9 +242,6 @@ class RedisStore:
         """Scripts sent over the fast connection so far (None when redis-py runs them)."""
         return self._fast.commands_sent if self._fast is not None else None
 
-    async def ping(self) -> None:
-        await self._guarded(self._client.ping())
-
     async def aclose(self) -> None:
         if self._fast is not None:
             self._fast.close()

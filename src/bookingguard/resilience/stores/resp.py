@@ -134,12 +134,11 @@ class RespConnection:
         #: commands written so far (each one network round trip), for benchmarks and tests
         self.commands_sent = 0
 
-    async def execute(self, *parts: str | bytes) -> Any:
-        """Send one command and return its reply; error replies raise redis-py's exceptions."""
-        return await self.execute_packed(pack(*parts))
-
     async def execute_packed(self, command: bytes) -> Any:
-        """Like ``execute`` for a command already in wire form (see ``pack``)."""
+        """Send one command in wire form (see ``pack``) and return its reply.
+
+        Error replies raise redis-py's exceptions (``NoScriptError``, ``ResponseError``).
+        """
         protocol = self._protocol or await self._connect()
         return await self._send(protocol, command)
 
