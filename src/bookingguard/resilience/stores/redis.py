@@ -65,9 +65,11 @@ class RedisStore:
         key_prefix: str = DEFAULT_KEY_PREFIX,
         timeout_seconds: float = 0.1,
         name: str = "redis",
+        owns_client: bool = False,
     ) -> None:
         self.name = name
         self._client = client
+        self._owns_client = owns_client
         self._prefix = key_prefix
         self._timeout = timeout_seconds
         self._policy_args: dict[BreakerPolicy, tuple[str, ...]] = {}
@@ -95,7 +97,7 @@ class RedisStore:
             retry=Retry(NoBackoff(), 1),
             health_check_interval=0,
         )
-        return cls(client, key_prefix=key_prefix, timeout_seconds=timeout_seconds)
+        return cls(client, key_prefix=key_prefix, timeout_seconds=timeout_seconds, owns_client=True)
 
     def _keys(self, key: str) -> tuple[str, str]:
         base = f"{self._prefix}{{{key}}}"
@@ -243,9 +245,11 @@ class RedisStore:
         return self._fast.commands_sent if self._fast is not None else None
 
     async def aclose(self) -> None:
+        """Close the store's own connections; a client passed in stays open for its owner."""
         if self._fast is not None:
             self._fast.close()
-        await self._client.aclose()
+        if self._owns_client:
+            await self._client.aclose()
 
 
 def _fast_connection_for(
