@@ -7,17 +7,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from bookingguard.db.engine import make_engine
+from bookingguard.resilience import CircuitBreaker
 from bookingguard.settings import Settings
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
-
     from bookingguard.monitoring.service import MonitoringService
 
-__all__ = ["build_engine", "build_monitoring"]
+__all__ = ["build_circuit_breaker", "build_engine", "build_monitoring"]
 
 
 def build_engine(settings: Settings) -> Engine:
@@ -44,3 +44,10 @@ def build_monitoring(
         metrics=metrics,
         lock=job_lock_from_settings(settings),
     )
+
+
+def build_circuit_breaker(
+    settings: Settings, engine: Engine, *, registry: CollectorRegistry | None = None
+) -> CircuitBreaker:
+    """The circuit breaker over Redis → SQL (on ``engine``) → memory, audited to ``engine``."""
+    return CircuitBreaker.from_settings(settings, engine=engine, registry=registry)
