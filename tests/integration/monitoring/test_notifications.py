@@ -242,3 +242,26 @@ def test_two_workers_never_send_the_same_row(
     for thread in threads:
         thread.join()
     assert sorted(slack_standin.texts()) == sorted(f"m{index}" for index in range(20))
+
+
+async def test_breaker_forced_open_inhibits_per_call_phantom_messages(
+    database: TestDatabase, slack_standin: SlackStandIn, smtp_sink: tuple[SmtpSink, int]
+) -> None:
+    """A real CircuitBreaker forced open on a booking circuit folds phantoms into one message."""
+    from bookingguard.resilience import CircuitBreaker
+    from bookingguard.settings import Settings
+
+    play_legacy(database)
+    with database.engine.begin() as connection:
+        phantoms(connection, 3)
+    breaker = CircuitBreaker.from_settings(
+        Settings(database_url=database.url), engine=database.engine
+    )
+    await breaker.force_open("appointment_booking:event_type:9")
+    await breaker.drain()
+    rig = Rig(database, slack_standin, smtp_sink)
+    rig.run()
+    assert [t for t in slack_standin.texts() if "missing_appointment" in t] == []
+    assert any(t.startswith("Booking dependency down") for t in slack_standin.texts())
+    await breaker.reset("appointment_booking:event_type:9")
+    await breaker.drain()
