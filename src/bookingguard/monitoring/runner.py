@@ -271,10 +271,12 @@ class Monitor:
         filed = 0
         if count:
             stored = store_rule(session, rule, ids=ids, fix=fix, now=now)
-            if rule.severity == "critical" and rule.entity_type == "call":
+            # Filed when the alert opens: a reviewer who closes the item is not refiled
+            # every minute while the alert stays open.
+            if stored.opened_ids and rule.severity == "critical" and rule.entity_type == "call":
                 filed = file_many_for_review(
                     session,
-                    call_ids=select(table.c.id).where(table.c.id.in_(ids)),
+                    call_ids=select(table.c.id).where(table.c.id.in_(stored.opened_ids)),
                     reason=rule.name,
                     priority=PRIORITY_BY_SEVERITY[rule.severity],
                     now=now,

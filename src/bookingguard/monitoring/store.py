@@ -47,6 +47,8 @@ class StoreOutcome:
     bumped: int
     resolved: tuple[str, ...]
     corrected: int
+    #: Entities whose alert this run opened (what gets filed for review).
+    opened_ids: tuple[int, ...] = ()
 
 
 def _open_alert_for(
@@ -159,10 +161,11 @@ def store_rule(
                 ~_open_alert_for(rule.name, rule.entity_type, entity_id)
             ),
         )
-        .returning(alerts.c.id)
+        .returning(alerts.c.entity_id)
     )
     # rowcount of INSERT … SELECT is not reported by every driver; RETURNING is.
-    opened = len(inserted.all())
+    opened_ids = tuple(int(row[0]) for row in inserted.all())
+    opened = len(opened_ids)
     corrected = 0
     if corrects and rule.fix is not None:
         session.execute(
@@ -188,7 +191,9 @@ def store_rule(
         corrected = _rowcount(result)
         opened = 0
     session.flush()
-    return StoreOutcome(opened=opened, bumped=bumped, resolved=(), corrected=corrected)
+    return StoreOutcome(
+        opened=opened, bumped=bumped, resolved=(), corrected=corrected, opened_ids=opened_ids
+    )
 
 
 def store_listed(

@@ -159,3 +159,18 @@ def test_erroring_rule_is_reported_while_others_run(database: TestDatabase) -> N
     status, results = rows(database, "SELECT status, results FROM check_runs")[0]
     assert status == "failed"
     assert "missing_direction" in str(results)
+
+
+def test_review_item_is_filed_once_when_the_alert_opens(database: TestDatabase) -> None:
+    """A reviewer's closed item is not refiled by later runs while the alert stays open."""
+    play_legacy(database)
+    phantom(database, "p")
+    clock = Clock()
+    monitor = Monitor(database.sessions, policy=AlertPolicy(), clock=clock)
+    monitor.check(notify=False)
+    with database.engine.begin() as connection:
+        connection.execute(text("UPDATE manual_review_queue SET status = 'resolved'"))
+    clock.advance(minutes=1)
+    report = monitor.check(notify=False)
+    assert report.outcomes["missing_appointment"].review_filed == 0
+    assert scalar(database, "SELECT count(*) FROM manual_review_queue") == 1
