@@ -17,9 +17,7 @@ import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bookingguard.monitoring.locks import JobLock, job_lock_from_settings
-from bookingguard.monitoring.report import render_text
 from bookingguard.monitoring.service import MonitoringService
-from bookingguard.notify.channels import LogChannel, OutgoingMessage
 
 __all__ = ["run_worker", "scheduled_jobs", "start_background"]
 
@@ -48,13 +46,6 @@ def _leased(
     return run
 
 
-def _send_daily_report(service: MonitoringService) -> None:
-    report = service.daily_report()
-    LogChannel().send(
-        OutgoingMessage(outbox_id=0, kind="daily_report", subject=render_text(report), payload={})
-    )
-
-
 def scheduled_jobs(service: MonitoringService) -> dict[str, tuple[timedelta, Callable[[], Any]]]:
     """Name → (interval, job) for every job that one replica runs per interval."""
     config = service.settings.monitoring
@@ -63,7 +54,7 @@ def scheduled_jobs(service: MonitoringService) -> dict[str, tuple[timedelta, Cal
             timedelta(seconds=config.interval_seconds),
             lambda: service.check(trigger="scheduled", fix=True, notify=True),
         ),
-        "daily_report": (timedelta(days=1), lambda: _send_daily_report(service)),
+        "daily_report": (timedelta(days=1), service.send_daily_report),
         "prune": (timedelta(days=1), service.prune),
         "partitions": (timedelta(days=1), service.maintain_partitions),
     }

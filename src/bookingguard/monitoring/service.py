@@ -25,6 +25,7 @@ from bookingguard.monitoring.report import daily_report
 from bookingguard.monitoring.runner import Monitor, RunReport, utc_now
 from bookingguard.notify.channels import Channel, channels_from_settings
 from bookingguard.notify.delivery import DeliveryStats, OutboxDelivery
+from bookingguard.notify.outbox import Message, enqueue
 from bookingguard.settings import Settings
 
 __all__ = [
@@ -255,6 +256,30 @@ class MonitoringService:
             )
         async with self.booking_source() as source:
             return await self.reconcile(source, since=since, ahead=ahead, notify=notify)
+
+    def send_daily_report(self, *, day: date | None = None) -> dict[str, Any]:
+        """Build the daily report and queue it on every channel (the daily job)."""
+        report = self.daily_report(day=day)
+        summary = report["summary"]
+        message = Message(
+            kind="daily_report",
+            subject=(
+                f"Daily report {report['period']['start'][:10]}: "
+                f"{summary['consistency_rate_pct']:.2f} % consistent"
+            ),
+            severity="info",
+            body={
+                **summary,
+                "auto_corrected": report["resolution"]["auto_corrected"],
+                "manual_review": report["resolution"]["manual_review"],
+                "top_issues": ", ".join(i["alert_type"] for i in report["top_issues"]) or "none",
+                "dashboard_url": self.settings.monitoring.dashboard_url,
+            },
+        )
+        with UnitOfWork(self.sessions) as uow:
+            enqueue(uow.session, message, now=self.clock(), channels=self.policy.channels)
+            uow.commit()
+        return report
 
     def daily_report(self, *, day: date | None = None, days: int | None = None) -> dict[str, Any]:
         """The report for ``day`` (default yesterday, UTC) as a JSON-ready dict."""

@@ -265,3 +265,26 @@ async def test_breaker_forced_open_inhibits_per_call_phantom_messages(
     assert any(t.startswith("Booking dependency down") for t in slack_standin.texts())
     await breaker.reset("appointment_booking:event_type:9")
     await breaker.drain()
+
+
+def test_daily_report_goes_out_through_the_outbox(
+    database: TestDatabase, slack_standin: SlackStandIn
+) -> None:
+    """The daily job queues the report; delivery posts its rate and counts to Slack."""
+    from bookingguard.monitoring.service import MonitoringService
+    from bookingguard.settings import Settings
+
+    clock = Clock()
+    service = MonitoringService(
+        database.sessions,
+        Settings(database_url=database.url),
+        clock=clock,
+        channels={"slack": SlackChannel(slack_standin.url)},
+    )
+    with database.engine.begin() as connection:
+        add_call(connection, "c", created_at=clock.now - timedelta(days=1))
+    service.send_daily_report()
+    service.deliver()
+    (body,) = slack_standin.received
+    assert body["text"].endswith("100.00 % consistent")
+    assert "total_calls: 1" in body["blocks"][1]["text"]["text"]
