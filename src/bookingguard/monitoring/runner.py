@@ -263,9 +263,21 @@ class Monitor:
         # Materialised, so the planner finds the rows through the window's index; the ids
         # found are then reused by the statements below instead of re-running the rule.
         found = rule.ids(window).cte("found").prefix_with("MATERIALIZED", dialect="postgresql")
-        found_ids = sorted(session.scalars(select(found.c.id)))
+        columns = [table.c[name] for name in rule.sample_columns]
+        rows = sorted(
+            session.execute(select(table.c.id, *columns).join(found, found.c.id == table.c.id)),
+            key=lambda row: int(row.id),
+        )
+        found_ids = [int(row.id) for row in rows]
         count = len(found_ids)
-        samples = self._samples(session, rule, found_ids[: self._sample_size])
+        samples = [
+            {
+                "entity_type": rule.entity_type,
+                "entity_id": row.id,
+                **{name: getattr(row, name) for name in rule.sample_columns},
+            }
+            for row in rows[: self._sample_size]
+        ]
         ids: Select[tuple[int]] | list[int] = found_ids if count <= INLINE_IDS else rule.ids(window)
         stored = StoreOutcome(opened=0, bumped=0, resolved=(), corrected=0)
         filed = 0
@@ -299,23 +311,6 @@ class Monitor:
             corrected=stored.corrected,
             review_filed=filed,
         )
-
-    def _samples(self, session: Session, rule: Rule, ids: list[int]) -> list[dict[str, Any]]:
-        if not ids:
-            return []
-        table = rule.table
-        columns = [table.c[name] for name in rule.sample_columns]
-        rows = session.execute(
-            select(table.c.id, *columns).where(table.c.id.in_(ids)).order_by(table.c.id)
-        ).all()
-        return [
-            {
-                "entity_type": rule.entity_type,
-                "entity_id": row.id,
-                **{name: getattr(row, name) for name in rule.sample_columns},
-            }
-            for row in rows
-        ]
 
 
 def _describe(exc: BaseException) -> str:

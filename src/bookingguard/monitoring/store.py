@@ -70,7 +70,8 @@ def _bump(
     entity_type: str,
     ids: Select[tuple[int]] | list[int],
     now: datetime,
-) -> int:
+) -> set[int]:
+    """Bump the open alerts of these entities; returns the entities that had one."""
     result = session.execute(
         update(alerts)
         .where(
@@ -80,8 +81,9 @@ def _bump(
             alerts.c.entity_id.in_(ids),
         )
         .values(occurrences=alerts.c.occurrences + 1, last_seen_at=now, updated_at=now)
+        .returning(alerts.c.entity_id)
     )
-    return _rowcount(result)
+    return {int(row[0]) for row in result.all()}
 
 
 def _rowcount(result: Result[Any]) -> int:
@@ -116,11 +118,15 @@ def store_rule(
 ) -> StoreOutcome:
     """Write one rule's findings: ``ids`` lists them, or selects them when there are many."""
     table = rule.table
-    found = select(table).where(table.c.id.in_(ids)).subquery()
+    corrects = fix and rule.fix is not None
+    bumped = set() if corrects else _bump(session, rule.name, rule.entity_type, ids, now)
+    new_ids: Select[tuple[int]] | list[int] = ids
+    if isinstance(ids, list):
+        # Steady state: every finding already had an open alert, nothing to insert.
+        new_ids = [entity_id for entity_id in ids if entity_id not in bumped]
+    found = select(table).where(table.c.id.in_(new_ids)).subquery()
     entity_id = found.c.id
     key = literal(f"{rule.name}:{rule.entity_type}:") + sql_cast(entity_id, String)
-    corrects = fix and rule.fix is not None
-    bumped = 0 if corrects else _bump(session, rule.name, rule.entity_type, ids, now)
     columns: dict[str, ColumnElement[Any]] = {
         "alert_type": literal(rule.name),
         "severity": literal(rule.severity),
@@ -153,6 +159,8 @@ def store_rule(
             "status": literal("open"),
             "auto_corrected": literal(False),
         }
+    if isinstance(new_ids, list) and not new_ids:
+        return StoreOutcome(opened=0, bumped=len(bumped), resolved=(), corrected=0)
     inserted = session.execute(
         insert(alerts)
         .from_select(
@@ -192,7 +200,11 @@ def store_rule(
         opened = 0
     session.flush()
     return StoreOutcome(
-        opened=opened, bumped=bumped, resolved=(), corrected=corrected, opened_ids=opened_ids
+        opened=opened,
+        bumped=len(bumped),
+        resolved=(),
+        corrected=corrected,
+        opened_ids=opened_ids,
     )
 
 
@@ -213,7 +225,7 @@ def store_listed(
     time) that are not among the findings are resolved; others are left alone.
     """
     ids = [entity_id for entity_id, _ in findings]
-    bumped = _bump(session, alert_type, entity_type, ids, now) if ids else 0
+    bumped = len(_bump(session, alert_type, entity_type, ids, now)) if ids else 0
     already = set(
         session.scalars(
             select(alerts.c.entity_id).where(
