@@ -193,6 +193,12 @@ class Monitor:
             uow.commit()
         return queued
 
+    def keep(self, report: RunReport, *, trigger: str) -> int:
+        """Keep a run computed elsewhere (reconciliation) in ``check_runs``; returns its id."""
+        report.run_id = self._open_run(report.window, report.started_at, trigger)
+        self._close_run(report)
+        return report.run_id
+
     def _open_run(self, window: Window, started: datetime, trigger: str) -> int:
         with UnitOfWork(self._sessions) as uow:
             run = CheckRun(

@@ -22,6 +22,7 @@ from bookingguard.monitoring.locks import JobLock, Lease
 from bookingguard.monitoring.metrics import MonitorMetrics
 from bookingguard.monitoring.reconcile import BookingSource, Reconciler, ReconcileReport
 from bookingguard.monitoring.report import daily_report
+from bookingguard.monitoring.rules import Window
 from bookingguard.monitoring.runner import Monitor, RunReport, utc_now
 from bookingguard.notify.channels import Channel, channels_from_settings
 from bookingguard.notify.delivery import DeliveryStats, OutboxDelivery
@@ -239,6 +240,16 @@ class MonitoringService:
         )
         now = self.clock()
         report = await reconciler.reconcile(since=now - since, until=now + ahead)
+        self.monitor.keep(
+            RunReport(
+                run_id=0,
+                started_at=now,
+                finished_at=self.clock(),
+                window=Window(since=report.window_since, until=report.window_until),
+                outcomes={outcome.alert_type: outcome for outcome in report.outcomes},
+            ),
+            trigger="reconcile",
+        )
         self.monitor.record_outcomes(report.outcomes, notify=notify)
         return report
 

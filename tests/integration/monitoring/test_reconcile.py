@@ -8,7 +8,14 @@ import pytest
 
 from bookingguard.monitoring.reconcile import InMemoryBookingSource, Reconciler
 from tests.conftest import TestDatabase
-from tests.integration.monitoring.helpers import NOW, Clock, add_appointment, add_call, scalar
+from tests.integration.monitoring.helpers import (
+    NOW,
+    Clock,
+    add_appointment,
+    add_call,
+    rows,
+    scalar,
+)
 
 SINCE = NOW - timedelta(days=1)
 UNTIL = NOW + timedelta(days=7)
@@ -119,3 +126,26 @@ async def test_fixed_difference_resolves_its_alert(database: TestDatabase) -> No
     assert [o.resolved for o in second.outcomes if o.alert_type == "calcom_booking_missing"] == [
         ("calcom_booking_missing:appointment:1",)
     ]
+
+
+async def test_service_reconcile_keeps_a_run_and_queues_the_phantom(database: TestDatabase) -> None:
+    """Through the service, reconciliation is kept in check_runs and notifies like a rule."""
+    from bookingguard.monitoring.service import MonitoringService
+    from bookingguard.settings import Settings
+
+    local_booking(database, "x", start_hours=2)
+    service = MonitoringService(
+        database.sessions, Settings(database_url=database.url), clock=Clock()
+    )
+    await service.reconcile(InMemoryBookingSource())
+    trigger, results = rows(database, "SELECT trigger, results FROM check_runs")[0]
+    assert trigger == "reconcile"
+    assert "calcom_booking_missing" in str(results)
+    assert (
+        scalar(
+            database,
+            "SELECT count(*) FROM notification_outbox"
+            " WHERE subject LIKE '%calcom_booking_missing%'",
+        )
+        == 1
+    )
