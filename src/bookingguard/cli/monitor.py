@@ -64,7 +64,14 @@ def check(
     if since is not None and scan_all:
         fail("--since and --all exclude each other", 2)
     window = parse_duration(since) if since else None
-    service = _service(ctx)
+    state = state_of(ctx)
+    settings = state.settings  # a configuration error keeps its own exit code (2)
+    try:
+        engine = state.engine
+    except typer.Exit as exc:
+        # An unreachable database means the run itself failed.
+        raise typer.Exit(EXIT_FAILED) from exc
+    service = build_monitoring(settings, engine)
     with Progress(console=err_console, transient=True, disable=as_json) as progress:
         task = progress.add_task("checking", total=len(service.monitor.rules))
         try:

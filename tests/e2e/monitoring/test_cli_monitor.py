@@ -191,3 +191,10 @@ def test_report_json_has_a_bounded_consistency_rate(database: TestDatabase) -> N
     assert summary["consistency_rate_pct"] == 80.0
     html = run_cli("report", "--date", today, "--format", "html", env=env)
     assert "<table>" in html.stdout
+
+
+def test_unreachable_database_exits_3() -> None:
+    """check against a database that does not answer exits 3: the run itself failed."""
+    env = {"BOOKINGGUARD_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
+    result = run_cli("check", "--json", env=env)
+    assert result.returncode == 3
