@@ -174,3 +174,18 @@ def test_review_item_is_filed_once_when_the_alert_opens(database: TestDatabase) 
     report = monitor.check(notify=False)
     assert report.outcomes["missing_appointment"].review_filed == 0
     assert scalar(database, "SELECT count(*) FROM manual_review_queue") == 1
+
+
+def test_rule_severities_agree_with_the_database_guarantees(database: TestDatabase) -> None:
+    """The trigger's corrected-mismatch alert carries the severity and fingerprint the rule uses."""
+    from bookingguard.monitoring.rules import rule_named
+
+    with database.engine.begin() as connection:
+        call_id = add_call(
+            connection, "t", appointment_made=True, session_outcome="information_only"
+        )
+    severity, fingerprint = rows(
+        database, "SELECT severity, fingerprint FROM data_consistency_alerts"
+    )[0]
+    assert severity == rule_named("session_outcome_mismatch").severity
+    assert fingerprint == f"session_outcome_mismatch:call:{call_id}"
