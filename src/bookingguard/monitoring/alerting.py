@@ -248,7 +248,8 @@ def _plan_resolved(
     policy: AlertPolicy,
     now: datetime,
 ) -> int:
-    if not outcome.resolved:
+    # An info finding ageing out of its window is not news: no resolved message for it.
+    if not outcome.resolved or outcome.severity == "info":
         return 0
     told = set(
         session.scalars(
