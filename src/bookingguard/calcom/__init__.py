@@ -20,6 +20,12 @@ from bookingguard.calcom.models import (
     NewBooking,
     format_utc,
 )
+from bookingguard.calcom.webhooks import (
+    CalcomWebhook,
+    CalcomWebhookPayload,
+    calcom_signature,
+    verify_calcom_signature,
+)
 
 __all__ = [
     "BookingPage",
@@ -36,6 +42,10 @@ __all__ = [
     "CalcomSlotUnavailableError",
     "CalcomTimeoutError",
     "CalcomValidationError",
+    "CalcomWebhook",
+    "CalcomWebhookPayload",
     "NewBooking",
+    "calcom_signature",
     "format_utc",
+    "verify_calcom_signature",
 ]
