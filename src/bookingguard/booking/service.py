@@ -356,13 +356,7 @@ class BookingService:
             return await self._resolve_conflict(booking, call_id=call_id, key=key)
         except SQLAlchemyError as exc:
             log.error("local write of Cal.com booking %s failed", booking.uid, exc_info=True)
-            await self._compensate(booking, call_id=call_id)
-            return BookingOutcome(
-                BookingResult.LOCAL_WRITE_FAILED,
-                call_id=call_id,
-                calcom_booking_uid=booking.uid,
-                details={"error": str(exc).splitlines()[0]},
-            )
+            return await self._write_failed(booking, call_id=call_id, error=str(exc))
         return await self._validate(booking, call_id=call_id, appointment_id=appointment_id)
 
     async def _resolve_conflict(
@@ -371,13 +365,7 @@ class BookingService:
         """Another writer stored this key or this Cal.com booking first (a retry, a webhook)."""
         stored = await self._in_thread(self._find_stored, key, booking.uid)
         if stored is None:
-            await self._compensate(booking, call_id=call_id)
-            return BookingOutcome(
-                BookingResult.LOCAL_WRITE_FAILED,
-                call_id=call_id,
-                calcom_booking_uid=booking.uid,
-                details={"error": "conflicting write"},
-            )
+            return await self._write_failed(booking, call_id=call_id, error="conflicting write")
         if stored.calcom_booking_uid == booking.uid:
             return await self._validate(
                 booking, call_id=call_id, appointment_id=stored.appointment_id
@@ -389,6 +377,29 @@ class BookingService:
             appointment_id=stored.appointment_id,
             start=stored.start,
             calcom_booking_uid=stored.calcom_booking_uid,
+        )
+
+    async def _write_failed(
+        self, booking: CalcomBooking, *, call_id: int, error: str
+    ) -> BookingOutcome:
+        """Step 6: Cal.com booked, we could not record it: cancel it and file the call."""
+        details = {"error": error.splitlines()[0], "calcom_booking_uid": booking.uid}
+        if await self._compensate(booking, call_id=call_id):
+            try:
+                await self._in_thread(
+                    self._write_failure,
+                    call_id,
+                    BookingResult.LOCAL_WRITE_FAILED.value,
+                    details,
+                    self._clock(),
+                )
+            except SQLAlchemyError:
+                log.error("could not file call %s for review", call_id, exc_info=True)
+        return BookingOutcome(
+            BookingResult.LOCAL_WRITE_FAILED,
+            call_id=call_id,
+            calcom_booking_uid=booking.uid,
+            details=details,
         )
 
     async def _validate(

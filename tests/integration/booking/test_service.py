@@ -279,6 +279,8 @@ async def test_failed_local_write_cancels_calcom_booking(
     assert booking["status"] == "cancelled"
     assert r.appointments() == []
     assert r.call().appointment_made is False
+    assert r.call().booking_failed is True
+    assert r.review_reasons() == ["booking_failed"]
 
 
 async def test_failed_compensation_alerts_and_files(
