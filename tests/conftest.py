@@ -152,6 +152,12 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestDat
 
 
 @pytest.fixture
+def sqlite_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestDatabase]:
+    """A migrated SQLite database, for what only the embedded default has (pragmas, BEGIN modes)."""
+    yield from _make_database("sqlite", request, tmp_path)
+
+
+@pytest.fixture
 def postgres_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestDatabase]:
     """A migrated PostgreSQL database, for what only PostgreSQL has (partitions, pg_trigger)."""
     yield from _make_database("postgresql", request, tmp_path)
