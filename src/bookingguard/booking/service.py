@@ -351,13 +351,17 @@ class BookingService:
     async def _record(self, booking: CalcomBooking, *, call_id: int, key: str) -> BookingOutcome:
         now = self._clock()
         try:
-            appointment_id = await self._in_thread(self._write, call_id, booking, key, now)
+            appointment_id, result = await self._in_thread(
+                self._write_and_validate, call_id, booking, key, now
+            )
         except IntegrityError:
             return await self._resolve_conflict(booking, call_id=call_id, key=key)
         except SQLAlchemyError as exc:
             log.error("local write of Cal.com booking %s failed", booking.uid, exc_info=True)
             return await self._write_failed(booking, call_id=call_id, error=str(exc))
-        return await self._validate(booking, call_id=call_id, appointment_id=appointment_id)
+        return await self._conclude(
+            booking, call_id=call_id, appointment_id=appointment_id, result=result
+        )
 
     async def _resolve_conflict(
         self, booking: CalcomBooking, *, call_id: int, key: str
@@ -367,8 +371,9 @@ class BookingService:
         if stored is None:
             return await self._write_failed(booking, call_id=call_id, error="conflicting write")
         if stored.calcom_booking_uid == booking.uid:
-            return await self._validate(
-                booking, call_id=call_id, appointment_id=stored.appointment_id
+            result = await self._in_thread(self._run_validation, call_id, stored.appointment_id)
+            return await self._conclude(
+                booking, call_id=call_id, appointment_id=stored.appointment_id, result=result
             )
         await self._compensate(booking, call_id=call_id)
         return BookingOutcome(
@@ -402,10 +407,15 @@ class BookingService:
             details=details,
         )
 
-    async def _validate(
-        self, booking: CalcomBooking, *, call_id: int, appointment_id: int
+    async def _conclude(
+        self,
+        booking: CalcomBooking,
+        *,
+        call_id: int,
+        appointment_id: int,
+        result: ValidationResult,
     ) -> BookingOutcome:
-        result = await self._in_thread(self._run_validation, call_id, appointment_id)
+        """Steps 4 and 5: a validated booking is booked; otherwise roll back and compensate."""
         if result.success:
             return BookingOutcome(
                 BookingResult.BOOKED,
@@ -576,10 +586,26 @@ class BookingService:
                 uow.commit()
             return _Stored(row[0], row[1], row[2], row[3], row[4])
 
+    def _write_and_validate(
+        self, call_id: int, booking: CalcomBooking, key: str, now: datetime
+    ) -> tuple[int, ValidationResult]:
+        """Steps 3 and 4 in one worker-thread hop: commit, then read back what was committed."""
+        appointment_id = self._write(call_id, booking, key, now)
+        return appointment_id, self._run_validation(call_id, appointment_id)
+
     def _run_validation(self, call_id: int, appointment_id: int) -> ValidationResult:
-        with UnitOfWork(self._sessions) as uow:
-            return self._validator.validate(
-                uow.session, call_id=call_id, appointment_id=appointment_id
+        """Step 4; a validation that cannot read the database fails rather than passes."""
+        try:
+            with UnitOfWork(self._sessions) as uow:
+                return self._validator.validate(
+                    uow.session, call_id=call_id, appointment_id=appointment_id
+                )
+        except SQLAlchemyError as exc:
+            log.error("post-booking validation of call %s failed to run", call_id, exc_info=True)
+            return ValidationResult(
+                False,
+                "validation_error",
+                {"call_id": call_id, "appointment_id": appointment_id, "error": str(exc)},
             )
 
     def _rollback(self, call_id: int, reason: str, details: dict[str, Any]) -> None:
