@@ -391,6 +391,9 @@ def _route_of(method: str, path: str) -> str | None:
 def _make_handler(standin: CalcomStandin) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's
+        # algorithm meets the client's delayed ACK and adds ~40 ms to every answer.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:
             return
