@@ -117,6 +117,7 @@ class BookingResult(enum.StrEnum):
     VALIDATION_FAILED = "validation_failed"
     LOCAL_WRITE_FAILED = "local_write_failed"
     PREVIOUSLY_FAILED = "previously_failed"
+    INTERNAL_ERROR = "internal_error"
 
 
 _BOOKED_RESULTS = frozenset({BookingResult.BOOKED, BookingResult.ALREADY_BOOKED})
@@ -211,10 +212,31 @@ class BookingService:
         if request.start.tzinfo is None:
             raise ValueError("start must be an aware datetime")
         async with self._exclusive(request.key):
-            outcome = await self._book(request)
+            try:
+                outcome = await self._book(request)
+            except Exception as exc:
+                log.exception("booking for call %s failed unexpectedly", request.retell_call_id)
+                outcome = await self._unexpected(request, exc)
         if self._metrics is not None:
             self._metrics.bookings.labels(result=outcome.result.value).inc()
         return outcome
+
+    async def _unexpected(self, request: BookingRequest, exc: Exception) -> BookingOutcome:
+        """A bug or an outage we did not foresee: file the call for review if we still can."""
+        details = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+        call_id: int | None = None
+        try:
+            call_id, _ = await self._in_thread(self._prepare, request.retell_call_id, request.key)
+            await self._in_thread(
+                self._write_failure,
+                call_id,
+                BookingResult.INTERNAL_ERROR.value,
+                details,
+                self._clock(),
+            )
+        except Exception:
+            log.exception("could not file call %s for review", request.retell_call_id)
+        return BookingOutcome(BookingResult.INTERNAL_ERROR, call_id=call_id, details=details)
 
     @asynccontextmanager
     async def _exclusive(self, key: str) -> AsyncIterator[None]:

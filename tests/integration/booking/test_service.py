@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import event, func, select
 
@@ -23,6 +24,7 @@ from tests.conftest import TestDatabase
 from tests.support.booking_fakes import FakeBreaker, ImmediateRetrier
 from tests.support.calcom_standin import CalcomStandin
 
+T = TypeVar("T")
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
 SLOT = datetime(2026, 12, 3, 14, 0, tzinfo=UTC)
 
@@ -67,8 +69,9 @@ async def rig(
     *,
     read_timeout: float = 2.0,
     validation_clock: Callable[[], datetime] = lambda: NOW,
+    breaker: FakeBreaker | None = None,
 ) -> AsyncIterator[Rig]:
-    breaker = FakeBreaker()
+    breaker = breaker or FakeBreaker()
     retrier = ImmediateRetrier()
     async with CalcomClient(
         base_url=calcom.base_url, api_key=calcom.api_key, read_timeout=read_timeout
@@ -324,3 +327,20 @@ class _failing_appointment_insert:
 
     def __exit__(self, *args: object) -> None:
         event.remove(self.engine, "before_cursor_execute", self._sabotage)
+
+
+class _BrokenBreaker(FakeBreaker):
+    async def call(self, circuit_key: str, fn: Callable[[], Awaitable[T]], /) -> T:
+        raise RuntimeError("breaker store exploded")
+
+
+async def test_unexpected_error_is_filed_not_raised(
+    database: TestDatabase, calcom_standin: CalcomStandin
+) -> None:
+    """An error nobody foresaw ends as not booked, with the call filed for review."""
+    async with rig(database, calcom_standin, breaker=_BrokenBreaker()) as r:
+        outcome = await r.service.book(_request())
+    assert outcome.result is BookingResult.INTERNAL_ERROR
+    assert not outcome.booked
+    assert r.review_reasons() == ["booking_failed"]
+    assert r.call().booking_failure_reason == "internal_error"

@@ -175,6 +175,7 @@ async def book_appointment(request: Request, services: ServicesDep) -> BookAppoi
     try:
         outcome = await services.booking.book(booking)
     except Exception:
+        # The service files what it can; the agent must still get an answer, never a 5xx.
         log.exception("booking for call %s failed unexpectedly", booking.retell_call_id)
         outcome = None
     return BookAppointmentResponse(
