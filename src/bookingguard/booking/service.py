@@ -297,7 +297,7 @@ class BookingService:
         async def attempt() -> CalcomBooking:
             nonlocal attempts, unknown
             if unknown:
-                found = await self._breaker.call(circuit, lambda: self._find_on_calcom(new, key))
+                found = await self._find_on_calcom(new, key)
                 if found is not None:
                     return found
             attempts += 1
@@ -317,13 +317,18 @@ class BookingService:
             )
         except Exception as exc:
             if unknown and not _is_circuit_open(exc):
-                found = await self._last_look(new, key, circuit)
+                found = await self._last_look(new, key)
                 if found is not None:
                     return found
             return await self._refused(exc, call_id=call_id, attempts=attempts, unknown=unknown)
 
     async def _find_on_calcom(self, new: NewBooking, key: str) -> CalcomBooking | None:
-        """The live Cal.com booking carrying our idempotency key, if the lost create made one."""
+        """The live Cal.com booking carrying our idempotency key, if the lost create made one.
+
+        Look-ups bypass the booking circuit: their successes must not reset the count
+        of failed creates (three 500s in a row still open it), and they are bounded by
+        the retry's attempts and the client's timeouts.
+        """
         async for booking in self._calcom.iter_bookings(
             after_start=new.start - timedelta(minutes=1),
             before_end=new.start + _LOOKUP_SPAN,
@@ -333,10 +338,10 @@ class BookingService:
                 return booking
         return None
 
-    async def _last_look(self, new: NewBooking, key: str, circuit: str) -> CalcomBooking | None:
+    async def _last_look(self, new: NewBooking, key: str) -> CalcomBooking | None:
         """After the retries ran out with an unknown outcome: did one of them book after all?"""
         try:
-            return await self._breaker.call(circuit, lambda: self._find_on_calcom(new, key))
+            return await self._find_on_calcom(new, key)
         except Exception:
             log.warning("look-up of booking %s after failed creates failed", key, exc_info=True)
             return None
@@ -477,7 +482,7 @@ class BookingService:
         try:
             await self._retrier(cancel, is_retryable=_is_transient, retry_after=_retry_after)
         except Exception as exc:
-            if await self._already_cancelled(booking.uid, circuit):
+            if await self._already_cancelled(booking.uid):
                 return self._compensated("done")
             log.error("compensation of Cal.com booking %s failed", booking.uid, exc_info=True)
             error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -498,10 +503,10 @@ class BookingService:
             self._metrics.compensations.labels(outcome=outcome).inc()
         return outcome == "done"
 
-    async def _already_cancelled(self, uid: str, circuit: str) -> bool:
+    async def _already_cancelled(self, uid: str) -> bool:
         """A cancel whose answer was lost, retried, is refused as already cancelled."""
         try:
-            current = await self._breaker.call(circuit, lambda: self._calcom.get_booking(uid))
+            current = await self._calcom.get_booking(uid)
         except Exception:
             return False
         return current.is_cancelled

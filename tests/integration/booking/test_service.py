@@ -164,6 +164,7 @@ async def test_server_errors_exhaust_retries(
     assert outcome.result is BookingResult.CALCOM_UNAVAILABLE
     assert not outcome.booked
     assert calcom_standin.request_count("create") == 3
+    assert r.breaker.keys == ["appointment_booking:event_type:42"] * 3
     assert calcom_standin.bookings() == []
     assert r.appointments() == []
     call = r.call()
