@@ -17,7 +17,8 @@ from bookingguard.booking import (
     BookingService,
     PostBookingValidator,
 )
-from bookingguard.calcom import CalcomClient
+from bookingguard.booking.calcom_events import apply_calcom_event
+from bookingguard.calcom import CalcomBooking, CalcomClient, CalcomWebhook, NewBooking
 from bookingguard.db.models import Appointment, Call, ConsistencyAlert, ManualReviewItem
 from bookingguard.db.uow import UnitOfWork
 from tests.conftest import TestDatabase
@@ -36,6 +37,7 @@ class Rig:
     retrier: ImmediateRetrier
     calcom: CalcomStandin
     database: TestDatabase
+    client: CalcomClient
 
     def call(self, retell_call_id: str = "call_1") -> Call:
         with UnitOfWork(self.database.sessions) as uow:
@@ -84,7 +86,7 @@ async def rig(
             validator=PostBookingValidator(max_appointment_age_seconds=300, clock=validation_clock),
             clock=lambda: NOW,
         )
-        yield Rig(service, breaker, retrier, calcom, database)
+        yield Rig(service, breaker, retrier, calcom, database, client)
 
 
 def _request(retell_call_id: str = "call_1", start: datetime = SLOT) -> BookingRequest:
@@ -345,3 +347,30 @@ async def test_unexpected_error_is_filed_not_raised(
     assert not outcome.booked
     assert r.review_reasons() == ["booking_failed"]
     assert r.call().booking_failure_reason == "internal_error"
+
+
+async def test_webhook_storing_the_booking_first_is_no_conflict(
+    database: TestDatabase, calcom_standin: CalcomStandin
+) -> None:
+    """Cal.com's BOOKING_CREATED stored before our own write: the booking still succeeds once."""
+    async with rig(database, calcom_standin) as r:
+        client = r.client
+        create = client.create_booking
+
+        async def create_then_webhook(new: NewBooking) -> CalcomBooking:
+            booking = await create(new)
+            webhook = CalcomWebhook.model_validate_json(
+                calcom_standin.webhook_body("BOOKING_CREATED", booking.uid)
+            )
+            with UnitOfWork(database.sessions) as uow:
+                apply_calcom_event(uow.session, webhook, now=NOW)
+                uow.commit()
+            return booking
+
+        client.create_booking = create_then_webhook  # type: ignore[method-assign]
+        outcome = await r.service.book(_request())
+    assert outcome.result is BookingResult.BOOKED
+    (appointment,) = r.appointments()
+    assert appointment.id == outcome.appointment_id
+    assert appointment.idempotency_key == _request().key
+    assert r.call().appointment_made is True
