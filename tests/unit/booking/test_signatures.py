@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 
 import pytest
@@ -122,3 +123,42 @@ def test_calcom_signature() -> None:
     assert not verify_calcom_signature(body, "sha256=" + good, secret="whsec")
     assert not verify_calcom_signature(body, None, secret="whsec")
     assert not verify_calcom_signature(body, good, secret="")
+
+
+def _mutations(count: int) -> list[str]:
+    """Signatures with random edits and random ages (never within a second of the edge)."""
+    rng = random.Random(20261129)
+    alphabet = "v=,d0123456789abcdefABCDEF -\n"
+    now = _now_ms()
+    signatures = []
+    for _ in range(count):
+        offset = rng.choice([-1, 1]) * rng.randrange(0, 600_000)
+        if abs(abs(offset) - 300_000) < 1_000:
+            offset = 0
+        signature = list(retell_signature(BODY.encode(), KEY, timestamp_ms=now + offset))
+        for _ in range(rng.choice([0, 0, 1, 2])):
+            position = rng.randrange(len(signature))
+            action = rng.choice(["replace", "insert", "delete"])
+            if action == "replace":
+                signature[position] = rng.choice(alphabet)
+            elif action == "insert":
+                signature.insert(position, rng.choice(alphabet))
+            else:
+                del signature[position]
+        signatures.append("".join(signature))
+    return signatures
+
+
+def test_retell_verdicts_match_sdk_on_random_mutations() -> None:
+    """Over 500 randomly edited and aged signatures, our verdict equals the SDK's every time."""
+    verdicts = [
+        (
+            signature,
+            verify_retell_signature(BODY.encode(), signature, api_key=KEY, now_ms=_now_ms()),
+            bool(retell_sdk_verify(BODY, KEY, signature)),
+        )
+        for signature in _mutations(500)
+    ]
+    assert [signature for signature, ours, sdk in verdicts if ours is not sdk] == []
+    accepted = sum(ours for _, ours, _ in verdicts)
+    assert 0 < accepted < len(verdicts)
