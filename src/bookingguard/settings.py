@@ -78,7 +78,29 @@ class CircuitBreakerSettings(_Section):
     slow_call_seconds: PositiveFloat | None = None
     slow_call_rate_threshold: Annotated[float, Field(gt=0, le=100)] = 50.0
     redis_timeout_seconds: Annotated[float, Field(gt=0, le=0.1)] = 0.1
+    #: how long the store chain leaves an unavailable store alone before asking it again
+    store_recheck_seconds: PositiveFloat = 1.0
+    #: prefix of the breaker's Redis keys (each circuit's key sits in a {hash tag} after it)
+    redis_key_prefix: str = "bookingguard:cb:"
     overrides: dict[str, dict[str, float | int | None]] = Field(default_factory=dict)
+
+    @field_validator("overrides")
+    @classmethod
+    def _check_overrides(
+        cls, value: dict[str, dict[str, float | int | None]]
+    ) -> dict[str, dict[str, float | int | None]]:
+        not_per_circuit = {
+            "overrides",
+            "redis_timeout_seconds",
+            "store_recheck_seconds",
+            "redis_key_prefix",
+        }
+        allowed = set(cls.model_fields) - not_per_circuit
+        for prefix, values in value.items():
+            unknown = sorted(set(values) - allowed)
+            if unknown:
+                raise ValueError(f"prefix {prefix!r}: unknown keys {unknown}")
+        return value
 
 
 class MonitoringSettings(_Section):

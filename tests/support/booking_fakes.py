@@ -1,24 +1,13 @@
-"""In-memory stand-ins for the breaker and the retry, for booking-path tests."""
+"""In-memory stand-ins for the breaker and the retry, for booking-path unit and integration tests."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from bookingguard.errors import BookingGuardError
+from bookingguard.resilience import CircuitOpenError
 
 T = TypeVar("T")
-
-
-class FakeCircuitOpenError(BookingGuardError):
-    """What an open circuit raises (same stable code as the real breaker's)."""
-
-    code = "circuit_open"
-
-    def __init__(self, circuit_key: str, retry_after: float = 30.0) -> None:
-        super().__init__(f"circuit {circuit_key} is open")
-        self.circuit_key = circuit_key
-        self.retry_after = retry_after
 
 
 class FakeBreaker:
@@ -31,7 +20,7 @@ class FakeBreaker:
     async def call(self, circuit_key: str, fn: Callable[[], Awaitable[T]], /) -> T:
         self.keys.append(circuit_key)
         if self.open:
-            raise FakeCircuitOpenError(circuit_key)
+            raise CircuitOpenError(circuit_key, state="open", retry_after=30.0)
         return await fn()
 
 

@@ -14,21 +14,28 @@ from fastapi import FastAPI
 
 from bookingguard.api.problems import ProblemError, problem_handler
 from bookingguard.api.routes import calcom, retell
-from bookingguard.bootstrap import Services
+from bookingguard.bootstrap import Services, build_services
 from bookingguard.settings import Settings
 
 __all__ = ["create_app"]
+
+
+def _build_default(settings: Settings) -> Services:
+    return build_services(settings)
 
 
 def create_app(
     settings: Settings,
     *,
     services: Services | None = None,
-    build: Callable[[Settings], Services] | None = None,
+    build: Callable[[Settings], Services] = _build_default,
 ) -> FastAPI:
-    """The HTTP service. Give ``services`` to reuse yours, or ``build`` to make them at start."""
-    if services is None and build is None:
-        raise ValueError("create_app needs services or a way to build them")
+    """The HTTP service.
+
+    By default its services are built from ``settings`` when it starts and closed
+    when it stops; give ``services`` to reuse yours (you close them), or ``build``
+    to make them differently.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -36,7 +43,6 @@ def create_app(
             app.state.services = services
             yield
             return
-        assert build is not None
         built = build(settings)
         app.state.services = built
         try:

@@ -55,7 +55,7 @@ from bookingguard.calcom import (
 )
 from bookingguard.db.models import Appointment, Call
 from bookingguard.db.uow import UnitOfWork
-from bookingguard.errors import BookingGuardError
+from bookingguard.resilience import CircuitOpenError
 
 __all__ = [
     "IDEMPOTENCY_METADATA_KEY",
@@ -181,7 +181,7 @@ def _retry_after(exc: BaseException) -> float | None:
 
 
 def _is_circuit_open(exc: BaseException) -> bool:
-    return isinstance(exc, BookingGuardError) and exc.code == "circuit_open"
+    return isinstance(exc, CircuitOpenError)
 
 
 class BookingService:

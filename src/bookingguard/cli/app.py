@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bookingguard.cli import db
+from bookingguard.cli import breaker, db
 from bookingguard.cli.state import CliState
 
 __all__ = ["app", "main"]
@@ -19,6 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(db.app, name="db")
+app.add_typer(breaker.app, name="breaker")
 
 
 @app.callback()

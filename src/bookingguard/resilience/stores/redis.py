@@ -1,0 +1,327 @@
+"""``RedisStore``: circuits shared by every process, one Lua script per step."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from bookingguard.resilience import machine
+from bookingguard.resilience.errors import StoreUnavailableError
+from bookingguard.resilience.machine import (
+    Admission,
+    CircuitRecord,
+    CircuitStatistics,
+    Transition,
+)
+from bookingguard.resilience.outcome import Outcome
+from bookingguard.resilience.policy import BreakerPolicy
+from bookingguard.resilience.stores.resp import RespConnection, pack_parts
+
+__all__ = ["DEFAULT_KEY_PREFIX", "RedisStore"]
+
+DEFAULT_KEY_PREFIX = "bookingguard:cb:"
+_SCRIPT = resources.files(__package__).joinpath("redis_breaker.lua").read_text("utf-8")
+_SCRIPT_SHA = hashlib.sha1(_SCRIPT.encode("utf-8"), usedforsecurity=False).hexdigest()
+_EVALSHA_HEAD = pack_parts("EVALSHA", _SCRIPT_SHA, "2")
+#: listing walks keys for an operator, off the hot path: it may take longer than one call
+_LISTING_TIMEOUT = 5.0
+_OUTAGES = (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError)
+
+
+class RedisStore:
+    """Circuits in Redis: one hash per circuit, every acquire and record one EVALSHA.
+
+    The script runs atomically, uses Redis ``TIME`` as the clock, carries a version
+    that drops results of calls admitted before a transition, and holds the half-open
+    probe as a ``SET NX PX`` lease. A success in closed state costs the admission
+    round trip only. Each call is bounded by ``timeout_seconds``; an outage raises
+    ``StoreUnavailableError`` for the fallback chain.
+
+    On Redis Cluster pass a ``redis.asyncio.RedisCluster``: both keys of a circuit
+    carry its key as a hash tag, so each script runs on one node. (Tested against a
+    single server only; no cluster was available to test against.)
+    """
+
+    durable = False
+
+    def __init__(
+        self,
+        client: aioredis.Redis | aioredis.RedisCluster,
+        *,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+        timeout_seconds: float = 0.1,
+        name: str = "redis",
+        owns_client: bool = False,
+    ) -> None:
+        self.name = name
+        self._client = client
+        self._owns_client = owns_client
+        self._prefix = key_prefix
+        self._timeout = timeout_seconds
+        self._policy_args: dict[BreakerPolicy, tuple[str, ...]] = {}
+        self._packed_policies: dict[BreakerPolicy, bytes] = {}
+        self._packed_keys: dict[str, bytes] = {}
+        # A lease token must be unique across processes: a random prefix and a counter.
+        self._token_prefix = uuid.uuid4().hex[:16] + ":"
+        self._tokens = itertools.count()
+        self._fast = _fast_connection_for(client, timeout_seconds)
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, key_prefix: str = DEFAULT_KEY_PREFIX, timeout_seconds: float = 0.1
+    ) -> RedisStore:
+        """A store with its own client and short socket timeouts.
+
+        The client retries once at once, so a pooled connection that died with a
+        restarted server is replaced instead of failing the call; ``timeout_seconds``
+        still bounds the whole command.
+        """
+        client = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout_seconds,
+            socket_connect_timeout=timeout_seconds,
+            retry=Retry(NoBackoff(), 1),
+            health_check_interval=0,
+        )
+        return cls(client, key_prefix=key_prefix, timeout_seconds=timeout_seconds, owns_client=True)
+
+    def _keys(self, key: str) -> tuple[str, str]:
+        base = f"{self._prefix}{{{key}}}"
+        return f"{base}:state", f"{base}:probe"
+
+    def _args(self, policy: BreakerPolicy | None) -> tuple[str, ...]:
+        if policy is None:
+            return ()
+        args = self._policy_args.get(policy)
+        if args is None:
+            args = self._policy_args[policy] = (
+                str(policy.failure_threshold),
+                str(round(policy.cooldown_seconds * 1000)),
+                str(policy.success_threshold),
+                str(round(policy.lease_seconds * 1000)),
+                "" if policy.failure_rate_threshold is None else str(policy.failure_rate_threshold),
+                str(policy.window_seconds * 1000),
+                str(policy.minimum_calls),
+                "1" if policy.slow_call_seconds is not None else "0",
+                str(policy.slow_call_rate_threshold),
+                str(round(policy.bucket_seconds * 1000)),
+            )
+            self._packed_policies[policy] = pack_parts(*args)
+        return args
+
+    def _packed(self, key: str, policy: BreakerPolicy | None, head: tuple[str, ...]) -> bytes:
+        """The EVALSHA command in wire form; the key and policy parts are packed once."""
+        keys = self._packed_keys.get(key)
+        if keys is None:
+            keys = pack_parts(*self._keys(key))
+            if len(self._packed_keys) < 10_000:
+                self._packed_keys[key] = keys
+        policy_args = self._args(policy)
+        tail = self._packed_policies[policy] if policy is not None else b""
+        count = 5 + len(head) + len(policy_args)
+        return b"*%d\r\n%s%s%s%s" % (count, _EVALSHA_HEAD, keys, pack_parts(*head), tail)
+
+    async def _guarded(self, awaitable: Any, *, limit_seconds: float | None = None) -> Any:
+        try:
+            async with asyncio.timeout(limit_seconds or self._timeout):
+                return await awaitable
+        except _OUTAGES as exc:
+            raise StoreUnavailableError(self.name, type(exc).__name__) from exc
+
+    async def _run(self, key: str, policy: BreakerPolicy | None, *head: str) -> list[Any]:
+        """Run the script once (loading it on NOSCRIPT); an outage is ``StoreUnavailableError``."""
+        try:
+            try:
+                return await self._evalsha(key, policy, head)
+            except NoScriptError:
+                await self._guarded(self._client.script_load(_SCRIPT))
+                return await self._evalsha(key, policy, head)
+        except _OUTAGES as exc:
+            raise StoreUnavailableError(self.name, type(exc).__name__) from exc
+
+    async def _evalsha(
+        self, key: str, policy: BreakerPolicy | None, head: tuple[str, ...]
+    ) -> list[Any]:
+        reply: list[Any]
+        if self._fast is not None:
+            reply = await self._fast.execute_packed(self._packed(key, policy, head))
+        else:
+            async with asyncio.timeout(self._timeout):
+                reply = await self._client.evalsha(
+                    _SCRIPT_SHA, 2, *self._keys(key), *head, *self._args(policy)
+                )
+        return reply
+
+    async def acquire(self, key: str, policy: BreakerPolicy) -> Admission:
+        token = f"{self._token_prefix}{next(self._tokens)}"
+        reply = await self._run(key, policy, "acquire", token, "", "", "")
+        permitted, state = bool(reply[0]), _text(reply[1])
+        return Admission(
+            permitted,
+            state,
+            int(reply[2]),
+            int(reply[3]),
+            retry_after=int(reply[4]) / 1000,
+            probe_token=token if permitted and state == machine.HALF_OPEN else None,
+            transitions=tuple(_transitions(key, reply[5], self.name)),
+            store=self.name,
+        )
+
+    async def record(
+        self, key: str, policy: BreakerPolicy, admission: Admission, outcome: Outcome, *, slow: bool
+    ) -> list[Transition]:
+        reply = await self._run(
+            key,
+            policy,
+            "record",
+            admission.probe_token or "",
+            str(admission.version),
+            outcome.value,
+            "1" if slow else "0",
+        )
+        return _transitions(key, reply[5], self.name)
+
+    async def force_open(self, key: str) -> list[Transition]:
+        reply = await self._run(key, None, "force_open")
+        return _transitions(key, reply[5], self.name)
+
+    async def reset(self, key: str) -> list[Transition]:
+        reply = await self._run(key, None, "reset")
+        return _transitions(key, reply[5], self.name)
+
+    async def statistics(self, key: str) -> CircuitStatistics:
+        fields = await self._guarded(self._client.hgetall(self._keys(key)[0]))
+        return _statistics(key, {_text(k): _text(v) for k, v in fields.items()}, self.name)
+
+    async def list_circuits(self) -> list[CircuitStatistics]:
+        pattern = f"{self._prefix}{{*}}:state"
+
+        async def scan() -> list[str]:
+            # scan_iter walks every node of a cluster client too
+            return [_text(name) async for name in self._client.scan_iter(match=pattern, count=500)]
+
+        names = await self._guarded(scan(), limit_seconds=_LISTING_TIMEOUT)
+        keys = sorted(name[len(self._prefix) + 1 : -len("}:state")] for name in set(names))
+        return [await self.statistics(key) for key in keys]
+
+    async def adopt(self, circuits: list[CircuitStatistics]) -> int:
+        taken = 0
+        now = time.time()
+        for stats in circuits:
+            record = machine.adopted(stats, now)
+            reply = await self._run(
+                stats.circuit_key,
+                None,
+                "adopt",
+                str(record.failure_count),
+                _ms(record.last_failure_at),
+                _ms(record.opened_at),
+                _ms(record.closed_at),
+                _ms(record.open_until),
+                "1" if record.forced_open else "0",
+                str(record.version),
+                str(record.not_permitted_count),
+            )
+            taken += int(reply[0])
+        return taken
+
+    @property
+    def round_trips(self) -> int | None:
+        """Scripts sent over the fast connection so far (None when redis-py runs them)."""
+        return self._fast.commands_sent if self._fast is not None else None
+
+    async def aclose(self) -> None:
+        """Close the store's own connections; a client passed in stays open for its owner."""
+        if self._fast is not None:
+            self._fast.close()
+        if self._owns_client:
+            await self._client.aclose()
+
+
+def _fast_connection_for(
+    client: aioredis.Redis | aioredis.RedisCluster, timeout: float
+) -> RespConnection | None:
+    """A ``RespConnection`` to the client's server if it is plain TCP, else None (use redis-py)."""
+    if not isinstance(client, aioredis.Redis):
+        return None  # a cluster client routes each script to its key's node itself
+    pool = client.connection_pool
+    if pool.connection_class is not aioredis.Connection:
+        return None
+    kwargs = pool.connection_kwargs
+    return RespConnection(
+        str(kwargs.get("host", "localhost")),
+        int(kwargs.get("port", 6379)),
+        db=int(kwargs.get("db", 0)),
+        username=kwargs.get("username"),
+        password=kwargs.get("password"),
+        timeout=timeout,
+    )
+
+
+def _ms(epoch: float | None) -> str:
+    return "" if epoch is None else str(round(epoch * 1000))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _seconds(value: str | None) -> float | None:
+    return None if value in (None, "") else int(float(value)) / 1000
+
+
+def _record(fields: dict[str, str]) -> CircuitRecord:
+    window = fields.get("window")
+    return CircuitRecord(
+        state=fields.get("state", machine.CLOSED),
+        failure_count=int(fields.get("failures", 0)),
+        success_count=int(fields.get("successes", 0)),
+        last_failure_at=_seconds(fields.get("last_failure")),
+        opened_at=_seconds(fields.get("opened")),
+        closed_at=_seconds(fields.get("closed")),
+        open_until=_seconds(fields.get("open_until")),
+        forced_open=fields.get("forced") == "1",
+        version=int(fields.get("version", 0)),
+        not_permitted_count=int(fields.get("not_permitted", 0)),
+        buckets=json.loads(window) if window else {},
+    )
+
+
+def _statistics(key: str, fields: dict[str, str], store: str) -> CircuitStatistics:
+    return machine.statistics_of(key, _record(fields), store=store)
+
+
+def _transitions(key: str, encoded: bytes | str, store: str) -> list[Transition]:
+    text = _text(encoded)
+    if not text:
+        return []
+    document = json.loads(text)
+    after = _statistics(key, {k: str(v) for k, v in document["after"].items()}, store)
+    result = []
+    for from_state, to_state, reason, at_ms, version in document["transitions"]:
+        result.append(
+            Transition(
+                circuit_key=key,
+                from_state=from_state,
+                to_state=to_state,
+                reason=reason,
+                at=datetime.fromtimestamp(at_ms / 1000, UTC),
+                version=int(version),
+                after=after,
+            )
+        )
+    return result

@@ -1,0 +1,86 @@
+"""``bookingguard breaker``: a circuit opened from the CLI is seen by other processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+
+from prometheus_client import CollectorRegistry
+from typer.testing import CliRunner
+
+from bookingguard.cli.app import app
+from bookingguard.resilience import CircuitBreaker, CircuitOpenError
+from bookingguard.settings import Settings
+from tests.conftest import TestDatabase
+
+KEY = "appointment_booking:event_type:11"
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("BOOKINGGUARD_")}
+    environment.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "bookingguard", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+        check=False,
+    )
+
+
+def call_once(database: TestDatabase) -> str:
+    """One guarded call from this process: 'ok' or 'rejected'."""
+
+    async def ok() -> str:
+        return "ok"
+
+    async def main() -> str:
+        breaker = CircuitBreaker.from_settings(
+            Settings(database_url=database.url),
+            engine=database.engine,
+            registry=CollectorRegistry(),
+        )
+        try:
+            return await breaker.call(KEY, ok)
+        except CircuitOpenError:
+            return "rejected"
+        finally:
+            await breaker.aclose()
+
+    return asyncio.run(main())
+
+
+def test_open_in_one_process_is_seen_by_another(database: TestDatabase) -> None:
+    """breaker open (a subprocess) rejects calls here; list reports it; reset closes it."""
+    env = {"BOOKINGGUARD_DATABASE_URL": database.url}
+    opened = run_cli("breaker", "open", KEY, "--json", env=env)
+    assert opened.returncode == 0, opened.stderr
+    assert json.loads(opened.stdout)["state"] == "open"
+    assert call_once(database) == "rejected"
+
+    runner = CliRunner()
+    listed = runner.invoke(app, ["breaker", "list", "--json"], env=env)
+    assert listed.exit_code == 0, listed.output
+    circuits = json.loads(listed.stdout)
+    assert [(c["circuit_key"], c["state"], c["forced_open"]) for c in circuits] == [
+        (KEY, "open", True)
+    ]
+    assert circuits[0]["not_permitted_count"] == 1
+
+    reset = runner.invoke(app, ["breaker", "reset", KEY, "--json"], env=env)
+    assert reset.exit_code == 0, reset.output
+    assert json.loads(reset.stdout)["state"] == "closed"
+    assert call_once(database) == "ok"
+
+
+def test_show_prints_a_readable_summary(database: TestDatabase) -> None:
+    """breaker show without --json prints one field per line, keys verbatim."""
+    env = {"BOOKINGGUARD_DATABASE_URL": database.url}
+    shown = CliRunner().invoke(app, ["breaker", "show", "x:b:1"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert "circuit_key: x:b:1" in shown.stdout
+    assert "state: closed" in shown.stdout

@@ -1,0 +1,149 @@
+"""Fixtures for the breaker suites: one store of each kind, and a local HTTP dependency."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import redis
+from prometheus_client import CollectorRegistry
+
+from bookingguard.resilience import (
+    BreakerEvent,
+    BreakerPolicy,
+    BreakerStore,
+    CircuitBreaker,
+    MemoryStore,
+    RedisStore,
+    SqlStore,
+)
+from tests.conftest import TestDatabase, _make_database
+
+STORE_KINDS = ["memory", "redis", "sql-sqlite", "sql-postgresql"]
+
+
+def delete_keys(redis_url: str, prefix: str) -> None:
+    """Remove one test's keys (never FLUSHDB: the database is shared)."""
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{prefix}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@dataclass
+class StoreFactory:
+    """Builds stores of one kind that share state (like processes sharing Redis or a DB)."""
+
+    kind: str
+    redis_url: str = ""
+    prefix: str = ""
+    database: TestDatabase | None = None
+    _memory: MemoryStore | None = None
+
+    def __call__(self) -> BreakerStore:
+        if self.kind == "memory":
+            self._memory = self._memory or MemoryStore()
+            return self._memory
+        if self.kind == "redis":
+            return RedisStore.from_url(self.redis_url, key_prefix=self.prefix)
+        assert self.database is not None
+        return SqlStore(self.database.engine)
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    """A factory of stores of each kind in turn: memory, Redis, SQL on SQLite and PostgreSQL."""
+    kind: str = request.param
+    if kind == "memory":
+        yield StoreFactory(kind)
+    elif kind == "redis":
+        url: str = request.getfixturevalue("redis_url")
+        prefix: str = request.getfixturevalue("redis_prefix")
+        yield StoreFactory(kind, redis_url=url, prefix=prefix)
+        delete_keys(url, prefix)
+    else:
+        yield from (
+            StoreFactory(kind, database=database)
+            for database in _make_database(kind.removeprefix("sql-"), request, tmp_path)
+        )
+
+
+@dataclass
+class Harness:
+    """A breaker over one store, recording its events."""
+
+    breaker: CircuitBreaker
+    store: BreakerStore
+    events: list[BreakerEvent] = field(default_factory=list)
+
+    def transitions(self) -> list[tuple[str, str, str]]:
+        return [
+            (e.transition.from_state, e.transition.to_state, e.transition.reason)
+            for e in self.events
+            if e.transition is not None
+        ]
+
+
+@pytest.fixture
+async def make_harness(
+    store_factory: StoreFactory,
+) -> AsyncIterator[Callable[[BreakerPolicy], Harness]]:
+    """Build breakers over the parametrized store; closes them afterwards."""
+    built: list[Harness] = []
+
+    def build(policy: BreakerPolicy) -> Harness:
+        store = store_factory()
+        harness = Harness(CircuitBreaker(store, policy=policy, registry=CollectorRegistry()), store)
+        harness.breaker.add_listener(harness.events.append)
+        built.append(harness)
+        return harness
+
+    yield build
+    for harness in built:
+        await harness.breaker.aclose()
+
+
+class CountingServer:
+    """A local HTTP dependency that counts requests and answers after ``delay`` seconds."""
+
+    def __init__(self, *, delay: float = 0.0, status: int = 200) -> None:
+        self.delay = delay
+        self.status = status
+        self.count = 0
+        self.requested = threading.Event()
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                with outer._lock:
+                    outer.count += 1
+                outer.requested.set()
+                time.sleep(outer.delay)
+                body = b"ok"
+                self.send_response(outer.status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> CountingServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

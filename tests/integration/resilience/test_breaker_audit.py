@@ -1,0 +1,116 @@
+"""Transitions are audited to the database idempotently; a closed-state success writes nothing."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import event, select
+
+from bookingguard.db.models import CircuitBreakerState, CircuitBreakerTransition
+from bookingguard.resilience import BreakerPolicy, CircuitBreaker, MemoryStore, SqlStore
+from bookingguard.resilience.audit import TransitionAudit
+from bookingguard.resilience.stores.sql import write_transitions
+from tests.conftest import TestDatabase
+
+KEY = "appointment_booking:event_type:3"
+POLICY = BreakerPolicy(cooldown_seconds=30)
+
+
+class Unavailable(Exception):
+    status_code = 503
+
+
+async def fail() -> None:
+    raise Unavailable
+
+
+async def ok() -> str:
+    return "ok"
+
+
+async def test_memory_store_transitions_are_audited(database: TestDatabase) -> None:
+    """Opening and forcing a circuit on the memory store lands in both audit tables."""
+    audit = TransitionAudit(database.engine)
+    breaker = CircuitBreaker(
+        MemoryStore(), policy=POLICY, registry=CollectorRegistry(), audit=audit
+    )
+    for _ in range(3):
+        with pytest.raises(Unavailable):
+            await breaker.call(KEY, fail)
+    await breaker.reset(KEY)
+    await breaker.drain()
+    with database.sessions() as session:
+        history = session.execute(
+            select(
+                CircuitBreakerTransition.from_state,
+                CircuitBreakerTransition.to_state,
+                CircuitBreakerTransition.reason,
+                CircuitBreakerTransition.version,
+            ).order_by(CircuitBreakerTransition.version)
+        ).all()
+        state = session.execute(select(CircuitBreakerState)).scalar_one()
+    assert [tuple(row) for row in history] == [
+        ("closed", "open", "failure_threshold", 1),
+        ("open", "closed", "reset", 2),
+    ]
+    assert (state.circuit_key, state.state, state.version) == (KEY, "closed", 2)
+
+
+async def test_audit_writes_are_idempotent(database: TestDatabase) -> None:
+    """Writing the same transitions twice leaves one history row per version."""
+    store = MemoryStore()
+    transitions = await store.force_open(KEY)
+    write_transitions(database.engine, transitions)
+    write_transitions(database.engine, transitions)
+    with database.sessions() as session:
+        rows = session.execute(select(CircuitBreakerTransition)).scalars().all()
+        state = session.execute(select(CircuitBreakerState)).scalar_one()
+    assert [(r.to_state, r.version) for r in rows] == [("open", 1)]
+    assert (state.state, state.forced_open) == ("open", True)
+
+
+async def test_sql_store_writes_transitions_in_its_own_transaction(
+    database: TestDatabase,
+) -> None:
+    """On the SQL store the history is written with the state change, once."""
+    breaker = CircuitBreaker(
+        SqlStore(database.engine),
+        policy=POLICY,
+        registry=CollectorRegistry(),
+        audit=TransitionAudit(database.engine),
+    )
+    for _ in range(3):
+        with pytest.raises(Unavailable):
+            await breaker.call(KEY, fail)
+    await breaker.drain()
+    with database.sessions() as session:
+        rows = session.execute(select(CircuitBreakerTransition)).scalars().all()
+    assert [(r.from_state, r.to_state, r.version) for r in rows] == [("closed", "open", 1)]
+
+
+async def test_successful_closed_calls_write_nothing(database: TestDatabase) -> None:
+    """Successes in closed state with nothing to reset only read: no write, no write lock."""
+    breaker = CircuitBreaker(
+        SqlStore(database.engine),
+        policy=POLICY,
+        registry=CollectorRegistry(),
+        audit=TransitionAudit(database.engine),
+    )
+    with pytest.raises(Unavailable):
+        await breaker.call(KEY, fail)
+    await breaker.call(KEY, ok)  # resets the count: one write
+    statements: list[str] = []
+
+    def remember(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(" ".join(statement.split()[:2]).upper())
+
+    event.listen(database.engine, "before_cursor_execute", remember)
+    try:
+        for _ in range(20):
+            assert await breaker.call(KEY, ok) == "ok"
+        await breaker.drain()
+    finally:
+        event.remove(database.engine, "before_cursor_execute", remember)
+    writes = ("INSERT", "UPDATE", "DELETE", "BEGIN IMMEDIATE")
+    assert any(s.startswith("SELECT") for s in statements)
+    assert [s for s in statements if s.startswith(writes)] == []

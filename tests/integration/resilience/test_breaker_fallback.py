@@ -1,0 +1,181 @@
+"""Redis goes away mid-run: the breaker keeps protecting on SQL, then returns to Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from prometheus_client import CollectorRegistry
+
+from bookingguard.resilience import (
+    BreakerEvent,
+    BreakerPolicy,
+    CircuitBreaker,
+    CircuitOpenError,
+    EventKind,
+    FallbackStore,
+    MemoryStore,
+    RedisStore,
+    SqlStore,
+)
+from tests.conftest import TestDatabase
+
+KEY = "appointment_booking:event_type:5"
+POLICY = BreakerPolicy(cooldown_seconds=30, timeout_seconds=2)
+
+
+class Unavailable(Exception):
+    status_code = 503
+
+
+async def fail() -> None:
+    raise Unavailable
+
+
+async def ok() -> str:
+    return "ok"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+class RedisServer:
+    """A private redis-server on its own port, started and killed by pid."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        client.close()
+
+    def kill(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self.process = None
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A redis-server of this test's own; killed at the end if still running."""
+    server = RedisServer()
+    server.start()
+    yield server
+    if server.process is not None:
+        server.kill()
+
+
+async def test_killed_redis_degrades_to_sql_and_recovers(
+    redis_server: RedisServer, database: TestDatabase
+) -> None:
+    """Kill Redis mid-run: no store error reaches callers, it opens on SQL, Redis takes it back."""
+    events: list[BreakerEvent] = []
+    chain = FallbackStore(
+        [RedisStore.from_url(redis_server.url), SqlStore(database.engine), MemoryStore()],
+        recheck_seconds=0.2,
+    )
+    breaker = CircuitBreaker(chain, policy=POLICY, registry=CollectorRegistry())
+    breaker.add_listener(events.append)
+    assert await breaker.call(KEY, ok) == "ok"
+    assert breaker.active_store == "redis"
+
+    redis_server.kill()
+    started = time.monotonic()
+    assert await breaker.call(KEY, ok) == "ok"
+    assert time.monotonic() - started < 0.5
+    assert breaker.active_store == "sql"
+    for _ in range(3):
+        with pytest.raises(Unavailable):
+            await breaker.call(KEY, fail)
+    with pytest.raises(CircuitOpenError):
+        await breaker.call(KEY, ok)
+    stats = await breaker.statistics(KEY)
+    assert (stats.state, stats.failure_count, stats.store) == ("open", 3, "sql")
+
+    redis_server.start()
+    await asyncio.sleep(0.3)
+    # The restarted server is empty: it adopts the circuit opened on SQL (through NOSCRIPT
+    # and a script reload) before the chain returns to it.
+    with pytest.raises(CircuitOpenError):
+        await breaker.call(KEY, ok)
+    stats = await breaker.statistics(KEY)
+    assert (stats.state, stats.failure_count, stats.store) == ("open", 3, "redis")
+    assert breaker.active_store == "redis"
+    storage_kinds = (EventKind.STORAGE_DEGRADED, EventKind.STORAGE_RECOVERED)
+    switches = [(e.kind, e.from_store, e.to_store) for e in events if e.kind in storage_kinds]
+    assert switches == [
+        (EventKind.STORAGE_DEGRADED, "redis", "sql"),
+        (EventKind.STORAGE_RECOVERED, "sql", "redis"),
+    ]
+    await breaker.aclose()
+
+
+async def test_unanswering_redis_is_given_up_on_within_the_store_timeout() -> None:
+    """A Redis that accepts connections but never answers costs one call ≈ 100 ms, not a hang."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    port = silent.getsockname()[1]
+    events: list[BreakerEvent] = []
+    chain = FallbackStore(
+        [RedisStore.from_url(f"redis://127.0.0.1:{port}/0"), MemoryStore()], recheck_seconds=30
+    )
+    breaker = CircuitBreaker(chain, policy=POLICY, registry=CollectorRegistry())
+    breaker.add_listener(events.append)
+    try:
+        started = time.monotonic()
+        assert await breaker.call(KEY, ok) == "ok"
+        first = time.monotonic() - started
+        started = time.monotonic()
+        assert await breaker.call(KEY, ok) == "ok"
+        second = time.monotonic() - started
+    finally:
+        silent.close()
+    assert 0.05 <= first < 0.5
+    assert second < 0.05
+    assert breaker.active_store == "memory"
+    assert [(e.kind, e.to_store) for e in events] == [(EventKind.STORAGE_DEGRADED, "memory")]
+    await breaker.aclose()

@@ -1,0 +1,201 @@
+"""Many OS processes, one circuit: the half-open probe is admitted exactly once across them.
+
+Workers are forked (so twenty of them start in milliseconds, not twenty interpreter
+imports); each builds its own store connections and event loop, so the only thing
+they share is Redis or PostgreSQL, as separate replicas would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable
+from multiprocessing.queues import Queue
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Event as EventType
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from bookingguard.db import make_engine
+from bookingguard.resilience import (
+    BreakerPolicy,
+    BreakerStore,
+    CircuitBreaker,
+    CircuitOpenError,
+    RedisStore,
+    SqlStore,
+)
+from tests.conftest import TestDatabase
+
+from .conftest import CountingServer, delete_keys
+
+KEY = "appointment_booking:event_type:7"
+FORK = multiprocessing.get_context("fork")
+WORKERS = 20
+
+StoreBuilder = Callable[[], BreakerStore]
+
+
+def redis_builder(url: str, prefix: str) -> StoreBuilder:
+    return lambda: RedisStore.from_url(url, key_prefix=prefix)
+
+
+def sql_builder(url: str) -> StoreBuilder:
+    return lambda: SqlStore(make_engine(url, pool=False), owns_engine=True)
+
+
+class Boom(Exception):
+    """The dependency failing."""
+
+
+async def _fail() -> None:
+    raise Boom
+
+
+async def open_circuit(build: StoreBuilder, policy: BreakerPolicy) -> float:
+    """Trip the circuit from this process; returns when its cooldown ends (epoch seconds)."""
+    breaker = CircuitBreaker(build(), policy=policy, registry=CollectorRegistry())
+    for _ in range(policy.failure_threshold):
+        with pytest.raises(Boom):
+            await breaker.call(KEY, _fail)
+    stats = await breaker.statistics(KEY)
+    await breaker.aclose()
+    assert stats.state == "open"
+    assert stats.open_until is not None
+    return stats.open_until.timestamp()
+
+
+def _worker(
+    build: StoreBuilder,
+    policy: BreakerPolicy,
+    url: str,
+    go: EventType,
+    start_at: Synchronized[float],
+    results: Queue[Any],
+) -> None:
+    async def main() -> str:
+        breaker = CircuitBreaker(build(), policy=policy, registry=CollectorRegistry())
+        await breaker.statistics(KEY)  # connected before the start line
+        async with httpx.AsyncClient() as client:
+            results.put("ready")
+            await asyncio.to_thread(go.wait, 60)
+            await asyncio.sleep(max(0.0, start_at.value - time.time()))
+            try:
+                await breaker.call(KEY, client.get, url)
+            except CircuitOpenError:
+                return "rejected"
+            except Exception as exc:
+                return f"error: {exc!r}"
+            finally:
+                await breaker.aclose()
+        return "called"
+
+    results.put(asyncio.run(main()))
+
+
+async def exactly_one_probe(build: StoreBuilder) -> None:
+    """Workers connect first; then the circuit opens and all of them call as its cooldown ends."""
+    policy = BreakerPolicy(cooldown_seconds=0.5, timeout_seconds=5.0)
+    with CountingServer(delay=2.0) as dependency:
+        results: Queue[Any] = FORK.Queue()
+        go = FORK.Event()
+        start_at = FORK.Value("d", 0.0)
+        workers = [
+            FORK.Process(
+                target=_worker, args=(build, policy, dependency.url, go, start_at, results)
+            )
+            for _ in range(WORKERS)
+        ]
+        for worker in workers:
+            worker.start()
+        assert [results.get(timeout=60) for _ in workers] == ["ready"] * WORKERS
+        open_until = await open_circuit(build, policy)
+        start_at.value = open_until + 0.02
+        go.set()
+        outcomes = [results.get(timeout=60) for _ in workers]
+        for worker in workers:
+            worker.join(timeout=10)
+        assert sorted(outcomes) == ["called"] + ["rejected"] * (WORKERS - 1)
+        assert dependency.count == 1
+
+
+@pytest.mark.redis
+async def test_twenty_processes_one_probe_through_redis(redis_url: str, redis_prefix: str) -> None:
+    """20 processes call an open circuit as its cooldown ends: one request reaches the server."""
+    try:
+        await exactly_one_probe(redis_builder(redis_url, redis_prefix))
+    finally:
+        delete_keys(redis_url, redis_prefix)
+
+
+@pytest.mark.postgres
+async def test_twenty_processes_one_probe_through_postgresql(
+    postgres_database: TestDatabase,
+) -> None:
+    """The same race on the SQL store over PostgreSQL: the row lock admits one probe."""
+    await exactly_one_probe(sql_builder(postgres_database.url))
+
+
+def _hold_probe(build: StoreBuilder, policy: BreakerPolicy, url: str) -> None:
+    async def main() -> None:
+        breaker = CircuitBreaker(build(), policy=policy, registry=CollectorRegistry())
+        async with httpx.AsyncClient() as client:
+            await breaker.call(KEY, client.get, url)
+
+    asyncio.run(main())
+
+
+async def probe_holder_dies(build: StoreBuilder) -> None:
+    policy = BreakerPolicy(cooldown_seconds=0.3, timeout_seconds=1.0)
+    breaker = CircuitBreaker(build(), policy=policy, registry=CollectorRegistry())
+    calls = 0
+
+    async def recovered() -> str:
+        nonlocal calls
+        calls += 1
+        return "ok"
+
+    with CountingServer(delay=30.0) as hanging:
+        open_until = await open_circuit(build, policy)
+        await asyncio.sleep(max(0.0, open_until - time.time()) + 0.05)
+        holder = FORK.Process(target=_hold_probe, args=(build, policy, hanging.url))
+        holder.start()
+        assert await asyncio.to_thread(hanging.requested.wait, 20)
+        assert hanging.count == 1
+        assert holder.pid is not None
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.join(timeout=10)
+        killed_at = time.monotonic()
+        with pytest.raises(CircuitOpenError) as rejected:
+            await breaker.call(KEY, recovered)
+        assert 0 < rejected.value.retry_after <= policy.lease_seconds
+        while calls == 0 and time.monotonic() - killed_at < policy.lease_seconds + 3:
+            try:
+                await breaker.call(KEY, recovered)
+            except CircuitOpenError:
+                await asyncio.sleep(0.05)
+    await breaker.aclose()
+    assert calls == 1
+    assert time.monotonic() - killed_at <= policy.lease_seconds + 3
+
+
+@pytest.mark.redis
+async def test_killed_probe_holder_frees_the_lease_through_redis(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """A probe whose process is killed frees its lease at the TTL; another probe goes through."""
+    try:
+        await probe_holder_dies(redis_builder(redis_url, redis_prefix))
+    finally:
+        delete_keys(redis_url, redis_prefix)
+
+
+async def test_killed_probe_holder_frees_the_lease_through_sql(database: TestDatabase) -> None:
+    """The same on the SQL store, on both dialects."""
+    await probe_holder_dies(sql_builder(database.url))

@@ -1,0 +1,286 @@
+"""One behaviour suite, run against every store: memory, Redis, SQL on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import pytest
+
+from bookingguard.resilience import (
+    BreakerPolicy,
+    CircuitOpenError,
+    MemoryStore,
+    Outcome,
+)
+
+from .conftest import Harness
+
+KEY = "appointment_booking:event_type:42"
+COOLDOWN = 0.3
+FAST = BreakerPolicy(cooldown_seconds=COOLDOWN, timeout_seconds=1.0)
+
+MakeHarness = Callable[[BreakerPolicy], Harness]
+
+
+class Unavailable(Exception):
+    """The dependency's 503."""
+
+    status_code = 503
+
+
+class SlotTaken(Exception):
+    """The dependency's 409: the caller's problem, not the dependency's."""
+
+    status_code = 409
+
+
+class Dependency:
+    """Counts the calls that reach it."""
+
+    def __init__(self, *, delay: float = 0.0) -> None:
+        self.calls = 0
+        self.delay = delay
+
+    async def ok(self) -> str:
+        self.calls += 1
+        await asyncio.sleep(self.delay)
+        return "booked"
+
+    async def fail(self) -> str:
+        self.calls += 1
+        raise Unavailable
+
+    async def taken(self) -> str:
+        self.calls += 1
+        raise SlotTaken
+
+
+async def fail_times(harness: Harness, dependency: Dependency, times: int) -> None:
+    for _ in range(times):
+        with pytest.raises(Unavailable):
+            await harness.breaker.call(KEY, dependency.fail)
+
+
+async def open_circuit(harness: Harness, dependency: Dependency) -> None:
+    await fail_times(harness, dependency, 3)
+    assert (await harness.breaker.statistics(KEY)).state == "open"
+
+
+async def test_opens_after_threshold_and_rejects_without_calling(make_harness: MakeHarness) -> None:
+    """Three consecutive failures open the circuit; the next call is rejected with retry_after."""
+    harness, dependency = make_harness(FAST), Dependency()
+    await fail_times(harness, dependency, 2)
+    assert (await harness.breaker.statistics(KEY)).state == "closed"
+    await fail_times(harness, dependency, 1)
+    with pytest.raises(CircuitOpenError) as rejected:
+        await harness.breaker.call(KEY, dependency.ok)
+    assert dependency.calls == 3
+    assert 0 < rejected.value.retry_after <= COOLDOWN
+    assert rejected.value.circuit_key == KEY
+    stats = await harness.breaker.statistics(KEY)
+    assert (stats.state, stats.failure_count, stats.not_permitted_count) == ("open", 3, 1)
+    assert stats.opened_at is not None
+    assert stats.open_until is not None
+    assert stats.last_failure_at is not None
+    assert harness.transitions() == [("closed", "open", "failure_threshold")]
+    assert harness.breaker.active_store == harness.store.name
+
+
+async def test_success_resets_the_failure_count(make_harness: MakeHarness) -> None:
+    """A success in closed state resets the consecutive-failure count."""
+    harness, dependency = make_harness(FAST), Dependency()
+    await fail_times(harness, dependency, 2)
+    assert await harness.breaker.call(KEY, dependency.ok) == "booked"
+    await fail_times(harness, dependency, 2)
+    stats = await harness.breaker.statistics(KEY)
+    assert (stats.state, stats.failure_count) == ("closed", 2)
+
+
+async def test_ignored_outcome_neither_counts_nor_resets(make_harness: MakeHarness) -> None:
+    """A 4xx such as 409 is ignored: the count stays, and the next failure still opens."""
+    harness, dependency = make_harness(FAST), Dependency()
+    await fail_times(harness, dependency, 2)
+    for _ in range(3):
+        with pytest.raises(SlotTaken):
+            await harness.breaker.call(KEY, dependency.taken)
+    stats = await harness.breaker.statistics(KEY)
+    assert (stats.state, stats.failure_count) == ("closed", 2)
+    await fail_times(harness, dependency, 1)
+    assert (await harness.breaker.statistics(KEY)).state == "open"
+
+
+async def test_half_open_admits_one_probe_among_concurrent_callers(
+    make_harness: MakeHarness,
+) -> None:
+    """After the cooldown, of ten concurrent callers exactly one reaches the dependency."""
+    harness, dependency = make_harness(FAST), Dependency()
+    await open_circuit(harness, dependency)
+    await asyncio.sleep(COOLDOWN + 0.05)
+    slow = Dependency(delay=0.3)
+    results = await asyncio.gather(
+        *(harness.breaker.call(KEY, slow.ok) for _ in range(10)), return_exceptions=True
+    )
+    rejected = [r for r in results if isinstance(r, CircuitOpenError)]
+    assert slow.calls == 1
+    assert results.count("booked") == 1
+    assert len(rejected) == 9
+    assert all(r.retry_after > 0 for r in rejected)
+
+
+async def test_success_threshold_probes_close_the_circuit(make_harness: MakeHarness) -> None:
+    """Two successful probes close the circuit and zero the failure count."""
+    harness, dependency = make_harness(FAST), Dependency()
+    await open_circuit(harness, dependency)
+    await asyncio.sleep(COOLDOWN + 0.05)
+    await harness.breaker.call(KEY, dependency.ok)
+    stats = await harness.breaker.statistics(KEY)
+    assert (stats.state, stats.success_count, stats.failure_count) == ("half_open", 1, 3)
+    await harness.breaker.call(KEY, dependency.ok)
+    stats = await harness.breaker.statistics(KEY)
+    assert (stats.state, stats.failure_count) == ("closed", 0)
+    assert stats.closed_at is not None
+    assert stats.open_until is None
+    assert harness.transitions() == [
+        ("closed", "open", "failure_threshold"),
+        ("open", "half_open", "cooldown_elapsed"),
+        ("half_open", "closed", "probes_succeeded"),
+    ]
+
+
+async def test_failed_probe_reopens_and_keeps_counting(make_harness: MakeHarness) -> None:
+    """A failed probe reopens the circuit for a new cooldown; the failure count goes on."""
+    harness, dependency = make_harness(FAST), Dependency()
+    await open_circuit(harness, dependency)
+    first = await harness.breaker.statistics(KEY)
+    await asyncio.sleep(COOLDOWN + 0.05)
+    await fail_times(harness, dependency, 1)
+    stats = await harness.breaker.statistics(KEY)
+    assert (stats.state, stats.failure_count) == ("open", 4)
+    assert stats.open_until is not None
+    assert first.open_until is not None
+    assert stats.open_until > first.open_until
+    assert harness.transitions()[-1] == ("half_open", "open", "probe_failed")
+
+
+async def test_force_open_holds_past_cooldown_until_reset(make_harness: MakeHarness) -> None:
+    """A forced-open circuit stays open past any cooldown; reset closes it."""
+    harness, dependency = make_harness(FAST), Dependency()
+    stats = await harness.breaker.force_open(KEY)
+    assert (stats.state, stats.forced_open) == ("open", True)
+    await asyncio.sleep(COOLDOWN + 0.05)
+    with pytest.raises(CircuitOpenError):
+        await harness.breaker.call(KEY, dependency.ok)
+    assert dependency.calls == 0
+    stats = await harness.breaker.reset(KEY)
+    assert (stats.state, stats.forced_open, stats.failure_count) == ("closed", False, 0)
+    assert await harness.breaker.call(KEY, dependency.ok) == "booked"
+
+
+async def test_result_admitted_under_older_version_is_dropped(make_harness: MakeHarness) -> None:
+    """Failures of calls admitted before a reset do not count after it."""
+    harness = make_harness(FAST)
+    store = harness.store
+    admissions = [await store.acquire(KEY, FAST) for _ in range(3)]
+    await store.force_open(KEY)
+    await store.reset(KEY)
+    for admission in admissions:
+        assert await store.record(KEY, FAST, admission, Outcome.FAILURE, slow=False) == []
+    stats = await store.statistics(KEY)
+    assert (stats.state, stats.failure_count) == ("closed", 0)
+
+
+async def test_expired_probe_lease_admits_another_probe(make_harness: MakeHarness) -> None:
+    """A probe that never reports frees its lease after the TTL; its late result is dropped."""
+    policy = BreakerPolicy(cooldown_seconds=COOLDOWN, timeout_seconds=0.2)
+    harness, dependency = make_harness(policy), Dependency()
+    store = harness.store
+    await fail_times(harness, dependency, 3)
+    await asyncio.sleep(COOLDOWN + 0.05)
+    lost = await store.acquire(KEY, policy)
+    assert lost.permitted
+    assert lost.probe_token
+    blocked = await store.acquire(KEY, policy)
+    assert not blocked.permitted
+    assert 0 < blocked.retry_after <= policy.lease_seconds
+    await asyncio.sleep(policy.lease_seconds + 0.05)
+    second = await store.acquire(KEY, policy)
+    assert second.permitted
+    assert second.probe_token != lost.probe_token
+    assert await store.record(KEY, policy, lost, Outcome.FAILURE, slow=False) == []
+    assert (await store.statistics(KEY)).state == "half_open"
+
+
+async def test_failure_rate_window_trips(make_harness: MakeHarness) -> None:
+    """With the rate window on, 50 % failures over the minimum of calls opens the circuit."""
+    policy = BreakerPolicy(
+        failure_threshold=100, failure_rate_threshold=50, minimum_calls=4, cooldown_seconds=30
+    )
+    harness, dependency = make_harness(policy), Dependency()
+    for step in (dependency.ok, dependency.fail, dependency.ok):
+        with contextlib.suppress(Unavailable):
+            await harness.breaker.call(KEY, step)
+    stats = await harness.breaker.statistics(KEY)
+    assert stats.state == "closed"
+    assert stats.failure_rate == pytest.approx(33.33, abs=0.01)
+    await fail_times(harness, dependency, 1)
+    assert (await harness.breaker.statistics(KEY)).state == "open"
+    assert harness.transitions() == [("closed", "open", "failure_rate")]
+
+
+async def test_slow_call_rate_trips(make_harness: MakeHarness) -> None:
+    """Successful but slow calls over the slow-call rate open the circuit."""
+    policy = BreakerPolicy(
+        slow_call_seconds=0.05, slow_call_rate_threshold=50, minimum_calls=3, cooldown_seconds=30
+    )
+    harness = make_harness(policy)
+    slow, fast = Dependency(delay=0.08), Dependency()
+    await harness.breaker.call(KEY, fast.ok)
+    await harness.breaker.call(KEY, slow.ok)
+    stats = await harness.breaker.statistics(KEY)
+    assert (stats.state, stats.slow_call_rate) == ("closed", 50.0)
+    await harness.breaker.call(KEY, slow.ok)
+    assert (await harness.breaker.statistics(KEY)).state == "open"
+    assert harness.transitions() == [("closed", "open", "slow_call_rate")]
+
+
+async def test_list_circuits_shows_every_known_circuit(make_harness: MakeHarness) -> None:
+    """list_circuits returns each circuit that has state, sorted by key."""
+    harness, dependency = make_harness(FAST), Dependency()
+    await harness.breaker.force_open("b:circuit")
+    await fail_times(harness, dependency, 1)
+    circuits = await harness.breaker.list_circuits()
+    assert [(c.circuit_key, c.state) for c in circuits] == [
+        (KEY, "closed"),
+        ("b:circuit", "open"),
+    ]
+
+
+async def test_two_breakers_on_one_store_share_state(make_harness: MakeHarness) -> None:
+    """A circuit opened through one breaker rejects calls through another on the same store."""
+    first, second, dependency = make_harness(FAST), make_harness(FAST), Dependency()
+    await open_circuit(first, dependency)
+    with pytest.raises(CircuitOpenError):
+        await second.breaker.call(KEY, dependency.ok)
+    assert dependency.calls == 3
+
+
+async def test_adopt_takes_only_circuits_the_store_does_not_know(
+    make_harness: MakeHarness,
+) -> None:
+    """adopt() copies an open circuit into a store that lacks it, and leaves known ones alone."""
+    source = MemoryStore()
+    await source.force_open(KEY)
+    await source.force_open("known:circuit")
+    harness, dependency = make_harness(FAST), Dependency()
+    with pytest.raises(Unavailable):
+        await harness.breaker.call("known:circuit", dependency.fail)
+    taken = await harness.store.adopt(await source.list_circuits())
+    assert taken == 1
+    with pytest.raises(CircuitOpenError):
+        await harness.breaker.call(KEY, dependency.ok)
+    adopted = await harness.store.statistics(KEY)
+    assert (adopted.state, adopted.forced_open) == ("open", True)
+    known = await harness.store.statistics("known:circuit")
+    assert (known.state, known.failure_count) == ("closed", 1)
