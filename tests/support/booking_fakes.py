@@ -1,4 +1,4 @@
-"""In-memory stand-ins for the breaker and the retry, for booking-path unit and integration tests."""
+"""In-memory stand-ins for the breaker and the retry, for booking-path tests."""
 
 from __future__ import annotations
 
