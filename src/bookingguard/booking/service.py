@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -571,11 +571,20 @@ class BookingService:
             )
             uow.session.add(appointment)
             uow.session.flush()
-            # The database links the call on insert; writing the flags here as well keeps
-            # the booking path correct while triggers are switched off (staged roll-out).
+            # The database links the call on insert. Writing the flags here as well keeps
+            # the booking path correct while triggers are switched off (staged roll-out);
+            # the condition makes it a no-op, firing no row triggers, when they are on.
             uow.session.execute(
                 update(Call)
-                .where(Call.id == call_id)
+                .where(
+                    Call.id == call_id,
+                    or_(
+                        Call.appointment_made.is_not(True),
+                        Call.session_outcome.is_distinct_from("appointment_booked"),
+                        Call.appointment_link_status.is_distinct_from("linked"),
+                        Call.booking_failed.is_(True),
+                    ),
+                )
                 .values(
                     appointment_made=True,
                     session_outcome="appointment_booked",

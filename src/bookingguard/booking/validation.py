@@ -2,9 +2,10 @@
 
 It runs after the booking's transaction has committed, so it checks what is
 really stored (the predecessor ran it before the flags were written and rolled
-back good bookings). Two queries at most: the appointment, then its call. Both
-read columns rather than ORM objects, so nothing stale from a session's identity
-map can pass for the database's state.
+back good bookings). One query: the appointment with its call's flags joined
+alongside; the checks then run in order on that row. It reads columns rather
+than ORM objects, so nothing stale from a session's identity map can pass for
+the database's state.
 """
 
 from __future__ import annotations
@@ -81,13 +82,18 @@ class PostBookingValidator:
     def _checks(
         self, session: Session, *, call_id: int, appointment_id: int | None
     ) -> ValidationResult:
+        # One statement: the appointment, with its call's flags joined alongside.
         columns = select(
             Appointment.id,
             Appointment.call_id,
             Appointment.calcom_v2_booking_id,
             Appointment.calcom_booking_uid,
             Appointment.created_at,
-        )
+            Call.id.label("flags_call_id"),
+            Call.appointment_made,
+            Call.session_outcome,
+            Call.appointment_link_status,
+        ).outerjoin(Call, Call.id == call_id)
         if appointment_id is not None:
             query = columns.where(Appointment.id == appointment_id)
         else:
@@ -96,48 +102,43 @@ class PostBookingValidator:
                 .order_by(Appointment.created_at.desc(), Appointment.id.desc())
                 .limit(1)
             )
-        appointment = session.execute(query).first()
+        row = session.execute(query).first()
         details: dict[str, Any] = {"call_id": call_id, "appointment_id": appointment_id}
         # 1. The appointment exists.
-        if appointment is None:
+        if row is None:
             return ValidationResult(False, APPOINTMENT_NOT_FOUND, details)
-        details["appointment_id"] = appointment.id
-        # 2. It belongs to this call.
-        if appointment.call_id != call_id:
-            details["appointment_call_id"] = appointment.call_id
+        details["appointment_id"] = row.id
+        # 2. It belongs to this row.
+        if row.call_id != call_id:
+            details["appointment_call_id"] = row.call_id
             return ValidationResult(False, CALL_LINKAGE_MISMATCH, details)
         # 3. It carries the Cal.com booking it was made from.
-        if appointment.calcom_v2_booking_id is None or appointment.calcom_booking_uid is None:
-            details["calcom_v2_booking_id"] = appointment.calcom_v2_booking_id
-            details["calcom_booking_uid"] = appointment.calcom_booking_uid
+        if row.calcom_v2_booking_id is None or row.calcom_booking_uid is None:
+            details["calcom_v2_booking_id"] = row.calcom_v2_booking_id
+            details["calcom_booking_uid"] = row.calcom_booking_uid
             return ValidationResult(False, MISSING_CALCOM_BOOKING_ID, details)
-        # 4. It is the booking just made, not an old one found by the call.
-        age = (self._clock() - appointment.created_at).total_seconds()
+        # 4. It is the booking just made, not an old one found by the row.
+        age = (self._clock() - row.created_at).total_seconds()
         details["age_seconds"] = round(age, 3)
         if age > self._max_age:
             details["max_age_seconds"] = self._max_age
             return ValidationResult(False, APPOINTMENT_TOO_OLD, details)
         # 5. The call's flags say it was booked.
-        call = session.execute(
-            select(Call.appointment_made, Call.session_outcome, Call.appointment_link_status).where(
-                Call.id == call_id
-            )
-        ).first()
         flags = (
             {
-                "appointment_made": call.appointment_made,
-                "session_outcome": call.session_outcome,
-                "appointment_link_status": call.appointment_link_status,
+                "appointment_made": row.appointment_made,
+                "session_outcome": row.session_outcome,
+                "appointment_link_status": row.appointment_link_status,
             }
-            if call is not None
+            if row.flags_call_id is not None
             else None
         )
         details["call_flags"] = flags
         if (
-            call is None
-            or call.appointment_made is not True
-            or call.session_outcome != "appointment_booked"
-            or call.appointment_link_status != "linked"
+            flags is None
+            or row.appointment_made is not True
+            or row.session_outcome != "appointment_booked"
+            or row.appointment_link_status != "linked"
         ):
             return ValidationResult(False, CALL_FLAGS_INCONSISTENT, details)
         return ValidationResult(True, None, details)
