@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -75,6 +75,45 @@ IDEMPOTENCY_METADATA_KEY = "bookingguard_idempotency_key"
 RETELL_CALL_METADATA_KEY = "retell_call_id"
 #: How far after the slot's start the look-up by idempotency key searches for its end.
 _LOOKUP_SPAN = timedelta(days=1)
+
+
+# Hot-path statements, built once with bound parameters (building an expression costs
+# more than running it on a busy host).
+_PREPARE = (
+    select(
+        Call.id,
+        Appointment.id,
+        Appointment.call_id,
+        Appointment.starts_at,
+        Appointment.status,
+        Appointment.calcom_booking_uid,
+    )
+    .select_from(Call)
+    .outerjoin(Appointment, Appointment.idempotency_key == bindparam("key"))
+    .where(Call.retell_call_id == bindparam("retell_call_id"))
+)
+_INSERT_APPOINTMENT = insert(Appointment).returning(Appointment.id)
+_LINK_CALL = (
+    update(Call)
+    .where(
+        Call.id == bindparam("call_id"),
+        or_(
+            Call.appointment_made.is_not(True),
+            Call.session_outcome.is_distinct_from("appointment_booked"),
+            Call.appointment_link_status.is_distinct_from("linked"),
+            Call.booking_failed.is_(True),
+        ),
+    )
+    .values(
+        appointment_made=True,
+        session_outcome="appointment_booked",
+        appointment_link_status="linked",
+        appointment_linked_at=bindparam("now"),
+        booking_failed=False,
+        booking_failure_reason=None,
+        updated_at=bindparam("now"),
+    )
+)
 
 
 def circuit_key_for(event_type_id: int) -> str:
@@ -521,22 +560,13 @@ class BookingService:
 
         One query on the common path: the call joined to the appointment holding the key.
         """
-        query = (
-            select(
-                Call.id,
-                Appointment.id,
-                Appointment.call_id,
-                Appointment.starts_at,
-                Appointment.status,
-                Appointment.calcom_booking_uid,
-            )
-            .select_from(Call)
-            .outerjoin(Appointment, Appointment.idempotency_key == key)
-            .where(Call.retell_call_id == retell_call_id)
-        )
         for _ in range(2):
             with UnitOfWork(self._sessions) as uow:
-                row = uow.session.execute(query).first()
+                row = (
+                    uow.session.connection()
+                    .execute(_PREPARE, {"retell_call_id": retell_call_id, "key": key})
+                    .first()
+                )
                 if row is not None:
                     stored = (
                         _Stored(row[1], row[2], row[3], row[4], row[5])
@@ -556,47 +586,31 @@ class BookingService:
 
     def _write(self, call_id: int, booking: CalcomBooking, key: str, now: datetime) -> int:
         """Step 3: the appointment and the call's flags, in one transaction."""
+        # Core statements on the session's connection: the hot path skips the ORM's
+        # unit-of-work bookkeeping, which costs more than the statements themselves.
         with UnitOfWork(self._sessions) as uow:
-            appointment = Appointment(
-                call_id=call_id,
-                event_type_id=booking.event_type_id,
-                calcom_v2_booking_id=booking.id,
-                calcom_booking_uid=booking.uid,
-                starts_at=booking.start.astimezone(UTC),
-                ends_at=booking.end.astimezone(UTC),
-                status="booked",
-                idempotency_key=key,
-                created_at=now,
-                updated_at=now,
-            )
-            uow.session.add(appointment)
-            uow.session.flush()
+            connection = uow.session.connection()
+            appointment_id: int = connection.execute(
+                _INSERT_APPOINTMENT,
+                {
+                    "call_id": call_id,
+                    "event_type_id": booking.event_type_id,
+                    "calcom_v2_booking_id": booking.id,
+                    "calcom_booking_uid": booking.uid,
+                    "starts_at": booking.start.astimezone(UTC),
+                    "ends_at": booking.end.astimezone(UTC),
+                    "status": "booked",
+                    "idempotency_key": key,
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            ).scalar_one()
             # The database links the call on insert. Writing the flags here as well keeps
             # the booking path correct while triggers are switched off (staged roll-out);
             # the condition makes it a no-op, firing no row triggers, when they are on.
-            uow.session.execute(
-                update(Call)
-                .where(
-                    Call.id == call_id,
-                    or_(
-                        Call.appointment_made.is_not(True),
-                        Call.session_outcome.is_distinct_from("appointment_booked"),
-                        Call.appointment_link_status.is_distinct_from("linked"),
-                        Call.booking_failed.is_(True),
-                    ),
-                )
-                .values(
-                    appointment_made=True,
-                    session_outcome="appointment_booked",
-                    appointment_link_status="linked",
-                    appointment_linked_at=now,
-                    booking_failed=False,
-                    booking_failure_reason=None,
-                    updated_at=now,
-                )
-            )
+            connection.execute(_LINK_CALL, {"call_id": call_id, "now": now})
             uow.commit()
-            return appointment.id
+            return appointment_id
 
     def _find_stored(self, key: str, uid: str) -> _Stored | None:
         with UnitOfWork(self._sessions) as uow:
