@@ -26,6 +26,7 @@ from tests.conftest import TestDatabase
 from tests.support.booking_fakes import FakeBreaker, ImmediateRetrier
 from tests.support.calcom_standin import CalcomStandin
 from tests.support.retell import calcom_headers, function_call_body, retell_headers
+from tests.support.server import LoopbackServer
 
 RETELL_KEY = "retell_test_key"
 CALCOM_SECRET = "whsec_test"
@@ -373,3 +374,19 @@ async def test_calcom_malformed_json_is_400(api: Api) -> None:
     """A signed Cal.com body that is not JSON: 400."""
     response = await api.calcom_event(b"not json")
     assert response.status_code == 400
+
+
+def test_create_app_builds_its_own_services(
+    database: TestDatabase, calcom_standin: CalcomStandin
+) -> None:
+    """create_app(settings) alone builds its services at start-up and serves requests."""
+    app = create_app(settings_for(database, calcom_standin))
+    with LoopbackServer(app) as server:
+        body = function_call_body()
+        unsigned = httpx.post(server.url + BOOK, content=body)
+        signed = httpx.post(
+            server.url + BOOK, content=body, headers=retell_headers(body, RETELL_KEY), timeout=30
+        )
+    assert unsigned.status_code == 401
+    assert signed.status_code == 200
+    assert signed.json()["booked"] is True
