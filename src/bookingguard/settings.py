@@ -146,6 +146,8 @@ class CalcomSettings(_Section):
     api_version: str = "2024-08-13"
     connect_timeout_seconds: PositiveFloat = 3.0
     read_timeout_seconds: PositiveFloat = 8.0
+    #: A webhook whose ``createdAt`` is further than this from now is refused (401).
+    webhook_tolerance_seconds: PositiveInt = 300
 
     @field_validator("base_url")
     @classmethod
@@ -161,6 +163,8 @@ class RetellSettings(_Section):
     api_key: SecretStr | None = None
     signature_tolerance_seconds: PositiveInt = 300
     outcome_mapping: dict[str, str] = Field(default_factory=dict)
+    #: The key of ``call_analysis.custom_analysis_data`` holding the call's outcome.
+    outcome_field: str = "session_outcome"
 
 
 class AlertSettings(_Section):
