@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bookingguard.cli import db
+from bookingguard.cli import db, review, token
 from bookingguard.cli.state import CliState
 
 __all__ = ["app", "main"]
@@ -19,6 +19,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(db.app, name="db")
+app.add_typer(token.app, name="token")
+app.add_typer(review.app, name="review")
 
 
 @app.callback()

@@ -1,0 +1,1 @@
+"""The HTTP service: webhooks, the agent function, the monitoring API and the dashboard."""
