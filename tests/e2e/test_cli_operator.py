@@ -59,3 +59,18 @@ def test_review_cli_lists_shows_and_resolves_with_audit(database: TestDatabase) 
         ("cli:ops", "resolve", {"from_status": "pending", "note": "rebooked"})
     ]
     assert run_cli("review", "show", "9999", env=env).returncode == 1
+
+
+def test_demo_refuses_to_mix_and_reset_reloads(database: TestDatabase) -> None:
+    """demo --json loads data; a second demo exits 1; --if-empty is a no-op; --reset reloads."""
+    env = {"BOOKINGGUARD_DATABASE_URL": database.url}
+    args = ("demo", "--days", "2", "--calls-per-day", "50", "--json")
+    first = run_cli(*args, env=env)
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert summary["injected"]["missing_appointment"] == 2
+    assert run_cli(*args, env=env).returncode == 1
+    assert run_cli("demo", "--if-empty", env=env).returncode == 0
+    again = run_cli(*args, "--reset", env=env)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == summary

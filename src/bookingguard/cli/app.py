@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bookingguard.cli import db, review, token
+from bookingguard.cli import db, demo, review, token
 from bookingguard.cli.state import CliState
 
 __all__ = ["app", "main"]
@@ -21,6 +21,7 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(token.app, name="token")
 app.add_typer(review.app, name="review")
+app.registered_commands += demo.app.registered_commands
 
 
 @app.callback()
