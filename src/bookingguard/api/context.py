@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from fastapi import Request
+from prometheus_client import REGISTRY, CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
 from bookingguard.api.ratelimit import RateLimiter
@@ -24,13 +25,15 @@ def utc_now() -> datetime:
 
 @dataclass
 class OperatorContext:
-    """Settings, sessions, tokens and the rate limiter the operator surface runs on."""
+    """Settings, sessions, tokens, rate limiter and metrics the operator surface runs on."""
 
     settings: Settings
     sessions: sessionmaker[Session]
     rate_limiter: RateLimiter
     static_tokens: Sequence[StaticToken] = ()
     clock: Clock = field(default=utc_now)
+    #: Where the dashboard's validation page reads the process's metrics.
+    registry: CollectorRegistry = field(default=REGISTRY)
 
 
 def operator_context(request: Request) -> OperatorContext:

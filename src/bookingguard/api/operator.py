@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fastapi import APIRouter, Depends, FastAPI
+from prometheus_client import REGISTRY, CollectorRegistry
 from sqlalchemy import Engine
 
 from bookingguard.api.auth import enforce_rate_limit
@@ -36,6 +37,7 @@ def install_operator_surface(
     extra_tokens: Sequence[StaticToken] = (),
     rate_limiter: RateLimiter | None = None,
     clock: Clock = utc_now,
+    registry: CollectorRegistry = REGISTRY,
 ) -> OperatorContext:
     """Install the operator surface on ``app`` and return the context it keeps in app.state.
 
@@ -48,6 +50,7 @@ def install_operator_surface(
         rate_limiter=rate_limiter or RateLimiter.from_settings(settings),
         static_tokens=[*static_tokens(settings), *extra_tokens],
         clock=clock,
+        registry=registry,
     )
     app.state.operator = context
     install_problem_handlers(app)
