@@ -156,7 +156,7 @@ def test_list_orders_by_priority_then_age_with_cursor(
     ).json()
     assert [item["id"] for item in filtered["items"]] == [ids[4], ids[0], ids[3]]
     bad = api.get("/api/v1/review-queue", params={"cursor": "zzz"}, headers=bearer(reader))
-    assert bad.status_code == 400
+    assert bad.status_code == 422
     assert bad.headers["content-type"] == "application/problem+json"
 
 

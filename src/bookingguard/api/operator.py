@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from bookingguard.api.auth import enforce_rate_limit
 from bookingguard.api.context import Clock, OperatorContext, utc_now
 from bookingguard.api.dashboard import routes as dashboard
-from bookingguard.api.problems import install_problem_handlers
+from bookingguard.api.problems import API_ERROR_RESPONSES, install_problem_handlers
 from bookingguard.api.ratelimit import RateLimiter
 from bookingguard.api.v1 import review
 from bookingguard.db.uow import session_factory
@@ -54,7 +54,11 @@ def install_operator_surface(
     )
     app.state.operator = context
     install_problem_handlers(app)
-    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(enforce_rate_limit)])
+    api = APIRouter(
+        prefix=API_PREFIX,
+        dependencies=[Depends(enforce_rate_limit)],
+        responses=API_ERROR_RESPONSES,
+    )
     api.include_router(review.router)
     for router in api_routers:
         api.include_router(router)

@@ -19,12 +19,63 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-__all__ = ["PROBLEM_MEDIA_TYPE", "ProblemDetail", "install_problem_handlers", "problem_response"]
+__all__ = [
+    "API_ERROR_RESPONSES",
+    "PROBLEM_MEDIA_TYPE",
+    "ProblemDetail",
+    "install_problem_handlers",
+    "problem_response",
+    "problem_responses",
+]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://bookingguard.dev/problems/"
 
 logger = structlog.get_logger(__name__)
+
+_PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "Problem",
+    "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+}
+_DESCRIPTIONS = {
+    400: "Bad request",
+    401: "No valid API token (missing, unknown or revoked)",
+    403: "The token's scope does not allow this",
+    404: "Not found",
+    409: "Conflicts with the resource's current state",
+    422: "Invalid input; `errors` names the offending fields",
+    429: "Over the rate limit; retry after `Retry-After` seconds",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries documenting ``statuses`` as problem+json."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        entry: dict[str, Any] = {
+            "description": _DESCRIPTIONS.get(status, HTTPStatus(status).phrase),
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}},
+        }
+        if status == 429:
+            entry["headers"] = {
+                "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}
+            }
+        responses[status] = entry
+    return responses
+
+
+#: What every ``/api/v1`` operation can answer besides its own responses.
+API_ERROR_RESPONSES = problem_responses(401, 403, 422, 429)
 
 
 class ProblemDetail(JSONResponse):

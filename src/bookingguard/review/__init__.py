@@ -1,6 +1,7 @@
 """The manual review queue and its audit log."""
 
 from bookingguard.review.queue import (
+    CURSOR_PATTERN,
     OPEN_STATUSES,
     PRIORITY_BY_SEVERITY,
     InvalidCursorError,
@@ -21,6 +22,7 @@ from bookingguard.review.queue import (
 )
 
 __all__ = [
+    "CURSOR_PATTERN",
     "OPEN_STATUSES",
     "PRIORITY_BY_SEVERITY",
     "InvalidCursorError",

@@ -7,12 +7,10 @@ Priority 1 is the most urgent.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
@@ -22,6 +20,7 @@ from bookingguard.db.models import ManualReviewItem, ReviewAuditLog
 from bookingguard.errors import BookingGuardError
 
 __all__ = [
+    "CURSOR_PATTERN",
     "OPEN_STATUSES",
     "PRIORITY_BY_SEVERITY",
     "InvalidCursorError",
@@ -137,21 +136,21 @@ class ReviewPage:
     next_cursor: str | None
 
 
+#: ``{priority}.{created_at in µs since the epoch}.{id}``: the keyset of the last item seen.
+CURSOR_PATTERN = r"^[1-4]\.[0-9]{1,16}\.[0-9]{1,18}$"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def _encode_cursor(item: ManualReviewItem) -> str:
-    raw = json.dumps([item.priority, item.created_at.isoformat(), item.id])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return f"{item.priority}.{(item.created_at - _EPOCH) // _MICROSECOND}.{item.id}"
 
 
 def _decode_cursor(cursor: str) -> tuple[int, datetime, int]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        priority, created_at, item_id = json.loads(base64.urlsafe_b64decode(padded))
-        when = datetime.fromisoformat(created_at)
-        if when.tzinfo is None or not isinstance(priority, int) or not isinstance(item_id, int):
-            raise ValueError(cursor)
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise InvalidCursorError("invalid cursor: pass next_cursor from a previous page") from exc
-    return priority, when, item_id
+    if not re.match(CURSOR_PATTERN, cursor):
+        raise InvalidCursorError("invalid cursor: pass next_cursor from a previous page")
+    priority, micros, item_id = cursor.split(".")
+    return int(priority), _EPOCH + int(micros) * _MICROSECOND, int(item_id)
 
 
 def list_items(

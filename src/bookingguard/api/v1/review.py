@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bookingguard.api.auth import client_ip, require_scope
 from bookingguard.api.context import OperatorContext, operator_context
+from bookingguard.api.problems import problem_responses
 from bookingguard.db.models import ManualReviewItem, ReviewAuditLog
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.review import queue
@@ -24,11 +25,6 @@ __all__ = ["ReviewItemOut", "ReviewPageOut", "router"]
 ReviewStatus = Literal["pending", "in_progress", "resolved", "dismissed"]
 
 router = APIRouter(prefix="/review-queue", tags=["review queue"])
-
-ProblemResponses: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No such review item"},
-    409: {"description": "The item's status does not allow this action"},
-}
 
 
 class AuditEntryOut(BaseModel):
@@ -109,7 +105,9 @@ def list_review_items(
     _: Reader,
     status: Annotated[list[ReviewStatus] | None, Query()] = None,
     priority: Annotated[list[Annotated[int, Field(ge=1, le=4)]] | None, Query()] = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=queue.CURSOR_PATTERN, description="next_cursor of a page")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ReviewPageOut:
     """Items by priority (1 first), then oldest first; filter by status and priority."""
@@ -132,7 +130,7 @@ def list_review_items(
 @router.get(
     "/{item_id}",
     response_model=ReviewItemDetailOut,
-    responses={404: ProblemResponses[404]},
+    responses=problem_responses(404),
     summary="Show a review item and its audit trail",
 )
 def show_review_item(context: Context, _: Reader, item_id: ItemId) -> ReviewItemDetailOut:
@@ -172,7 +170,7 @@ def _act(
 @router.post(
     "/{item_id}/claim",
     response_model=ReviewItemDetailOut,
-    responses=ProblemResponses,
+    responses=problem_responses(404, 409),
     summary="Claim a review item",
 )
 def claim_review_item(
@@ -185,7 +183,7 @@ def claim_review_item(
 @router.post(
     "/{item_id}/resolve",
     response_model=ReviewItemDetailOut,
-    responses=ProblemResponses,
+    responses=problem_responses(404, 409),
     summary="Resolve a review item",
 )
 def resolve_review_item(
@@ -202,7 +200,7 @@ def resolve_review_item(
 @router.post(
     "/{item_id}/dismiss",
     response_model=ReviewItemDetailOut,
-    responses=ProblemResponses,
+    responses=problem_responses(404, 409),
     summary="Dismiss a review item",
 )
 def dismiss_review_item(
