@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import Engine, exists, func, select
+import pytest
+from sqlalchemy import Engine, exists, func, insert, select
+from sqlalchemy.exc import IntegrityError
 
-from bookingguard.db.ddl import trigger_status
+from bookingguard.db.ddl import set_triggers_enabled, trigger_status
 from bookingguard.db.models import ApiToken, Appointment, Call, CircuitBreakerState
 from bookingguard.demo import count_calls, load_demo, reset_data
 from tests.conftest import TestDatabase
@@ -94,3 +96,15 @@ def _snapshot(engine: Engine) -> list[tuple[object, ...]]:
             ).order_by(Call.retell_call_id)
         )
         return [tuple(row) for row in rows]
+
+
+def test_outcome_check_is_back_after_the_demo(postgres_database: TestDatabase) -> None:
+    """On PostgreSQL the outcome CHECK backstop is re-added: with triggers off it still refuses."""
+    load_demo(postgres_database.engine, now=NOW, seed=5, days=1, calls_per_day=20)
+    mismatch = insert(Call).values(
+        retell_call_id="after-demo", appointment_made=True, session_outcome="information_only"
+    )
+    with postgres_database.engine.begin() as connection:
+        set_triggers_enabled(connection, enabled=False, names=["outcome"])
+        with pytest.raises(IntegrityError, match="ck_calls_outcome_matches_flag"):
+            connection.execute(mismatch)
