@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from bookingguard.api.auth import enforce_rate_limit
 from bookingguard.api.context import Clock, OperatorContext, utc_now
 from bookingguard.api.dashboard import routes as dashboard
-from bookingguard.api.problems import API_ERROR_RESPONSES, install_problem_handlers
+from bookingguard.api.problem_details import API_ERROR_RESPONSES, install_problem_handlers
 from bookingguard.api.ratelimit import RateLimiter
 from bookingguard.api.v1 import review
 from bookingguard.db.uow import session_factory

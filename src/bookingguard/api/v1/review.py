@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bookingguard.api.auth import client_ip, require_scope
 from bookingguard.api.context import OperatorContext, operator_context
-from bookingguard.api.problems import problem_responses
+from bookingguard.api.problem_details import problem_responses
 from bookingguard.db.models import ManualReviewItem, ReviewAuditLog
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.review import queue

@@ -1,1 +1,0 @@
-"""The HTTP service: webhooks, the agent function, the monitoring API and the dashboard."""
