@@ -10,10 +10,12 @@ from datetime import UTC, datetime, timedelta
 
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy.orm import Session
 
+from bookingguard.api.context import AlertActions
 from bookingguard.api.operator import install_operator_surface
 from bookingguard.api.ratelimit import RateLimiter
-from bookingguard.db.models import Call, ManualReviewItem
+from bookingguard.db.models import Call, ConsistencyAlert, ManualReviewItem
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.settings import Settings
 from bookingguard.tokens import create_token
@@ -47,6 +49,7 @@ def operator_app(
     *,
     settings: Settings | None = None,
     rate_limiter: RateLimiter | None = None,
+    alert_actions: AlertActions | None = None,
 ) -> FastAPI:
     """A bare FastAPI app with only the operator surface installed."""
     app = FastAPI()
@@ -55,6 +58,7 @@ def operator_app(
         settings or Settings(database_url=database.url),
         engine=database.engine,
         rate_limiter=rate_limiter,
+        alert_actions=alert_actions,
     )
     return app
 
@@ -89,3 +93,19 @@ def seed_review_items(database: TestDatabase, specs: list[tuple[int, int]]) -> l
             ids.append(item.id)
         uow.commit()
     return ids
+
+
+class RecordingAlertActions:
+    """Acknowledge/resolve with the monitor's semantics, for tests of the dashboard seam."""
+
+    def acknowledge(self, session: Session, alert_id: int, *, by: str, now: datetime) -> object:
+        alert = session.get_one(ConsistencyAlert, alert_id)
+        alert.status, alert.acknowledged_by, alert.acknowledged_at = "acknowledged", by, now
+        session.flush()
+        return alert
+
+    def resolve(self, session: Session, alert_id: int, *, by: str, now: datetime) -> object:
+        alert = session.get_one(ConsistencyAlert, alert_id)
+        alert.status, alert.resolved_at = "resolved", now
+        session.flush()
+        return alert

@@ -22,7 +22,13 @@ from bookingguard.db.uow import UnitOfWork
 from bookingguard.demo import load_demo
 from bookingguard.review import file_for_review
 from tests.conftest import TestDatabase, service_unavailable
-from tests.operator_support import NOW, make_token, operator_app, running_server
+from tests.operator_support import (
+    NOW,
+    RecordingAlertActions,
+    make_token,
+    operator_app,
+    running_server,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -109,7 +115,7 @@ def test_dashboard_pages_numbers_and_audited_resolve(
     item_ids = _seed(database)
     assert len(item_ids) >= 2
     secret = make_token(database, "alice", "operate")
-    app = operator_app(database)
+    app = operator_app(database, alert_actions=RecordingAlertActions())
     app.state.operator.clock = lambda: NOW
     with running_server(app) as base_url:
         api_items = httpx.get(
@@ -142,6 +148,8 @@ def test_dashboard_pages_numbers_and_audited_resolve(
                     expect(page.get_by_test_id("alert-count")).to_have_text(
                         f"{open_alerts} alerts shown"
                     )
+                    page.locator("[data-testid^=ack-]").first.click()
+                    expect(page.get_by_test_id("flash")).to_contain_text("acknowledged by alice")
                 if name == "breakers":
                     expect(
                         page.get_by_test_id("state-appointment_booking:event_type:1002")
@@ -169,6 +177,13 @@ def test_dashboard_pages_numbers_and_audited_resolve(
         "from_status": "pending",
         "note": "Rebooked by phone; Cal.com uid abc123",
     }
+    with UnitOfWork(database.sessions) as uow:
+        acknowledged = uow.session.scalars(
+            select(ConsistencyAlert.acknowledged_by).where(
+                ConsistencyAlert.status == "acknowledged"
+            )
+        ).all()
+    assert acknowledged == ["alice"]
 
 
 def test_dashboard_needs_a_valid_token(database: TestDatabase, browser: Browser) -> None:

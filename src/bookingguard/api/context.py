@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from fastapi import Request
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -14,9 +15,17 @@ from bookingguard.api.ratelimit import RateLimiter
 from bookingguard.settings import Settings
 from bookingguard.tokens import StaticToken
 
-__all__ = ["Clock", "OperatorContext", "operator_context", "utc_now"]
+__all__ = ["AlertActions", "Clock", "OperatorContext", "operator_context", "utc_now"]
 
 Clock = Callable[[], datetime]
+
+
+class AlertActions(Protocol):
+    """Acknowledging and resolving alerts (the monitor's ``admin`` module fits). Flush only."""
+
+    def acknowledge(self, session: Session, alert_id: int, *, by: str, now: datetime) -> object: ...
+
+    def resolve(self, session: Session, alert_id: int, *, by: str, now: datetime) -> object: ...
 
 
 def utc_now() -> datetime:
@@ -34,6 +43,8 @@ class OperatorContext:
     clock: Clock = field(default=utc_now)
     #: Where the dashboard's validation page reads the process's metrics.
     registry: CollectorRegistry = field(default=REGISTRY)
+    #: When set, the dashboard's alerts page offers acknowledge and resolve.
+    alert_actions: AlertActions | None = None
 
 
 def operator_context(request: Request) -> OperatorContext:

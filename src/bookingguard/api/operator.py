@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from sqlalchemy import Engine
 
 from bookingguard.api.auth import enforce_rate_limit
-from bookingguard.api.context import Clock, OperatorContext, utc_now
+from bookingguard.api.context import AlertActions, Clock, OperatorContext, utc_now
 from bookingguard.api.dashboard import routes as dashboard
 from bookingguard.api.problem_details import API_ERROR_RESPONSES, install_problem_handlers
 from bookingguard.api.ratelimit import RateLimiter
@@ -38,11 +38,14 @@ def install_operator_surface(
     rate_limiter: RateLimiter | None = None,
     clock: Clock = utc_now,
     registry: CollectorRegistry = REGISTRY,
+    alert_actions: AlertActions | None = None,
 ) -> OperatorContext:
     """Install the operator surface on ``app`` and return the context it keeps in app.state.
 
     ``extra_tokens`` are accepted besides ``api.tokens`` and the stored tokens; ``serve``
     passes the one-time dashboard login token it printed when no token exists yet.
+    ``alert_actions`` (e.g. ``bookingguard.monitoring.admin``) enables acknowledge and
+    resolve on the dashboard's alerts page.
     """
     context = OperatorContext(
         settings=settings,
@@ -51,6 +54,7 @@ def install_operator_surface(
         static_tokens=[*static_tokens(settings), *extra_tokens],
         clock=clock,
         registry=registry,
+        alert_actions=alert_actions,
     )
     app.state.operator = context
     install_problem_handlers(app)

@@ -21,6 +21,7 @@ from bookingguard.api.auth import SESSION_COOKIE, client_ip, principal_for_secre
 from bookingguard.api.context import OperatorContext, operator_context
 from bookingguard.api.dashboard import charts, queries
 from bookingguard.db.uow import UnitOfWork
+from bookingguard.errors import BookingGuardError
 from bookingguard.review import queue
 from bookingguard.tokens import Principal
 
@@ -158,7 +159,41 @@ def alerts_page(
         title="alerts",
         alerts=rows,
         filters=filters,
+        can_act=context.alert_actions is not None and principal.allows("operate"),
     )
+
+
+def _alert_action(
+    request: Request, context: OperatorContext, alert_id: int, action: str
+) -> Response:
+    principal = _signed_in(request, context)
+    if principal is None:
+        return _login_page(request, "Sign in again to act on alerts.")
+    refusal = _refusal(request, principal)
+    if refusal or context.alert_actions is None:
+        return _back("/alerts", refusal or "Alert actions are not available here.", error=True)
+    actions = context.alert_actions
+    act = actions.acknowledge if action == "acknowledge" else actions.resolve
+    try:
+        with UnitOfWork(context.sessions) as uow:
+            act(uow.session, alert_id, by=principal.name, now=context.clock())
+            uow.commit()
+    except BookingGuardError as exc:
+        return _back("/alerts", exc.message, error=True)
+    done = "acknowledged" if action == "acknowledge" else "resolved"
+    return _back("/alerts", f"Alert {alert_id} {done} by {principal.name}.")
+
+
+@router.post("/alerts/{alert_id}/ack")
+def acknowledge_from_dashboard(request: Request, context: Context, alert_id: int) -> Response:
+    """Acknowledge an alert as the signed-in token."""
+    return _alert_action(request, context, alert_id, "acknowledge")
+
+
+@router.post("/alerts/{alert_id}/resolve")
+def resolve_alert_from_dashboard(request: Request, context: Context, alert_id: int) -> Response:
+    """Resolve an alert as the signed-in token."""
+    return _alert_action(request, context, alert_id, "resolve")
 
 
 @router.get("/review")
@@ -181,9 +216,19 @@ def review_page(request: Request, context: Context) -> Response:
     )
 
 
-def _back(message: str, *, error: bool = False) -> Response:
+def _back(page: str, message: str, *, error: bool = False) -> Response:
     query = {"msg": message, **({"error": "1"} if error else {})}
-    return RedirectResponse(f"/review?{urlencode(query)}", status_code=303)
+    return RedirectResponse(f"{page}?{urlencode(query)}", status_code=303)
+
+
+def _refusal(request: Request, principal: Principal) -> str | None:
+    """Why a dashboard form post is refused (another site's form, a read-only token), if it is."""
+    origin = request.headers.get("origin")
+    if origin and urlsplit(origin).netloc != request.headers.get("host"):
+        return "Refused: the form came from another site."
+    if not principal.allows("operate"):
+        return f"Token {principal.name!r} can only read."
+    return None
 
 
 def _review_action(
@@ -192,11 +237,9 @@ def _review_action(
     principal = _signed_in(request, context)
     if principal is None:
         return _login_page(request, "Sign in again to act on the review queue.")
-    origin = request.headers.get("origin")
-    if origin and urlsplit(origin).netloc != request.headers.get("host"):
-        return _back("Refused: the form came from another site.", error=True)
-    if not principal.allows("operate"):
-        return _back(f"Token {principal.name!r} can only read.", error=True)
+    refusal = _refusal(request, principal)
+    if refusal:
+        return _back("/review", refusal, error=True)
     try:
         with UnitOfWork(context.sessions) as uow:
             now = context.clock()
@@ -208,9 +251,9 @@ def _review_action(
                 close(uow.session, item_id, actor=principal.name, note=note, now=now, ip=ip)
             uow.commit()
     except queue.ReviewError as exc:
-        return _back(exc.message, error=True)
+        return _back("/review", exc.message, error=True)
     done = {"claim": "claimed", "resolve": "resolved", "dismiss": "dismissed"}[action]
-    return _back(f"Item {item_id} {done} by {principal.name}.")
+    return _back("/review", f"Item {item_id} {done} by {principal.name}.")
 
 
 @router.post("/review/{item_id}/claim")
