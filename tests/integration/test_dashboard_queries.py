@@ -16,7 +16,7 @@ from tests.operator_support import NOW
 
 
 def test_day_rates_bucket_calls_by_utc_day(database: TestDatabase) -> None:
-    """Calls land in their UTC day; a call with a human-needed alert lowers that day's rate."""
+    """Calls land in their UTC day; a call with a critical alert lowers that day's rate."""
     midnight = NOW.replace(hour=0, minute=0, second=0, microsecond=0)
     times = [midnight + timedelta(seconds=1), midnight - timedelta(seconds=1), NOW]
     with UnitOfWork(database.sessions) as uow:

@@ -1,8 +1,8 @@
 """Read models for the dashboard, straight from the tables (and the in-process metrics).
 
-The consistency rate of a day is the share of that day's calls with no
-inconsistency alert that needed a human (alerts the database or the monitor
-auto-corrected do not count against it; ``recent_failures`` is information).
+The consistency rate of a day is the share of that day's calls on which no
+inconsistency (a critical or warning alert) was found: the definition of the
+monitor's daily report, so the dashboard and the report agree.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from bookingguard.db.models import (
 from bookingguard.review.queue import open_count
 
 __all__ = [
-    "INCONSISTENCY_TYPES",
+    "INCONSISTENCY_SEVERITIES",
     "BreakerView",
     "DayRate",
     "Overview",
@@ -40,15 +40,7 @@ __all__ = [
     "validation",
 ]
 
-INCONSISTENCY_TYPES = (
-    "session_outcome_mismatch",
-    "missing_appointment",
-    "missing_direction",
-    "orphaned_appointment",
-    "inconsistent_link_status",
-    "appointment_validation_failed",
-    "appointment_rollback",
-)
+INCONSISTENCY_SEVERITIES = ("critical", "warning")
 OPEN_ALERT_STATUSES = ("open", "acknowledged")
 MIN_VISIBLE_WIDTH = 0.6
 
@@ -96,8 +88,7 @@ def day_rates(session: Session, *, now: datetime, days: int = 14) -> list[DayRat
         select(ConsistencyAlert.entity_id)
         .where(
             ConsistencyAlert.entity_type == "call",
-            ConsistencyAlert.alert_type.in_(INCONSISTENCY_TYPES),
-            ConsistencyAlert.auto_corrected.is_(False),
+            ConsistencyAlert.severity.in_(INCONSISTENCY_SEVERITIES),
             ConsistencyAlert.entity_id == Call.id,
         )
         .exists()
