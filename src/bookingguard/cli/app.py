@@ -21,7 +21,7 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(token.app, name="token")
 app.add_typer(review.app, name="review")
-app.registered_commands += demo.app.registered_commands
+app.command(name="demo")(demo.demo_command)
 
 
 @app.callback()

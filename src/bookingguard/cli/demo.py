@@ -12,12 +12,9 @@ from rich.table import Table
 from bookingguard import demo
 from bookingguard.cli.state import console, fail, print_json, state_of
 
-__all__ = ["app"]
-
-app = typer.Typer()
+__all__ = ["demo_command"]
 
 
-@app.command(name="demo")
 def demo_command(
     ctx: typer.Context,
     reset: Annotated[
