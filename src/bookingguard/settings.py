@@ -118,7 +118,11 @@ class MonitoringSettings(_Section):
 
 
 class ApiSettings(_Section):
-    """HTTP service: bind address, tokens, rate limits."""
+    """HTTP service: bind address, tokens, rate limits.
+
+    ``tokens`` entries are ``name:scope:secret`` (scope ``read`` or ``operate``), given
+    in the environment as a JSON list: ``BOOKINGGUARD_API__TOKENS='["ci:read:…"]'``.
+    """
 
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
@@ -134,6 +138,15 @@ class ApiSettings(_Section):
             parse(value)
         except ValueError as exc:
             raise ValueError(f"not a rate limit such as '60/minute': {value!r}") from exc
+        return value
+
+    @field_validator("tokens")
+    @classmethod
+    def _check_tokens(cls, value: list[SecretStr]) -> list[SecretStr]:
+        from bookingguard.tokens import parse_static_token
+
+        for entry in value:
+            parse_static_token(entry.get_secret_value())
         return value
 
 
