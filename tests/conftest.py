@@ -22,6 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bookingguard.db import make_engine, migrate, session_factory
 
+pytest_plugins = ["tests.support.fixtures"]
+
 POSTGRES_URL = os.environ.get(
     "BOOKINGGUARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )

@@ -126,7 +126,11 @@ class MonitoringSettings(_Section):
 
 
 class ApiSettings(_Section):
-    """HTTP service: bind address, tokens, rate limits."""
+    """HTTP service: bind address, tokens, rate limits.
+
+    ``tokens`` entries are ``name:scope:secret`` (scope ``read`` or ``operate``), given
+    in the environment as a JSON list: ``BOOKINGGUARD_API__TOKENS='["ci:read:…"]'``.
+    """
 
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
@@ -144,6 +148,15 @@ class ApiSettings(_Section):
             raise ValueError(f"not a rate limit such as '60/minute': {value!r}") from exc
         return value
 
+    @field_validator("tokens")
+    @classmethod
+    def _check_tokens(cls, value: list[SecretStr]) -> list[SecretStr]:
+        from bookingguard.tokens import parse_static_token
+
+        for entry in value:
+            parse_static_token(entry.get_secret_value())
+        return value
+
 
 class CalcomSettings(_Section):
     """Cal.com v2 API access."""
@@ -154,6 +167,8 @@ class CalcomSettings(_Section):
     api_version: str = "2024-08-13"
     connect_timeout_seconds: PositiveFloat = 3.0
     read_timeout_seconds: PositiveFloat = 8.0
+    #: A webhook whose ``createdAt`` is further than this from now is refused (401).
+    webhook_tolerance_seconds: PositiveInt = 300
 
     @field_validator("base_url")
     @classmethod
@@ -169,6 +184,8 @@ class RetellSettings(_Section):
     api_key: SecretStr | None = None
     signature_tolerance_seconds: PositiveInt = 300
     outcome_mapping: dict[str, str] = Field(default_factory=dict)
+    #: The key of ``call_analysis.custom_analysis_data`` holding the call's outcome.
+    outcome_field: str = "session_outcome"
 
 
 class AlertSettings(_Section):

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bookingguard.cli import breaker, db, monitor
+from bookingguard.cli import breaker, db, demo, monitor, review, token
 from bookingguard.cli.state import CliState
 
 __all__ = ["app", "main"]
@@ -20,6 +20,9 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(breaker.app, name="breaker")
+app.add_typer(token.app, name="token")
+app.add_typer(review.app, name="review")
+app.command(name="demo")(demo.demo_command)
 app.command()(monitor.check)
 app.command()(monitor.report)
 app.command()(monitor.reconcile)

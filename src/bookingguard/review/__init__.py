@@ -1,5 +1,43 @@
 """The manual review queue and its audit log."""
 
-from bookingguard.review.queue import PRIORITY_BY_SEVERITY, audit, file_for_review
+from bookingguard.review.queue import (
+    CURSOR_PATTERN,
+    OPEN_STATUSES,
+    PRIORITY_BY_SEVERITY,
+    InvalidCursorError,
+    ResolutionNoteRequiredError,
+    ReviewConflictError,
+    ReviewError,
+    ReviewItemNotFoundError,
+    ReviewPage,
+    audit,
+    audit_trail,
+    claim,
+    dismiss,
+    file_for_review,
+    get_item,
+    list_items,
+    open_count,
+    resolve,
+)
 
-__all__ = ["PRIORITY_BY_SEVERITY", "audit", "file_for_review"]
+__all__ = [
+    "CURSOR_PATTERN",
+    "OPEN_STATUSES",
+    "PRIORITY_BY_SEVERITY",
+    "InvalidCursorError",
+    "ResolutionNoteRequiredError",
+    "ReviewConflictError",
+    "ReviewError",
+    "ReviewItemNotFoundError",
+    "ReviewPage",
+    "audit",
+    "audit_trail",
+    "claim",
+    "dismiss",
+    "file_for_review",
+    "get_item",
+    "list_items",
+    "open_count",
+    "resolve",
+]

@@ -1,0 +1,191 @@
+"""Benchmark: what bookingguard adds to one booking over a bare Cal.com request.
+
+On PostgreSQL + Redis, against the local Cal.com stand-in: each round makes one
+bare ``POST /v2/bookings`` with the client alone, then one booking through
+``BookingService.book`` (breaker over Redis, idempotency look-up, the write
+transaction, post-booking validation), interleaved so drift hits both alike.
+Prints the median and p99 of each, what bookingguard adds, and the SQL
+statements per booking. Goal: <= 2 ms added at the median.
+
+    .venv/bin/python bench/booking_path.py [--bookings 400] [--warmup 50]
+
+Uses BOOKINGGUARD_TEST_POSTGRES_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/postgres)
+to create, and finally drop, a database of its own, and BOOKINGGUARD_TEST_REDIS_URL
+(default redis://127.0.0.1:6379/12) with keys under a private prefix, deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import redis
+from sqlalchemy import Engine, event, insert
+from sqlalchemy.engine import make_url
+
+from bookingguard.booking import BookingRequest
+from bookingguard.bootstrap import build_services
+from bookingguard.calcom import CalcomClient, NewBooking
+from bookingguard.db import make_engine, migrate
+from bookingguard.db.models import Call
+from bookingguard.settings import Settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support.calcom_standin import CalcomStandin
+
+ADMIN_URL = os.environ.get(
+    "BOOKINGGUARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("BOOKINGGUARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
+FIRST_SLOT = datetime(2027, 1, 4, 8, tzinfo=UTC)
+
+
+def commit_latency(engine: Engine, rounds: int) -> list[float]:
+    """One-row INSERT + COMMIT on this server: the floor any durable write pays (WAL fsync)."""
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE bench_commit_probe (x integer)")
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        with engine.begin() as connection:
+            connection.exec_driver_sql("INSERT INTO bench_commit_probe VALUES (1)")
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def round_trip_latency(engine: Engine, rounds: int) -> list[float]:
+    """``SELECT 1`` on an open connection: one network round trip to PostgreSQL."""
+    samples = []
+    with engine.connect() as connection:
+        for _ in range(rounds):
+            started = time.perf_counter()
+            connection.exec_driver_sql("SELECT 1").all()
+            samples.append(time.perf_counter() - started)
+    return samples
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:6.3f} ms"
+
+
+def stats(samples: list[float]) -> str:
+    return f"median {ms(statistics.median(samples))}  p99 {ms(percentile(samples, 0.99))}"
+
+
+async def run(url: str, bookings: int, warmup: int, prefix: str) -> None:
+    total = bookings + warmup
+    with CalcomStandin(reject_double_booking=False) as calcom:
+        settings = Settings(
+            database_url=url,
+            redis_url=REDIS_URL,
+            circuit_breaker={"redis_key_prefix": prefix},
+            calcom={"base_url": calcom.base_url, "api_key": calcom.api_key},
+        )
+        engine = make_engine(url)
+        with engine.begin() as connection:
+            connection.execute(
+                insert(Call),
+                [{"retell_call_id": f"bench-{i}", "direction": "inbound"} for i in range(total)],
+            )
+        services = build_services(settings, engine=engine)
+        statements = 0
+
+        def count(*args: Any) -> None:
+            nonlocal statements
+            statements += 1
+
+        bare: list[float] = []
+        guarded: list[float] = []
+        async with CalcomClient(base_url=calcom.base_url, api_key=calcom.api_key) as client:
+            for i in range(total):
+                slot = FIRST_SLOT + timedelta(minutes=30 * i)
+                started = time.perf_counter()
+                await client.create_booking(
+                    NewBooking(
+                        start=slot,
+                        event_type_id=7,
+                        name="Bare",
+                        email="bare@example.com",
+                        time_zone="UTC",
+                    )
+                )
+                bare_seconds = time.perf_counter() - started
+                request = BookingRequest(
+                    retell_call_id=f"bench-{i}",
+                    start=slot,
+                    event_type_id=8,
+                    name="Guarded",
+                    email="guarded@example.com",
+                    time_zone="UTC",
+                )
+                if i == warmup:
+                    event.listen(engine, "before_cursor_execute", count)
+                started = time.perf_counter()
+                outcome = await services.booking.book(request)
+                guarded_seconds = time.perf_counter() - started
+                if not outcome.booked:
+                    raise SystemExit(f"booking {i} failed: {outcome}")
+                if i >= warmup:
+                    bare.append(bare_seconds)
+                    guarded.append(guarded_seconds)
+        event.remove(engine, "before_cursor_execute", count)
+        commits = commit_latency(engine, bookings)
+        round_trips = round_trip_latency(engine, bookings)
+        await services.aclose()
+
+    median_added = statistics.median(guarded) - statistics.median(bare)
+    p99_added = percentile(guarded, 0.99) - percentile(bare, 0.99)
+    added = [g - b for g, b in zip(guarded, bare, strict=True)]
+    print(f"bookings measured: {len(guarded)} (after {warmup} warm-up), PostgreSQL + Redis")
+    print(f"bare Cal.com request   {stats(bare)}")
+    print(f"through bookingguard   {stats(guarded)}")
+    print(f"added by bookingguard  median {ms(median_added)}  p99 {ms(p99_added)}")
+    print(f"paired differences     {stats(added)}")
+    print(f"SQL statements per booking: {statements / len(guarded):.1f}")
+    print(f"for scale: one durable commit  {stats(commits)}  (a booking makes one)")
+    print(f"for scale: one round trip      {stats(round_trips)}")
+    print(f"goal <= 2 ms added at the median: {'met' if median_added <= 0.002 else 'NOT met'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bookings", type=int, default=400)
+    parser.add_argument("--warmup", type=int, default=50)
+    options = parser.parse_args()
+    admin = make_engine(ADMIN_URL, pool=False).execution_options(isolation_level="AUTOCOMMIT")
+    name = f"bg_bench_booking_{uuid.uuid4().hex[:8]}"
+    prefix = f"bgbench:{uuid.uuid4().hex[:8]}:"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        engine = make_engine(url, pool=False)
+        migrate.upgrade(engine)
+        engine.dispose()
+        asyncio.run(run(url, options.bookings, options.warmup, prefix))
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=prefix + "*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+if __name__ == "__main__":
+    main()

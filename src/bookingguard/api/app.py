@@ -1,0 +1,59 @@
+"""``create_app(settings)``: the FastAPI application, composed of routers in their own modules.
+
+The services come from ``bootstrap``: built in the app's lifespan from the
+settings, or handed in ready-made (tests, embedding apps), in which case the
+caller owns and closes them. Routes reach them through ``deps.get_services``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from bookingguard.api.problems import ProblemError, problem_handler
+from bookingguard.api.routes import calcom, retell
+from bookingguard.bootstrap import Services, build_services
+from bookingguard.settings import Settings
+
+__all__ = ["create_app"]
+
+
+def _build_default(settings: Settings) -> Services:
+    return build_services(settings)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    services: Services | None = None,
+    build: Callable[[Settings], Services] = _build_default,
+) -> FastAPI:
+    """The HTTP service.
+
+    By default its services are built from ``settings`` when it starts and closed
+    when it stops; give ``services`` to reuse yours (you close them), or ``build``
+    to make them differently.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if services is not None:
+            app.state.services = services
+            yield
+            return
+        built = build(settings)
+        app.state.services = built
+        try:
+            yield
+        finally:
+            await built.aclose()
+
+    app = FastAPI(title="bookingguard", version="0.1.0", lifespan=lifespan)
+    if services is not None:
+        app.state.services = services
+    app.add_exception_handler(ProblemError, problem_handler)
+    app.include_router(retell.router)
+    app.include_router(calcom.router)
+    return app

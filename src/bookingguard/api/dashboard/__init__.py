@@ -1,0 +1,1 @@
+"""The server-rendered dashboard at ``/`` (Jinja2, no front-end build)."""

@@ -1,0 +1,62 @@
+"""Error answers: one JSON shape for 400, 401 and 422, with a message a person can act on."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+
+__all__ = ["ProblemError", "parse_json", "problem_handler", "validate_body"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ProblemError(Exception):
+    """Raised in a route to answer ``status`` with ``{"detail", "errors"}``."""
+
+    def __init__(
+        self, status: int, detail: str, errors: list[dict[str, str]] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = errors or []
+
+    def response(self) -> JSONResponse:
+        body: dict[str, Any] = {"detail": self.detail}
+        if self.errors:
+            body["errors"] = self.errors
+        headers = {"WWW-Authenticate": "Signature"} if self.status == 401 else None
+        return JSONResponse(body, status_code=self.status, headers=headers)
+
+
+async def problem_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ProblemError)
+    return exc.response()
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON document in ``body``, or a 400 saying where it breaks."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProblemError(400, f"malformed JSON: {exc}") from None
+
+
+def validate_body(model: type[M], document: Any) -> M:
+    """``document`` as ``model``, or a 422 naming every offending field."""
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        errors = [
+            {
+                "field": ".".join(str(part) for part in error["loc"]) or "body",
+                "message": error["msg"],
+            }
+            for error in exc.errors(include_url=False, include_input=False)
+        ]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        raise ProblemError(422, f"invalid body: {detail}", errors) from None

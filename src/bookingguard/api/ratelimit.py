@@ -1,0 +1,82 @@
+"""Rate limits per token (or per client IP when unauthenticated), with the ``limits`` library.
+
+A moving window of ``api.rate_limit`` (default 60/minute). The counters live in
+Redis when ``redis_url`` is set, so every replica shares them; in process memory
+otherwise. If Redis cannot be reached the request is let through and the fault
+logged: an outage of the limiter's store must not take the API down with it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+from limits import RateLimitItem, parse
+from limits.errors import StorageError
+from limits.storage import MemoryStorage, RedisStorage, Storage
+from limits.strategies import MovingWindowRateLimiter
+from redis.exceptions import RedisError
+
+from bookingguard.settings import Settings
+
+__all__ = ["RateDecision", "RateLimiter"]
+
+logger = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    """Whether a request may proceed; when not, how many seconds until it may."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    retry_after: int
+
+
+class RateLimiter:
+    """One limit for every key (``token:NAME`` or ``ip:ADDRESS``) over a shared storage."""
+
+    def __init__(
+        self,
+        rate: str,
+        storage: Storage,
+        *,
+        namespace: str = "bookingguard:ratelimit",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.item: RateLimitItem = parse(rate)
+        self.storage = storage
+        self.namespace = namespace
+        self._limiter = MovingWindowRateLimiter(storage)
+        self._clock = clock
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, namespace: str = "bookingguard:ratelimit"
+    ) -> RateLimiter:
+        """Redis-backed when ``redis_url`` is set, in memory otherwise."""
+        storage: Storage = MemoryStorage()
+        if settings.redis_url:
+            url = settings.redis_url
+            if url.startswith("unix://"):
+                url = "redis+" + url
+            storage = RedisStorage(
+                url, wrap_exceptions=True, socket_timeout=1.0, socket_connect_timeout=1.0
+            )
+        return cls(settings.api.rate_limit, storage, namespace=namespace)
+
+    def hit(self, key: str) -> RateDecision:
+        """Count one request for ``key`` and say whether it is within the limit."""
+        amount = self.item.amount
+        try:
+            allowed = self._limiter.hit(self.item, self.namespace, key)
+            stats = self._limiter.get_window_stats(self.item, self.namespace, key)
+        except (StorageError, RedisError, ConnectionError) as exc:
+            logger.warning("rate limiter storage unavailable; request allowed", error=str(exc))
+            return RateDecision(True, amount, amount, 0)
+        retry_after = max(1, math.ceil(stats.reset_time - self._clock()))
+        return RateDecision(allowed, amount, stats.remaining, 0 if allowed else retry_after)

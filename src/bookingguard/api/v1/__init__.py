@@ -1,0 +1,1 @@
+"""Version 1 of the operator API (``/api/v1``)."""

@@ -1,0 +1,58 @@
+"""What the booking path needs from the outside, as small protocols.
+
+``Breaker`` is satisfied by ``bookingguard.resilience.CircuitBreaker``; ``Retrier``
+by ``bookingguard.resilience.retry.retry_async`` bound to a policy (bootstrap does
+the binding). ``CalcomBookings`` is the slice of ``CalcomClient`` the service uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from typing import Protocol, TypeVar
+
+from bookingguard.calcom import CalcomBooking, NewBooking
+
+__all__ = ["Breaker", "CalcomBookings", "Retrier"]
+
+T = TypeVar("T")
+
+
+class Breaker(Protocol):
+    """A circuit breaker: runs ``fn`` under the circuit ``circuit_key`` or refuses fast."""
+
+    async def call(self, circuit_key: str, fn: Callable[[], Awaitable[T]], /) -> T: ...
+
+
+class Retrier(Protocol):
+    """Runs ``fn`` again after transient failures, waiting ``retry_after`` when given."""
+
+    async def __call__(
+        self,
+        fn: Callable[[], Awaitable[T]],
+        /,
+        *,
+        is_retryable: Callable[[BaseException], bool],
+        retry_after: Callable[[BaseException], float | None],
+    ) -> T: ...
+
+
+class CalcomBookings(Protocol):
+    """The Cal.com operations the booking path uses."""
+
+    async def create_booking(self, booking: NewBooking) -> CalcomBooking: ...
+
+    async def cancel_booking(self, uid: str, *, reason: str) -> CalcomBooking: ...
+
+    async def get_booking(self, uid: str) -> CalcomBooking: ...
+
+    def iter_bookings(
+        self,
+        *,
+        after_start: datetime | None = None,
+        before_end: datetime | None = None,
+        after_created_at: datetime | None = None,
+        status: str | None = None,
+        event_type_id: int | None = None,
+        take: int = 100,
+    ) -> AsyncIterator[CalcomBooking]: ...

@@ -1,0 +1,150 @@
+"""Post-booking validation: five checks, in order, stopping at the first failure.
+
+It runs after the booking's transaction has committed, so it checks what is
+really stored (the predecessor ran it before the flags were written and rolled
+back good bookings). One query: the appointment with its call's flags joined
+alongside; the checks then run in order on that row. It reads columns rather
+than ORM objects, so nothing stale from a session's identity map can pass for
+the database's state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
+from bookingguard.booking.metrics import BookingMetrics
+from bookingguard.db.models import Appointment, Call
+
+__all__ = [
+    "APPOINTMENT_NOT_FOUND",
+    "APPOINTMENT_TOO_OLD",
+    "CALL_FLAGS_INCONSISTENT",
+    "CALL_LINKAGE_MISMATCH",
+    "MISSING_CALCOM_BOOKING_ID",
+    "PostBookingValidator",
+    "ValidationResult",
+]
+
+APPOINTMENT_NOT_FOUND = "appointment_not_found"
+CALL_LINKAGE_MISMATCH = "call_linkage_mismatch"
+MISSING_CALCOM_BOOKING_ID = "missing_calcom_booking_id"
+APPOINTMENT_TOO_OLD = "appointment_too_old"
+CALL_FLAGS_INCONSISTENT = "call_flags_inconsistent"
+
+
+# One statement: the appointment, with its call's flags joined alongside. Built once
+# with bound parameters: on a busy host, building the expression costs more than the query.
+_COLUMNS = select(
+    Appointment.id,
+    Appointment.call_id,
+    Appointment.calcom_v2_booking_id,
+    Appointment.calcom_booking_uid,
+    Appointment.created_at,
+    Call.id.label("flags_call_id"),
+    Call.appointment_made,
+    Call.session_outcome,
+    Call.appointment_link_status,
+).outerjoin(Call, Call.id == bindparam("call_id"))
+_BY_ID = _COLUMNS.where(Appointment.id == bindparam("appointment_id"))
+_BY_CALL = (
+    _COLUMNS.where(Appointment.call_id == bindparam("call_id"))
+    .order_by(Appointment.created_at.desc(), Appointment.id.desc())
+    .limit(1)
+)
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """The verdict: ``reason`` names the first failed check; ``details`` say what was seen."""
+
+    success: bool
+    reason: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class PostBookingValidator:
+    """Checks that a booking is really stored and its call really says so."""
+
+    def __init__(
+        self,
+        *,
+        max_appointment_age_seconds: float,
+        clock: Callable[[], datetime],
+        metrics: BookingMetrics | None = None,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._max_age = max_appointment_age_seconds
+        self._clock = clock
+        self._metrics = metrics
+        self._timer = timer
+
+    def validate(
+        self, session: Session, *, call_id: int, appointment_id: int | None = None
+    ) -> ValidationResult:
+        """Validate the appointment ``appointment_id`` (else the call's latest) against the call."""
+        started = self._timer()
+        result = self._checks(session, call_id=call_id, appointment_id=appointment_id)
+        duration = self._timer() - started
+        result.details["duration_ms"] = round(duration * 1000, 3)
+        if self._metrics is not None:
+            outcome = "success" if result.success else "failure"
+            self._metrics.validation_duration.labels(outcome=outcome).observe(duration)
+            if result.reason is not None:
+                self._metrics.validation_failures.labels(reason=result.reason).inc()
+        return result
+
+    def _checks(
+        self, session: Session, *, call_id: int, appointment_id: int | None
+    ) -> ValidationResult:
+        query = _BY_CALL if appointment_id is None else _BY_ID
+        row = (
+            session.connection()
+            .execute(query, {"call_id": call_id, "appointment_id": appointment_id})
+            .first()
+        )
+        details: dict[str, Any] = {"call_id": call_id, "appointment_id": appointment_id}
+        # 1. The appointment exists.
+        if row is None:
+            return ValidationResult(False, APPOINTMENT_NOT_FOUND, details)
+        details["appointment_id"] = row.id
+        # 2. It belongs to this row.
+        if row.call_id != call_id:
+            details["appointment_call_id"] = row.call_id
+            return ValidationResult(False, CALL_LINKAGE_MISMATCH, details)
+        # 3. It carries the Cal.com booking it was made from.
+        if row.calcom_v2_booking_id is None or row.calcom_booking_uid is None:
+            details["calcom_v2_booking_id"] = row.calcom_v2_booking_id
+            details["calcom_booking_uid"] = row.calcom_booking_uid
+            return ValidationResult(False, MISSING_CALCOM_BOOKING_ID, details)
+        # 4. It is the booking just made, not an old one found by the row.
+        age = (self._clock() - row.created_at).total_seconds()
+        details["age_seconds"] = round(age, 3)
+        if age > self._max_age:
+            details["max_age_seconds"] = self._max_age
+            return ValidationResult(False, APPOINTMENT_TOO_OLD, details)
+        # 5. The call's flags say it was booked.
+        flags = (
+            {
+                "appointment_made": row.appointment_made,
+                "session_outcome": row.session_outcome,
+                "appointment_link_status": row.appointment_link_status,
+            }
+            if row.flags_call_id is not None
+            else None
+        )
+        details["call_flags"] = flags
+        if (
+            flags is None
+            or row.appointment_made is not True
+            or row.session_outcome != "appointment_booked"
+            or row.appointment_link_status != "linked"
+        ):
+            return ValidationResult(False, CALL_FLAGS_INCONSISTENT, details)
+        return ValidationResult(True, None, details)

@@ -1,0 +1,376 @@
+"""BookingService against the Cal.com stand-in, on both dialects (fake breaker and retry)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from sqlalchemy import event, func, select
+
+from bookingguard.booking import (
+    BookingRequest,
+    BookingResult,
+    BookingService,
+    PostBookingValidator,
+)
+from bookingguard.booking.calcom_events import apply_calcom_event
+from bookingguard.calcom import CalcomBooking, CalcomClient, CalcomWebhook, NewBooking
+from bookingguard.db.models import Appointment, Call, ConsistencyAlert, ManualReviewItem
+from bookingguard.db.uow import UnitOfWork
+from tests.conftest import TestDatabase
+from tests.support.booking_fakes import FakeBreaker, ImmediateRetrier
+from tests.support.calcom_standin import CalcomStandin
+
+T = TypeVar("T")
+NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
+SLOT = datetime(2026, 12, 3, 14, 0, tzinfo=UTC)
+
+
+@dataclass
+class Rig:
+    service: BookingService
+    breaker: FakeBreaker
+    retrier: ImmediateRetrier
+    calcom: CalcomStandin
+    database: TestDatabase
+    client: CalcomClient
+
+    def call(self, retell_call_id: str = "call_1") -> Call:
+        with UnitOfWork(self.database.sessions) as uow:
+            return uow.session.scalars(
+                select(Call).where(Call.retell_call_id == retell_call_id)
+            ).one()
+
+    def appointments(self) -> list[Appointment]:
+        with UnitOfWork(self.database.sessions) as uow:
+            return list(uow.session.scalars(select(Appointment).order_by(Appointment.id)))
+
+    def review_reasons(self) -> list[str]:
+        with UnitOfWork(self.database.sessions) as uow:
+            return list(uow.session.scalars(select(ManualReviewItem.reason)))
+
+    def alert_types(self) -> list[str]:
+        with UnitOfWork(self.database.sessions) as uow:
+            return list(
+                uow.session.scalars(
+                    select(ConsistencyAlert.alert_type).where(
+                        ConsistencyAlert.alert_type != "session_outcome_mismatch"
+                    )
+                )
+            )
+
+
+@asynccontextmanager
+async def rig(
+    database: TestDatabase,
+    calcom: CalcomStandin,
+    *,
+    read_timeout: float = 2.0,
+    validation_clock: Callable[[], datetime] = lambda: NOW,
+    breaker: FakeBreaker | None = None,
+) -> AsyncIterator[Rig]:
+    breaker = breaker or FakeBreaker()
+    retrier = ImmediateRetrier()
+    async with CalcomClient(
+        base_url=calcom.base_url, api_key=calcom.api_key, read_timeout=read_timeout
+    ) as client:
+        service = BookingService(
+            sessions=database.sessions,
+            calcom=client,
+            breaker=breaker,
+            retrier=retrier,
+            validator=PostBookingValidator(max_appointment_age_seconds=300, clock=validation_clock),
+            clock=lambda: NOW,
+        )
+        yield Rig(service, breaker, retrier, calcom, database, client)
+
+
+def _request(retell_call_id: str = "call_1", start: datetime = SLOT) -> BookingRequest:
+    return BookingRequest(
+        retell_call_id=retell_call_id,
+        start=start,
+        event_type_id=42,
+        name="Ada Lovelace",
+        email="ada@example.com",
+        phone="+4930123456",
+        time_zone="Europe/Berlin",
+    )
+
+
+async def test_good_booking(database: TestDatabase, calcom_standin: CalcomStandin) -> None:
+    """A booking lands in Cal.com and in the database, and the call says booked."""
+    async with rig(database, calcom_standin) as r:
+        outcome = await r.service.book(_request())
+    assert outcome.result is BookingResult.BOOKED
+    assert outcome.booked
+    assert outcome.start == SLOT
+    (booking,) = calcom_standin.bookings()
+    assert booking["metadata"]["retell_call_id"] == "call_1"
+    assert booking["metadata"]["bookingguard_idempotency_key"] == _request().key
+    (appointment,) = r.appointments()
+    assert appointment.id == outcome.appointment_id
+    assert appointment.calcom_booking_uid == booking["uid"]
+    assert appointment.calcom_v2_booking_id == booking["id"]
+    call = r.call()
+    assert (call.appointment_made, call.session_outcome, call.appointment_link_status) == (
+        True,
+        "appointment_booked",
+        "linked",
+    )
+    assert r.breaker.keys == ["appointment_booking:event_type:42"]
+
+
+async def test_same_request_three_times_books_once(
+    database: TestDatabase, calcom_standin: CalcomStandin
+) -> None:
+    """Retell's retries of one function call return the same appointment and book once."""
+    async with rig(database, calcom_standin) as r:
+        outcomes = [await r.service.book(_request()) for _ in range(3)]
+    assert [o.result for o in outcomes] == [
+        BookingResult.BOOKED,
+        BookingResult.ALREADY_BOOKED,
+        BookingResult.ALREADY_BOOKED,
+    ]
+    assert len({o.appointment_id for o in outcomes}) == 1
+    assert all(o.booked for o in outcomes)
+    assert calcom_standin.request_count("create") == 1
+    assert len(r.appointments()) == 1
+
+
+async def test_concurrent_duplicates_book_once(
+    database: TestDatabase, calcom_standin: CalcomStandin
+) -> None:
+    """Overlapping retries of one call (the first still in flight) still book once."""
+    calcom_standin.delay_next("create", seconds=0.2)
+    async with rig(database, calcom_standin) as r:
+        outcomes = await asyncio.gather(*(r.service.book(_request()) for _ in range(3)))
+    assert sorted(o.result.value for o in outcomes) == [
+        "already_booked",
+        "already_booked",
+        "booked",
+    ]
+    assert calcom_standin.request_count("create") == 1
+
+
+async def test_server_errors_exhaust_retries(
+    database: TestDatabase, calcom_standin: CalcomStandin
+) -> None:
+    """Three 500s: not booked, the call consistent and flagged, a review item, no booking."""
+    calcom_standin.fail_next("create", status=500, times=3)
+    async with rig(database, calcom_standin) as r:
+        outcome = await r.service.book(_request())
+    assert outcome.result is BookingResult.CALCOM_UNAVAILABLE
+    assert not outcome.booked
+    assert calcom_standin.request_count("create") == 3
+    assert r.breaker.keys == ["appointment_booking:event_type:42"] * 3
+    assert calcom_standin.bookings() == []
+    assert r.appointments() == []
+    call = r.call()
+    assert call.appointment_made is False
+    assert call.session_outcome == "creation_failed"
+    assert call.booking_failed is True
+    assert call.requires_manual_processing is True
+    assert r.review_reasons() == ["booking_failed"]
+
+
+async def test_lost_response_books_exactly_once(
+    database: TestDatabase, calcom_standin: CalcomStandin
+) -> None:
+    """Booked but the answer was lost: the retry finds the booking instead of creating another."""
+    calcom_standin.lose_response_next("create")
+    async with rig(database, calcom_standin) as r:
+        outcome = await r.service.book(_request())
+    assert outcome.result is BookingResult.BOOKED
+    assert len(calcom_standin.bookings()) == 1
+    assert calcom_standin.request_count("create") == 1
+    assert calcom_standin.request_count("list") >= 1
+    assert outcome.calcom_booking_uid == calcom_standin.bookings()[0]["uid"]
+
+
+async def test_timed_out_create_that_booked_is_found(
+    database: TestDatabase, calcom_standin: CalcomStandin
+) -> None:
+    """A create that books but answers past the read timeout is found, not repeated."""
+    calcom_standin.lose_response_next("create", hang_seconds=2.0)
+    async with rig(database, calcom_standin, read_timeout=0.3) as r:
+        outcome = await r.service.book(_request())
+    assert outcome.result is BookingResult.BOOKED
+    assert len(calcom_standin.bookings()) == 1
+    assert calcom_standin.request_count("create") == 1
+
+
+async def test_hang_without_booking_is_retried(
+    database: TestDatabase, calcom_standin: CalcomStandin
+) -> None:
+    """A create that hung without booking is looked up, then created again: one booking."""
+    calcom_standin.hang_next("create", seconds=2.0)
+    async with rig(database, calcom_standin, read_timeout=0.3) as r:
+        outcome = await r.service.book(_request())
+    assert outcome.result is BookingResult.BOOKED
+    assert len(calcom_standin.bookings()) == 1
+    assert calcom_standin.request_count("create") == 2
+
+
+async def test_open_circuit_sends_nothing(
+    database: TestDatabase, calcom_standin: CalcomStandin
+) -> None:
+    """An open circuit answers not booked at once, with no request to Cal.com, filed for review."""
+    async with rig(database, calcom_standin) as r:
+        r.breaker.open = True
+        outcome = await r.service.book(_request())
+    assert outcome.result is BookingResult.CIRCUIT_OPEN
+    assert outcome.retry_after == 30.0
+    assert calcom_standin.requests == []
+    assert r.review_reasons() == ["booking_failed"]
+    assert r.call().appointment_made is False
+
+
+async def test_taken_slot_is_not_retried(
+    database: TestDatabase, calcom_standin: CalcomStandin
+) -> None:
+    """A slot Cal.com says is taken is answered at once, without retries."""
+    calcom_standin.add_booking(start=SLOT, event_type_id=42)
+    async with rig(database, calcom_standin) as r:
+        outcome = await r.service.book(_request())
+    assert outcome.result is BookingResult.SLOT_UNAVAILABLE
+    assert calcom_standin.request_count("create") == 1
+    assert r.appointments() == []
+
+
+async def test_rate_limit_waits_for_reset(
+    database: TestDatabase, calcom_standin: CalcomStandin
+) -> None:
+    """A 429 is retried after the reset the headers announce."""
+    calcom_standin.rate_limit_next("create", reset_seconds=4)
+    async with rig(database, calcom_standin) as r:
+        outcome = await r.service.book(_request())
+    assert outcome.booked
+    assert r.retrier.waits == [4.0]
+    assert len(calcom_standin.bookings()) == 1
+
+
+async def test_failed_validation_rolls_back_and_cancels(
+    database: TestDatabase, calcom_standin: CalcomStandin
+) -> None:
+    """A booking that fails validation is rolled back, cancelled on Cal.com and locally."""
+    async with rig(
+        database, calcom_standin, validation_clock=lambda: NOW + timedelta(minutes=10)
+    ) as r:
+        outcome = await r.service.book(_request())
+    assert outcome.result is BookingResult.VALIDATION_FAILED
+    assert outcome.details["reason"] == "appointment_too_old"
+    (booking,) = calcom_standin.bookings()
+    assert booking["status"] == "cancelled"
+    (appointment,) = r.appointments()
+    assert appointment.status == "cancelled"
+    call = r.call()
+    assert (call.appointment_made, call.session_outcome) == (False, "creation_failed")
+    assert r.alert_types() == ["appointment_validation_failed"]
+    assert r.review_reasons() == ["appointment_validation_failed"]
+
+
+async def test_failed_local_write_cancels_calcom_booking(
+    database: TestDatabase, calcom_standin: CalcomStandin
+) -> None:
+    """Cal.com booked but our insert failed: the Cal.com booking is cancelled (compensation)."""
+    with _failing_appointment_insert(database):
+        async with rig(database, calcom_standin) as r:
+            outcome = await r.service.book(_request())
+    assert outcome.result is BookingResult.LOCAL_WRITE_FAILED
+    (booking,) = calcom_standin.bookings()
+    assert booking["status"] == "cancelled"
+    assert r.appointments() == []
+    assert r.call().appointment_made is False
+    assert r.call().booking_failed is True
+    assert r.review_reasons() == ["booking_failed"]
+
+
+async def test_failed_compensation_alerts_and_files(
+    database: TestDatabase, calcom_standin: CalcomStandin
+) -> None:
+    """If the cancellation fails too: a critical compensation_failed alert and a review item."""
+    calcom_standin.fail_next("cancel", status=503, times=3)
+    with _failing_appointment_insert(database):
+        async with rig(database, calcom_standin) as r:
+            outcome = await r.service.book(_request())
+    assert outcome.result is BookingResult.LOCAL_WRITE_FAILED
+    assert calcom_standin.bookings()[0]["status"] == "accepted"
+    assert r.alert_types() == ["compensation_failed"]
+    assert r.review_reasons() == ["compensation_failed"]
+    with UnitOfWork(database.sessions) as uow:
+        severity = uow.session.scalar(
+            select(ConsistencyAlert.severity).where(
+                ConsistencyAlert.alert_type == "compensation_failed"
+            )
+        )
+        count = uow.session.scalar(select(func.count()).select_from(ManualReviewItem))
+    assert (severity, count) == ("critical", 1)
+
+
+class _failing_appointment_insert:
+    """Make the database reject appointment INSERTs while active."""
+
+    def __init__(self, database: TestDatabase) -> None:
+        self.engine = database.engine
+
+    @staticmethod
+    def _sabotage(
+        conn: object, cursor: object, statement: str, parameters: object, *args: object
+    ) -> tuple[str, object]:
+        if statement.lstrip().upper().startswith("INSERT INTO APPOINTMENTS"):
+            statement = statement.replace("appointments", "no_such_table", 1)
+        return statement, parameters
+
+    def __enter__(self) -> None:
+        event.listen(self.engine, "before_cursor_execute", self._sabotage, retval=True)
+
+    def __exit__(self, *args: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._sabotage)
+
+
+class _BrokenBreaker(FakeBreaker):
+    async def call(self, circuit_key: str, fn: Callable[[], Awaitable[T]], /) -> T:
+        raise RuntimeError("breaker store exploded")
+
+
+async def test_unexpected_error_is_filed_not_raised(
+    database: TestDatabase, calcom_standin: CalcomStandin
+) -> None:
+    """An error nobody foresaw ends as not booked, with the call filed for review."""
+    async with rig(database, calcom_standin, breaker=_BrokenBreaker()) as r:
+        outcome = await r.service.book(_request())
+    assert outcome.result is BookingResult.INTERNAL_ERROR
+    assert not outcome.booked
+    assert r.review_reasons() == ["booking_failed"]
+    assert r.call().booking_failure_reason == "internal_error"
+
+
+async def test_webhook_storing_the_booking_first_is_no_conflict(
+    database: TestDatabase, calcom_standin: CalcomStandin
+) -> None:
+    """Cal.com's BOOKING_CREATED stored before our own write: the booking still succeeds once."""
+    async with rig(database, calcom_standin) as r:
+        client = r.client
+        create = client.create_booking
+
+        async def create_then_webhook(new: NewBooking) -> CalcomBooking:
+            booking = await create(new)
+            webhook = CalcomWebhook.model_validate_json(
+                calcom_standin.webhook_body("BOOKING_CREATED", booking.uid)
+            )
+            with UnitOfWork(database.sessions) as uow:
+                apply_calcom_event(uow.session, webhook, now=NOW)
+                uow.commit()
+            return booking
+
+        client.create_booking = create_then_webhook  # type: ignore[method-assign]
+        outcome = await r.service.book(_request())
+    assert outcome.result is BookingResult.BOOKED
+    (appointment,) = r.appointments()
+    assert appointment.id == outcome.appointment_id
+    assert appointment.idempotency_key == _request().key
+    assert r.call().appointment_made is True

@@ -1,0 +1,151 @@
+"""The operations files under deploy/: rules, dashboards, systemd unit and example env."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bookingguard.settings import load_settings
+from tests.conftest import service_unavailable
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+METRIC = re.compile(r"\bbookingguard_[a-z_]+\b")
+HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
+
+
+def declared_metrics() -> dict[str, str]:
+    """Name → type from deploy/metrics.txt, the one list of metric names."""
+    metrics = {}
+    for line in (DEPLOY / "metrics.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, kind, *_ = line.split()
+            metrics[name] = kind
+    return metrics
+
+
+def undeclared(expr: str) -> set[str]:
+    metrics = declared_metrics()
+    missing = set()
+    for name in METRIC.findall(expr):
+        base = name
+        for suffix in HISTOGRAM_SUFFIXES:
+            if name.endswith(suffix) and name[: -len(suffix)] in metrics:
+                base = name[: -len(suffix)]
+        if base not in metrics:
+            missing.add(name)
+    return missing
+
+
+def rule_exprs() -> list[tuple[str, str]]:
+    document = yaml.safe_load((DEPLOY / "prometheus" / "bookingguard-rules.yml").read_text())
+    return [
+        (rule["alert"], rule["expr"]) for group in document["groups"] for rule in group["rules"]
+    ]
+
+
+def test_metrics_list_names_every_required_metric() -> None:
+    """deploy/metrics.txt declares the sixteen agreed metric names with their types."""
+    metrics = declared_metrics()
+    assert len(metrics) == 16
+    assert metrics["bookingguard_circuit_state"] == "gauge"
+    assert metrics["bookingguard_validation_duration_seconds"] == "histogram"
+    assert all(kind in {"counter", "gauge", "histogram"} for kind in metrics.values())
+
+
+def test_alert_rules_name_only_declared_metrics() -> None:
+    """Each alert has severity and summary, and uses only metrics from deploy/metrics.txt."""
+    document = yaml.safe_load((DEPLOY / "prometheus" / "bookingguard-rules.yml").read_text())
+    rules = [rule for group in document["groups"] for rule in group["rules"]]
+    names = {rule["alert"] for rule in rules}
+    assert {
+        "BookingGuardPhantomBookingsFound",
+        "BookingGuardCircuitOpen",
+        "BookingGuardOutboxBacklogGrowing",
+        "BookingGuardNotificationsFailing",
+    } <= names
+    for rule in rules:
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"}
+        assert rule["annotations"]["summary"]
+    for alert, expr in rule_exprs():
+        assert undeclared(expr) == set(), alert
+    circuit_open = next(rule for rule in rules if rule["alert"] == "BookingGuardCircuitOpen")
+    assert circuit_open["for"] == "5m"
+
+
+def test_promtool_checks_and_unit_tests_the_rules() -> None:
+    """promtool accepts the rules and their unit tests pass (circuit open > 5 min, phantoms)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        service_unavailable("promtool", "install Debian's prometheus package")
+        return
+    rules = DEPLOY / "prometheus"
+    for args in (
+        ["check", "rules", str(rules / "bookingguard-rules.yml")],
+        ["test", "rules", str(rules / "bookingguard-rules.test.yml")],
+    ):
+        result = subprocess.run(
+            [promtool, *args], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "name", ["consistency", "circuit-breakers", "validation"], ids=lambda name: name
+)
+def test_grafana_dashboard_queries_declared_metrics(name: str) -> None:
+    """Each Grafana dashboard is valid JSON with unique panel ids and only declared metrics."""
+    dashboard = json.loads((DEPLOY / "grafana" / f"bookingguard-{name}.json").read_text())
+    assert dashboard["uid"].startswith("bookingguard-")
+    panels = dashboard["panels"]
+    assert len({panel["id"] for panel in panels}) == len(panels) >= 4
+    for panel in panels:
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert METRIC.search(target["expr"]), panel["title"]
+            assert undeclared(target["expr"]) == set(), panel["title"]
+
+
+def test_example_env_file_is_a_valid_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every key of bookingguard.env.example is a real setting and its value validates."""
+    for line in (DEPLOY / "bookingguard.env.example").read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            monkeypatch.setenv(key, value)
+    settings = load_settings()
+    assert settings.database_url.startswith("postgresql+psycopg://")
+    assert settings.redis_url == "redis://redis.internal:6379/0"
+    assert settings.alerts.email_to == ["oncall@example.com"]
+    assert len(settings.api.tokens) == 1
+    known = set(_env_names(settings.model_dump()))
+    for line in (DEPLOY / "bookingguard.env.example").read_text().splitlines():
+        if line and not line.startswith("#"):
+            assert line.split("=", 1)[0] in known, line
+
+
+def _env_names(values: dict[str, object], prefix: str = "BOOKINGGUARD_") -> list[str]:
+    names = []
+    for key, value in values.items():
+        name = prefix + key.upper()
+        names.append(name)
+        if isinstance(value, dict):
+            names.extend(_env_names(value, name + "__"))
+    return names
+
+
+def test_systemd_unit_runs_serve_with_the_env_file() -> None:
+    """The unit starts `bookingguard serve` with the env file and does not retry exit code 2."""
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str
+    unit.read(DEPLOY / "systemd" / "bookingguard.service")
+    service = unit["Service"]
+    assert service["ExecStart"].endswith("bookingguard serve")
+    assert service["EnvironmentFile"] == "/etc/bookingguard/bookingguard.env"
+    assert service["RestartPreventExitStatus"] == "2"
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
