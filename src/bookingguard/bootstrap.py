@@ -5,10 +5,11 @@ Nothing is built at import time; the CLI and the HTTP app call these functions.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 from prometheus_client import CollectorRegistry
@@ -30,13 +31,19 @@ from bookingguard.resilience import CircuitBreaker
 from bookingguard.resilience.retry import RetryPolicy, retry_async
 from bookingguard.settings import Settings
 
+if TYPE_CHECKING:
+    from bookingguard.monitoring.reconcile import BookingSource
+    from bookingguard.monitoring.service import MonitoringService
+
 __all__ = [
     "PolicyRetrier",
     "Services",
     "build_booking_service",
     "build_circuit_breaker",
     "build_engine",
+    "build_monitoring",
     "build_services",
+    "calcom_booking_source",
     "utc_now",
 ]
 
@@ -51,6 +58,41 @@ def utc_now() -> datetime:
 def build_engine(settings: Settings) -> Engine:
     """The database engine for the configured URL."""
     return make_engine(settings.database_url)
+
+
+def build_monitoring(
+    settings: Settings, engine: Engine, *, registry: CollectorRegistry | None = None
+) -> MonitoringService:
+    """The monitoring service (checks, alerts, delivery, report) over ``engine``.
+
+    With a Prometheus ``registry`` its metrics are registered there (``/metrics``).
+    """
+    from bookingguard.monitoring.locks import job_lock_from_settings
+    from bookingguard.monitoring.metrics import MonitorMetrics
+    from bookingguard.monitoring.service import MonitoringService
+
+    metrics = MonitorMetrics(registry) if registry is not None else None
+
+    def booking_source() -> AbstractAsyncContextManager[BookingSource]:
+        return calcom_booking_source(settings)
+
+    return MonitoringService(
+        session_factory(engine),
+        settings,
+        metrics=metrics,
+        lock=job_lock_from_settings(settings),
+        booking_source=booking_source if settings.calcom.api_key is not None else None,
+    )
+
+
+@asynccontextmanager
+async def calcom_booking_source(settings: Settings) -> AsyncIterator[BookingSource]:
+    """Cal.com's bookings for reconciliation, over a client closed on exit."""
+    from bookingguard.calcom import CalcomNotFoundError
+    from bookingguard.monitoring.reconcile import ClientBookingSource
+
+    async with CalcomClient.from_settings(settings) as client:
+        yield ClientBookingSource(client, not_found=CalcomNotFoundError)
 
 
 def build_circuit_breaker(

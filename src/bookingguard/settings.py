@@ -115,6 +115,14 @@ class MonitoringSettings(_Section):
     sample_size: PositiveInt = 10
     reconcile_grace_minutes: NonNegativeFloat = 10.0
     dashboard_url: str = "http://127.0.0.1:8000/"
+    #: Redis key prefix of the scheduler's job leases (one replica per job and interval).
+    lock_key_prefix: str = "bookingguard:job:"
+    #: Directory of the lease files used when no Redis is configured (default: a temp dir).
+    lock_dir: str | None = None
+    #: How long a claimed outbox row stays with a worker that may have died mid-send.
+    delivery_lease_seconds: PositiveFloat = 60.0
+    #: Width of the time buckets reconciliation compares with Cal.com.
+    reconcile_bucket_hours: PositiveFloat = 6.0
 
 
 class ApiSettings(_Section):

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bookingguard.cli import breaker, db, demo, review, token
+from bookingguard.cli import breaker, db, demo, monitor, review, token
 from bookingguard.cli.state import CliState
 
 __all__ = ["app", "main"]
@@ -23,6 +23,11 @@ app.add_typer(breaker.app, name="breaker")
 app.add_typer(token.app, name="token")
 app.add_typer(review.app, name="review")
 app.command(name="demo")(demo.demo_command)
+app.command()(monitor.check)
+app.command()(monitor.report)
+app.command()(monitor.reconcile)
+app.command()(monitor.worker)
+app.add_typer(monitor.alerts_app, name="alerts")
 
 
 @app.callback()

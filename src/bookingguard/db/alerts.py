@@ -10,12 +10,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, literal, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import GenericFunction
 
 from bookingguard.db.models import ConsistencyAlert
+from bookingguard.db.types import JSONDocument
 
-__all__ = ["SEVERITY_BY_TYPE", "fingerprint", "record_alert", "severity_of"]
+__all__ = ["SEVERITY_BY_TYPE", "fingerprint", "json_object", "record_alert", "severity_of"]
 
 #: One severity per alert type, the same for the monitor, the booking path and the triggers.
 SEVERITY_BY_TYPE: dict[str, str] = {
@@ -84,3 +88,30 @@ def record_alert(
     session.add(alert)
     session.flush()
     return alert
+
+
+class _JsonObject(GenericFunction[Any]):
+    """``json_object(k1, v1, …)`` on SQLite, ``jsonb_build_object`` on PostgreSQL."""
+
+    type = JSONDocument
+    name = "bookingguard_json_object"
+    inherit_cache = True
+
+
+@compiles(_JsonObject)
+def _json_object_sqlite(element: _JsonObject, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"json_object({compiler.process(element.clause_expr.element, **kw)})"
+
+
+@compiles(_JsonObject, "postgresql")
+def _json_object_postgresql(element: _JsonObject, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"jsonb_build_object({compiler.process(element.clause_expr.element, **kw)})"
+
+
+def json_object(pairs: dict[str, ColumnElement[Any]]) -> ColumnElement[Any]:
+    """A JSON object built in SQL: lets one INSERT … SELECT write per-row metadata."""
+
+    arguments: list[ColumnElement[Any]] = []
+    for key, value in pairs.items():
+        arguments.extend((literal(key), value))
+    return _JsonObject(*arguments)

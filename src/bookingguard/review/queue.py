@@ -13,10 +13,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import (
+    Select,
+    Table,
+    and_,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from bookingguard.db.models import ManualReviewItem, ReviewAuditLog
+from bookingguard.db.types import JSONDocument, UTCDateTime
 from bookingguard.errors import BookingGuardError
 
 __all__ = [
@@ -34,6 +47,7 @@ __all__ = [
     "claim",
     "dismiss",
     "file_for_review",
+    "file_many_for_review",
     "get_item",
     "list_items",
     "open_count",
@@ -83,6 +97,60 @@ def file_for_review(
     item.updated_at = now
     session.flush()
     return item
+
+
+def file_many_for_review(
+    session: Session,
+    *,
+    call_ids: Select[tuple[int]],
+    reason: str,
+    priority: int,
+    now: datetime,
+    context: dict[str, Any] | None = None,
+) -> int:
+    """Set-based ``file_for_review`` for every call ``call_ids`` selects; returns items opened.
+
+    Calls that already have an open item keep it, raised to ``priority`` if that is more
+    urgent (their reasons are not merged: one statement for a thousand calls matters more).
+    Flushes only.
+    """
+    queue: Table = ManualReviewItem.__table__  # type: ignore[assignment]
+    ids = call_ids.subquery()
+    call_id = ids.c[0]
+    has_open = exists(
+        select(literal(1)).where(queue.c.call_id == call_id, queue.c.status.in_(OPEN_STATUSES))
+    )
+    session.execute(
+        update(queue)
+        .where(
+            queue.c.status.in_(OPEN_STATUSES),
+            queue.c.priority > priority,
+            queue.c.call_id.in_(select(call_id)),
+        )
+        .values(priority=case((queue.c.priority > priority, priority), else_=queue.c.priority))
+    )
+    document = {**(context or {}), "reasons": [reason]}
+    result = session.execute(
+        insert(queue)
+        .from_select(
+            ["call_id", "reason", "priority", "status", "context", "created_at", "updated_at"],
+            select(
+                call_id,
+                literal(reason),
+                literal(priority),
+                literal("pending"),
+                literal(document, JSONDocument),
+                literal(now, UTCDateTime()),
+                literal(now, UTCDateTime()),
+            )
+            .where(~has_open, call_id.is_not(None))
+            .distinct(),
+        )
+        .returning(queue.c.id)
+    )
+    opened = len(result.all())
+    session.flush()
+    return opened
 
 
 def audit(

@@ -1,0 +1,324 @@
+"""One monitor run: every rule in its own transaction, results kept in ``check_runs``.
+
+A rule that raises is recorded as errored and the others still run; the run's
+report then carries the error and ``check`` exits 3. Notifications are planned in
+the outbox inside the run (delivery happens after commit, elsewhere).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, Table, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bookingguard.db.models import CheckRun, ConsistencyAlert
+from bookingguard.db.uow import UnitOfWork
+from bookingguard.monitoring.alerting import AlertPolicy, RuleOutcome, plan_notifications
+from bookingguard.monitoring.metrics import MonitorMetrics
+from bookingguard.monitoring.rules import RULES, Rule, Window
+from bookingguard.monitoring.store import StoreOutcome, resolve_gone, store_rule
+from bookingguard.review.queue import PRIORITY_BY_SEVERITY, file_many_for_review
+
+__all__ = ["EXIT_CLEAN", "EXIT_CRITICAL", "EXIT_FAILED", "EXIT_WARNINGS", "Monitor", "RunReport"]
+
+EXIT_CLEAN, EXIT_WARNINGS, EXIT_CRITICAL, EXIT_FAILED = 0, 1, 2, 3
+SEVERITY_ORDER = ("critical", "warning", "info")
+#: Up to this many findings, later statements take the ids as a list (no re-run of the rule;
+#: well under SQLite's 32 766 bound parameters).
+INLINE_IDS = 30000
+
+alerts: Table = ConsistencyAlert.__table__  # type: ignore[assignment]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class RunReport:
+    """What a run found: the ``bookingguard check --json`` document, as an object."""
+
+    run_id: int
+    started_at: datetime
+    finished_at: datetime
+    window: Window
+    outcomes: dict[str, RuleOutcome] = field(default_factory=dict)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    messages_queued: int = 0
+
+    @property
+    def totals(self) -> dict[str, int]:
+        totals = dict.fromkeys(SEVERITY_ORDER, 0)
+        for outcome in self.outcomes.values():
+            if not outcome.errored:
+                totals[outcome.severity] = totals.get(outcome.severity, 0) + outcome.count
+        return totals
+
+    @property
+    def auto_corrected(self) -> int:
+        return sum(outcome.corrected for outcome in self.outcomes.values())
+
+    @property
+    def alerts_opened(self) -> int:
+        return sum(outcome.opened for outcome in self.outcomes.values())
+
+    @property
+    def alerts_resolved(self) -> int:
+        return sum(len(outcome.resolved) for outcome in self.outcomes.values())
+
+    @property
+    def exit_code(self) -> int:
+        """0 clean, 1 only warnings, 2 anything critical, 3 the run itself failed."""
+        if self.errors:
+            return EXIT_FAILED
+        totals = self.totals
+        if totals["critical"]:
+            return EXIT_CRITICAL
+        if totals["warning"]:
+            return EXIT_WARNINGS
+        return EXIT_CLEAN
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Contract's JSON object (DESIGN.md), with ISO 8601 times."""
+        return {
+            "run_id": self.run_id,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat(),
+            "window": {
+                "since": self.window.since.isoformat() if self.window.since else None,
+                "until": self.window.until.isoformat(),
+            },
+            "findings": {
+                name: {
+                    "severity": outcome.severity,
+                    "count": outcome.count,
+                    "samples": outcome.samples,
+                }
+                for name, outcome in self.outcomes.items()
+                if not outcome.errored
+            },
+            "totals": self.totals,
+            "auto_corrected": self.auto_corrected,
+            "alerts_opened": self.alerts_opened,
+            "alerts_resolved": self.alerts_resolved,
+            "errors": list(self.errors),
+        }
+
+
+class Monitor:
+    """Runs the rules, stores alerts, fixes the safe cases and queues notifications."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        policy: AlertPolicy,
+        recent_hours: float = 1.0,
+        sample_size: int = 10,
+        rules: Sequence[Rule] = RULES,
+        clock: Callable[[], datetime] = utc_now,
+        metrics: MonitorMetrics | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._policy = policy
+        self._recent = timedelta(hours=recent_hours)
+        self._sample_size = sample_size
+        self._rules = tuple(rules)
+        self._clock = clock
+        self._metrics = metrics
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return self._rules
+
+    def window(self, *, since: timedelta | None = None, scan_all: bool = False) -> Window:
+        now = self._clock()
+        if scan_all:
+            return Window(since=None, until=now)
+        return Window(since=now - (since or self._recent), until=now)
+
+    def check(
+        self,
+        *,
+        since: timedelta | None = None,
+        scan_all: bool = False,
+        fix: bool = True,
+        notify: bool = True,
+        trigger: str = "manual",
+        on_rule: Callable[[str], None] | None = None,
+    ) -> RunReport:
+        """Run every rule over the window and keep the run; never raises for a rule's error."""
+        window = self.window(since=since, scan_all=scan_all)
+        started = self._clock()
+        run_id = self._open_run(window, started, trigger)
+        report = RunReport(run_id=run_id, started_at=started, finished_at=started, window=window)
+        clock_start = time.perf_counter()
+        for rule in self._rules:
+            outcome = self._run_rule(rule, window, fix=fix)
+            report.outcomes[rule.name] = outcome
+            if outcome.errored:
+                report.errors.append({"rule": rule.name, "message": outcome.error or ""})
+            if on_rule is not None:
+                on_rule(rule.name)
+        try:
+            with UnitOfWork(self._sessions) as uow:
+                report.messages_queued = plan_notifications(
+                    uow.session,
+                    list(report.outcomes.values()),
+                    policy=self._policy,
+                    now=self._clock(),
+                    enabled=notify,
+                )
+                uow.commit()
+        except Exception as exc:  # a run with unplanned notifications still records its findings
+            report.errors.append({"rule": "notifications", "message": _describe(exc)})
+        report.finished_at = self._clock()
+        self._close_run(report)
+        if self._metrics is not None:
+            self._metrics.observe_run(report.outcomes.values(), time.perf_counter() - clock_start)
+            self._metrics.refresh_gauges(self._sessions)
+        return report
+
+    def record_outcomes(self, outcomes: Sequence[RuleOutcome], *, notify: bool = True) -> int:
+        """Plan notifications for findings computed elsewhere (reconciliation)."""
+        with UnitOfWork(self._sessions) as uow:
+            queued = plan_notifications(
+                uow.session, list(outcomes), policy=self._policy, now=self._clock(), enabled=notify
+            )
+            uow.commit()
+        return queued
+
+    def keep(self, report: RunReport, *, trigger: str) -> int:
+        """Keep a run computed elsewhere (reconciliation) in ``check_runs``; returns its id."""
+        report.run_id = self._open_run(report.window, report.started_at, trigger)
+        self._close_run(report)
+        return report.run_id
+
+    def _open_run(self, window: Window, started: datetime, trigger: str) -> int:
+        with UnitOfWork(self._sessions) as uow:
+            run = CheckRun(
+                started_at=started,
+                window_since=window.since,
+                window_until=window.until,
+                status="running",
+                trigger=trigger,
+                results={},
+                totals={},
+                errors=[],
+            )
+            uow.session.add(run)
+            uow.session.flush()
+            uow.commit()
+            return run.id
+
+    def _close_run(self, report: RunReport) -> None:
+        with UnitOfWork(self._sessions) as uow:
+            run = uow.session.get(CheckRun, report.run_id)
+            if run is None:
+                return
+            run.finished_at = report.finished_at
+            run.status = "failed" if report.errors else "succeeded"
+            run.results = {
+                name: {
+                    "severity": outcome.severity,
+                    "count": outcome.count,
+                    "duration_ms": round(outcome.duration_seconds * 1000, 3),
+                    "errored": outcome.errored,
+                    "auto_corrected": outcome.corrected,
+                    "opened": outcome.opened,
+                    "resolved": len(outcome.resolved),
+                    "review_filed": outcome.review_filed,
+                }
+                for name, outcome in report.outcomes.items()
+            }
+            run.totals = report.totals
+            run.auto_corrected = report.auto_corrected
+            run.alerts_opened = report.alerts_opened
+            run.alerts_resolved = report.alerts_resolved
+            run.errors = list(report.errors)
+            uow.commit()
+
+    def _run_rule(self, rule: Rule, window: Window, *, fix: bool) -> RuleOutcome:
+        started = time.perf_counter()
+        try:
+            with UnitOfWork(self._sessions) as uow:
+                outcome = self._apply_rule(uow.session, rule, window, fix=fix)
+                uow.commit()
+        except Exception as exc:
+            return RuleOutcome(
+                alert_type=rule.name,
+                severity=rule.severity,
+                entity_type=rule.entity_type,
+                errored=True,
+                error=_describe(exc),
+                duration_seconds=time.perf_counter() - started,
+            )
+        outcome.duration_seconds = time.perf_counter() - started
+        return outcome
+
+    def _apply_rule(
+        self, session: Session, rule: Rule, window: Window, *, fix: bool
+    ) -> RuleOutcome:
+        now = self._clock()
+        table = rule.table
+        # Materialised, so the planner finds the rows through the window's index; the ids
+        # found are then reused by the statements below instead of re-running the rule.
+        found = rule.ids(window).cte("found").prefix_with("MATERIALIZED", dialect="postgresql")
+        columns = [table.c[name] for name in rule.sample_columns]
+        rows = sorted(
+            session.execute(select(table.c.id, *columns).join(found, found.c.id == table.c.id)),
+            key=lambda row: int(row.id),
+        )
+        found_ids = [int(row.id) for row in rows]
+        count = len(found_ids)
+        samples = [
+            {
+                "entity_type": rule.entity_type,
+                "entity_id": row.id,
+                **{name: getattr(row, name) for name in rule.sample_columns},
+            }
+            for row in rows[: self._sample_size]
+        ]
+        ids: Select[tuple[int]] | list[int] = found_ids if count <= INLINE_IDS else rule.ids(window)
+        stored = StoreOutcome(opened=0, bumped=0, resolved=(), corrected=0)
+        filed = 0
+        if count:
+            stored = store_rule(session, rule, ids=ids, fix=fix, now=now)
+            # Filed when the alert opens: a reviewer who closes the item is not refiled
+            # every minute while the alert stays open.
+            if stored.opened_ids and rule.severity == "critical" and rule.entity_type == "call":
+                filed = file_many_for_review(
+                    session,
+                    call_ids=select(table.c.id).where(table.c.id.in_(stored.opened_ids)),
+                    reason=rule.name,
+                    priority=PRIORITY_BY_SEVERITY[rule.severity],
+                    now=now,
+                    context={"source": "monitor", "alert_type": rule.name},
+                )
+        resolved = resolve_gone(
+            session,
+            alert_type=rule.name,
+            still_holds=rule.still_holds(alerts.c.entity_id, now),
+            now=now,
+        )
+        return RuleOutcome(
+            alert_type=rule.name,
+            severity=rule.severity,
+            entity_type=rule.entity_type,
+            count=count,
+            samples=samples,
+            opened=stored.opened,
+            resolved=resolved,
+            corrected=stored.corrected,
+            review_filed=filed,
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]

@@ -1,0 +1,112 @@
+"""Scheduled work with APScheduler: check, delivery, report, retention, partitions, reconcile.
+
+Every job runs under a lease (``locks``), so with N replicas exactly one runs
+each job per interval. ``serve`` calls ``start_background(service, lock)`` and
+``scheduler.shutdown()`` on exit; ``bookingguard worker`` calls ``run_worker``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from bookingguard.monitoring.locks import JobLock, job_lock_from_settings
+from bookingguard.monitoring.service import MonitoringService
+
+__all__ = ["run_worker", "scheduled_jobs", "start_background"]
+
+log = structlog.get_logger("bookingguard.scheduler")
+
+#: How often pending notifications are looked at.
+DELIVERY_INTERVAL = timedelta(seconds=2)
+#: How often Cal.com is reconciled (when configured).
+RECONCILE_INTERVAL = timedelta(hours=1)
+
+
+def _leased(
+    lock: JobLock, name: str, hold: timedelta, job: Callable[[], Any]
+) -> Callable[[], None]:
+    def run() -> None:
+        lease = lock.acquire(name, hold=hold)
+        if lease is None:
+            return
+        try:
+            job()
+        except Exception:
+            log.exception("scheduled job failed", job=name)
+        finally:
+            lock.release(lease)
+
+    return run
+
+
+def scheduled_jobs(service: MonitoringService) -> dict[str, tuple[timedelta, Callable[[], Any]]]:
+    """Name → (interval, job) for every job that one replica runs per interval."""
+    config = service.settings.monitoring
+    jobs: dict[str, tuple[timedelta, Callable[[], Any]]] = {
+        "check": (
+            timedelta(seconds=config.interval_seconds),
+            lambda: service.check(trigger="scheduled", fix=True, notify=True),
+        ),
+        "daily_report": (timedelta(days=1), service.send_daily_report),
+        "prune": (timedelta(days=1), service.prune),
+        "partitions": (timedelta(days=1), service.maintain_partitions),
+    }
+    if service.booking_source is not None:
+        jobs["reconcile"] = (RECONCILE_INTERVAL, lambda: asyncio.run(service.reconcile_calcom()))
+    return jobs
+
+
+def start_background(
+    service: MonitoringService, lock: JobLock | None = None
+) -> BackgroundScheduler:
+    """Start every job in background threads; call ``.shutdown()`` on the result to stop.
+
+    Delivery runs on every replica: each outbox row is claimed by one of them.
+    """
+    chosen = lock or service.lock or job_lock_from_settings(service.settings)
+    scheduler = BackgroundScheduler(timezone="UTC")
+    for name, (interval, job) in scheduled_jobs(service).items():
+        # The lease is held a little under the interval, so the next tick anywhere may run.
+        scheduler.add_job(
+            _leased(chosen, name, interval * 0.9, job),
+            "interval",
+            seconds=interval.total_seconds(),
+            id=name,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=service.clock(),
+        )
+    scheduler.add_job(
+        service.delivery.deliver_due,
+        "interval",
+        seconds=DELIVERY_INTERVAL.total_seconds(),
+        id="deliver",
+        max_instances=1,
+        coalesce=True,
+        next_run_time=service.clock(),
+    )
+    scheduler.start()
+    return scheduler
+
+
+def run_worker(
+    service: MonitoringService,
+    *,
+    lock: JobLock | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Run the scheduled jobs until ``stop`` is set (``bookingguard worker``)."""
+    event = stop or threading.Event()
+    scheduler = start_background(service, lock)
+    log.info("worker started", jobs=sorted(scheduled_jobs(service)))
+    try:
+        event.wait()
+    finally:
+        scheduler.shutdown(wait=True)

@@ -1,0 +1,266 @@
+"""Storing a rule's findings as alerts: dedup by fingerprint, bump, open, fix, resolve.
+
+Every step is one set-based statement per rule and run, whatever the number of
+findings. One open alert per fingerprint is kept because only one writer runs the
+monitor at a time (the scheduler's lock); the statements never look row by row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    Table,
+    exists,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy import (
+    cast as sql_cast,
+)
+from sqlalchemy.engine import CursorResult, Result
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.util import ClauseAdapter
+
+from bookingguard.db.alerts import fingerprint, json_object
+from bookingguard.db.models import ConsistencyAlert
+from bookingguard.db.types import JSONDocument, UTCDateTime
+from bookingguard.monitoring.rules import Rule
+
+__all__ = ["OPEN", "StoreOutcome", "resolve_gone", "store_listed", "store_rule"]
+
+alerts: Table = ConsistencyAlert.__table__  # type: ignore[assignment]
+OPEN = ("open", "acknowledged")
+
+
+@dataclass(frozen=True)
+class StoreOutcome:
+    opened: int
+    bumped: int
+    resolved: tuple[str, ...]
+    corrected: int
+    #: Entities whose alert this run opened (what gets filed for review).
+    opened_ids: tuple[int, ...] = ()
+
+
+def _open_alert_for(
+    alert_type: str, entity_type: str, entity_id: ColumnElement[Any]
+) -> ColumnElement[bool]:
+    return exists(
+        select(literal(1)).where(
+            alerts.c.entity_type == entity_type,
+            alerts.c.entity_id == entity_id,
+            alerts.c.alert_type == alert_type,
+            alerts.c.status.in_(OPEN),
+        )
+    )
+
+
+def _bump(
+    session: Session,
+    alert_type: str,
+    entity_type: str,
+    ids: Select[tuple[int]] | list[int],
+    now: datetime,
+) -> set[int]:
+    """Bump the open alerts of these entities; returns the entities that had one."""
+    result = session.execute(
+        update(alerts)
+        .where(
+            alerts.c.entity_type == entity_type,
+            alerts.c.alert_type == alert_type,
+            alerts.c.status.in_(OPEN),
+            alerts.c.entity_id.in_(ids),
+        )
+        .values(occurrences=alerts.c.occurrences + 1, last_seen_at=now, updated_at=now)
+        .returning(alerts.c.entity_id)
+    )
+    return {int(row[0]) for row in result.all()}
+
+
+def _rowcount(result: Result[Any]) -> int:
+    return max(cast(CursorResult[Any], result).rowcount, 0)
+
+
+def resolve_gone(
+    session: Session, *, alert_type: str, still_holds: ColumnElement[bool], now: datetime
+) -> tuple[str, ...]:
+    """Resolve open alerts of ``alert_type`` for which ``still_holds`` is false."""
+    gone = select(alerts.c.id, alerts.c.fingerprint).where(
+        alerts.c.alert_type == alert_type, alerts.c.status.in_(OPEN), ~still_holds
+    )
+    rows = session.execute(gone).all()
+    if not rows:
+        return ()
+    session.execute(
+        update(alerts)
+        .where(alerts.c.id.in_([row.id for row in rows]))
+        .values(status="resolved", resolved_at=now, updated_at=now)
+    )
+    return tuple(str(row.fingerprint) for row in rows)
+
+
+def store_rule(
+    session: Session,
+    rule: Rule,
+    *,
+    ids: Select[tuple[int]] | list[int],
+    fix: bool,
+    now: datetime,
+) -> StoreOutcome:
+    """Write one rule's findings: ``ids`` lists them, or selects them when there are many."""
+    table = rule.table
+    corrects = fix and rule.fix is not None
+    bumped = set() if corrects else _bump(session, rule.name, rule.entity_type, ids, now)
+    new_ids: Select[tuple[int]] | list[int] = ids
+    if isinstance(ids, list):
+        # Steady state: every finding already had an open alert, nothing to insert.
+        new_ids = [entity_id for entity_id in ids if entity_id not in bumped]
+    found = select(table).where(table.c.id.in_(new_ids)).subquery()
+    entity_id = found.c.id
+    key = literal(f"{rule.name}:{rule.entity_type}:") + sql_cast(entity_id, String)
+    columns: dict[str, ColumnElement[Any]] = {
+        "alert_type": literal(rule.name),
+        "severity": literal(rule.severity),
+        "entity_type": literal(rule.entity_type),
+        "entity_id": entity_id,
+        "description": literal(rule.description),
+        "detected_at": literal(now, UTCDateTime()),
+        "last_seen_at": literal(now, UTCDateTime()),
+        "fingerprint": key,
+        "occurrences": literal(1),
+        "created_at": literal(now, UTCDateTime()),
+        "updated_at": literal(now, UTCDateTime()),
+    }
+    if corrects and rule.fix is not None:
+        fixes = rule.fix()
+        before = json_object({name: found.c[name] for name in fixes})
+        after = json_object(
+            {name: ClauseAdapter(found).traverse(value) for name, value in fixes.items()}
+        )
+        columns |= {
+            "metadata": json_object({"before": before, "after": after}),
+            "status": literal("resolved"),
+            "auto_corrected": literal(True),
+            "corrected_at": literal(now, UTCDateTime()),
+            "resolved_at": literal(now, UTCDateTime()),
+        }
+    else:
+        columns |= {
+            "metadata": literal({}, JSONDocument),
+            "status": literal("open"),
+            "auto_corrected": literal(False),
+        }
+    if isinstance(new_ids, list) and not new_ids:
+        return StoreOutcome(opened=0, bumped=len(bumped), resolved=(), corrected=0)
+    inserted = session.execute(
+        insert(alerts)
+        .from_select(
+            list(columns),
+            select(*columns.values()).where(
+                ~_open_alert_for(rule.name, rule.entity_type, entity_id)
+            ),
+        )
+        .returning(alerts.c.entity_id)
+    )
+    # rowcount of INSERT … SELECT is not reported by every driver; RETURNING is.
+    opened_ids = tuple(int(row[0]) for row in inserted.all())
+    opened = len(opened_ids)
+    corrected = 0
+    if corrects and rule.fix is not None:
+        session.execute(
+            update(alerts)
+            .where(
+                alerts.c.entity_type == rule.entity_type,
+                alerts.c.alert_type == rule.name,
+                alerts.c.status.in_(OPEN),
+                alerts.c.entity_id.in_(ids),
+            )
+            .values(
+                status="resolved",
+                auto_corrected=True,
+                corrected_at=now,
+                resolved_at=now,
+                last_seen_at=now,
+                updated_at=now,
+            )
+        )
+        result = session.execute(
+            update(table).where(table.c.id.in_(ids)).values(**dict(rule.fix()))
+        )
+        corrected = _rowcount(result)
+        opened = 0
+    session.flush()
+    return StoreOutcome(
+        opened=opened,
+        bumped=len(bumped),
+        resolved=(),
+        corrected=corrected,
+        opened_ids=opened_ids,
+    )
+
+
+def store_listed(
+    session: Session,
+    *,
+    alert_type: str,
+    severity: str,
+    entity_type: str,
+    description: str,
+    findings: Sequence[tuple[int, dict[str, Any]]],
+    scope: Sequence[int],
+    now: datetime,
+) -> StoreOutcome:
+    """Findings computed outside SQL (reconciliation): one bump and one multi-row insert.
+
+    Open alerts of ``alert_type`` for entities in ``scope`` (what was compared this
+    time) that are not among the findings are resolved; others are left alone.
+    """
+    ids = [entity_id for entity_id, _ in findings]
+    bumped = len(_bump(session, alert_type, entity_type, ids, now)) if ids else 0
+    already = set(
+        session.scalars(
+            select(alerts.c.entity_id).where(
+                alerts.c.entity_type == entity_type,
+                alerts.c.alert_type == alert_type,
+                alerts.c.status.in_(OPEN),
+                alerts.c.entity_id.in_(ids),
+            )
+        )
+    )
+    rows = [
+        {
+            "alert_type": alert_type,
+            "severity": severity,
+            "entity_type": entity_type,
+            "entity_id": entity_id,
+            "description": description,
+            "metadata": metadata,
+            "detected_at": now,
+            "last_seen_at": now,
+            "fingerprint": fingerprint(alert_type, entity_type, entity_id),
+            "status": "open",
+            "occurrences": 1,
+            "auto_corrected": False,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for entity_id, metadata in findings
+        if entity_id not in already
+    ]
+    if rows:
+        session.execute(insert(alerts), rows)
+    found = set(ids)
+    compared = [entity_id for entity_id in scope if entity_id not in found]
+    still = ~alerts.c.entity_id.in_(compared) if compared else literal(True)
+    resolved = resolve_gone(session, alert_type=alert_type, still_holds=still, now=now)
+    session.flush()
+    return StoreOutcome(opened=len(rows), bumped=bumped, resolved=resolved, corrected=0)

@@ -1,0 +1,191 @@
+"""Alerts from runs: dedup by fingerprint, resolve, auto-correction and review filing."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from bookingguard.monitoring import AlertPolicy, Monitor
+from tests.conftest import TestDatabase
+from tests.integration.monitoring.helpers import (
+    Clock,
+    add_appointment,
+    add_call,
+    play_legacy,
+    rows,
+    scalar,
+)
+
+
+def phantom(database: TestDatabase, key: str) -> int:
+    with database.engine.begin() as connection:
+        return add_call(
+            connection, key, appointment_made=True, session_outcome="appointment_booked"
+        )
+
+
+def test_redetection_bumps_the_one_open_alert(database: TestDatabase) -> None:
+    """Three runs over the same phantom leave one open alert with three occurrences."""
+    play_legacy(database)
+    call_id = phantom(database, "p")
+    clock = Clock()
+    monitor = Monitor(database.sessions, policy=AlertPolicy(), clock=clock)
+    first = monitor.check(notify=False)
+    clock.advance(minutes=1)
+    monitor.check(notify=False)
+    clock.advance(minutes=1)
+    third = monitor.check(notify=False)
+    assert first.alerts_opened == 1
+    assert third.alerts_opened == 0
+    found = rows(
+        database,
+        "SELECT fingerprint, occurrences, status FROM data_consistency_alerts"
+        " WHERE alert_type = 'missing_appointment'",
+    )
+    assert [tuple(r) for r in found] == [(f"missing_appointment:call:{call_id}", 3, "open")]
+
+
+def test_alert_no_longer_found_is_resolved(database: TestDatabase) -> None:
+    """Once the appointment exists the next run resolves the alert and counts it."""
+    play_legacy(database)
+    call_id = phantom(database, "p")
+    clock = Clock()
+    monitor = Monitor(database.sessions, policy=AlertPolicy(), clock=clock)
+    monitor.check(notify=False)
+    with database.engine.begin() as connection:
+        add_appointment(connection, call_id)
+    clock.advance(minutes=1)
+    report = monitor.check(notify=False)
+    assert report.alerts_resolved == 1
+    status, resolved_at = rows(
+        database,
+        "SELECT status, resolved_at FROM data_consistency_alerts"
+        " WHERE alert_type = 'missing_appointment'",
+    )[0]
+    assert status == "resolved"
+    assert resolved_at is not None
+
+
+def test_many_findings_are_written_in_one_run(database: TestDatabase) -> None:
+    """Two hundred phantoms become two hundred alerts and review items in one run."""
+    play_legacy(database)
+    with database.engine.begin() as connection:
+        for index in range(200):
+            add_call(
+                connection,
+                f"p{index}",
+                appointment_made=True,
+                session_outcome="appointment_booked",
+            )
+    report = Monitor(database.sessions, policy=AlertPolicy(), clock=Clock()).check(notify=False)
+    assert report.to_dict()["findings"]["missing_appointment"]["count"] == 200
+    assert len(report.to_dict()["findings"]["missing_appointment"]["samples"]) == 10
+    assert scalar(database, "SELECT count(*) FROM data_consistency_alerts") == 200
+    assert (
+        scalar(
+            database,
+            "SELECT count(DISTINCT call_id) FROM manual_review_queue"
+            " WHERE status = 'pending' AND priority = 1",
+        )
+        == 200
+    )
+
+
+def test_fix_sets_direction_and_records_before_and_after(database: TestDatabase) -> None:
+    """--fix stores inbound and an auto-corrected, resolved alert with before/after metadata."""
+    play_legacy(database)
+    with database.engine.begin() as connection:
+        call_id = add_call(connection, "d", direction=None)
+    report = Monitor(database.sessions, policy=AlertPolicy(), clock=Clock()).check(
+        fix=True, notify=False
+    )
+    assert report.auto_corrected == 1
+    assert scalar(database, "SELECT direction FROM calls WHERE id = :i", i=call_id) == "inbound"
+    with database.sessions() as session:
+        from bookingguard.db.models import ConsistencyAlert
+
+        alert = session.query(ConsistencyAlert).one()
+        assert (alert.status, alert.auto_corrected) == ("resolved", True)
+        assert alert.metadata_ == {"before": {"direction": None}, "after": {"direction": "inbound"}}
+
+
+def test_fix_recomputes_link_status_from_appointments(database: TestDatabase) -> None:
+    """A call linked without a live appointment becomes unlinked; one with it becomes linked."""
+    play_legacy(database)
+    with database.engine.begin() as connection:
+        stale = add_call(connection, "stale", appointment_link_status="linked")
+        missing = add_call(
+            connection,
+            "missing",
+            appointment_made=True,
+            session_outcome="appointment_booked",
+            appointment_link_status="pending_creation",
+        )
+        add_appointment(connection, missing)
+    report = Monitor(database.sessions, policy=AlertPolicy(), clock=Clock()).check(notify=False)
+    assert report.to_dict()["findings"]["inconsistent_link_status"]["count"] == 2
+    statuses = dict(
+        rows(database, "SELECT retell_call_id, appointment_link_status FROM calls")  # type: ignore[arg-type]
+    )
+    assert statuses == {"stale": "unlinked", "missing": "linked"}
+    assert stale != missing
+
+
+def test_no_fix_leaves_rows_and_keeps_alert_open(database: TestDatabase) -> None:
+    """--no-fix reports the finding and changes nothing in calls."""
+    play_legacy(database)
+    with database.engine.begin() as connection:
+        call_id = add_call(connection, "d", direction=None)
+    Monitor(database.sessions, policy=AlertPolicy(), clock=Clock()).check(fix=False, notify=False)
+    assert scalar(database, "SELECT direction FROM calls WHERE id = :i", i=call_id) is None
+    assert scalar(database, "SELECT status FROM data_consistency_alerts") == "open"
+
+
+def test_erroring_rule_is_reported_while_others_run(database: TestDatabase) -> None:
+    """A rule whose SQL fails is errored, the others still report, and the run is kept failed."""
+    from dataclasses import replace
+
+    from bookingguard.monitoring.rules import RULES
+
+    play_legacy(database)
+    phantom(database, "p")
+    broken = replace(RULES[2], predicate=lambda: text("no_such_column = 1"))  # type: ignore[arg-type,return-value]
+    rules = (RULES[0], RULES[1], broken)
+    report = Monitor(database.sessions, policy=AlertPolicy(), clock=Clock(), rules=rules).check(
+        notify=False
+    )
+    assert [e["rule"] for e in report.errors] == ["missing_direction"]
+    assert report.exit_code == 3
+    assert report.to_dict()["findings"]["missing_appointment"]["count"] == 1
+    status, results = rows(database, "SELECT status, results FROM check_runs")[0]
+    assert status == "failed"
+    assert "missing_direction" in str(results)
+
+
+def test_review_item_is_filed_once_when_the_alert_opens(database: TestDatabase) -> None:
+    """A reviewer's closed item is not refiled by later runs while the alert stays open."""
+    play_legacy(database)
+    phantom(database, "p")
+    clock = Clock()
+    monitor = Monitor(database.sessions, policy=AlertPolicy(), clock=clock)
+    monitor.check(notify=False)
+    with database.engine.begin() as connection:
+        connection.execute(text("UPDATE manual_review_queue SET status = 'resolved'"))
+    clock.advance(minutes=1)
+    report = monitor.check(notify=False)
+    assert report.outcomes["missing_appointment"].review_filed == 0
+    assert scalar(database, "SELECT count(*) FROM manual_review_queue") == 1
+
+
+def test_rule_severities_agree_with_the_database_guarantees(database: TestDatabase) -> None:
+    """The trigger's corrected-mismatch alert carries the severity and fingerprint the rule uses."""
+    from bookingguard.monitoring.rules import rule_named
+
+    with database.engine.begin() as connection:
+        call_id = add_call(
+            connection, "t", appointment_made=True, session_outcome="information_only"
+        )
+    severity, fingerprint = rows(
+        database, "SELECT severity, fingerprint FROM data_consistency_alerts"
+    )[0]
+    assert severity == rule_named("session_outcome_mismatch").severity
+    assert fingerprint == f"session_outcome_mismatch:call:{call_id}"

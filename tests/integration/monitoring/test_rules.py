@@ -1,0 +1,131 @@
+"""Each detection rule against crafted legacy data, on both dialects."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Connection
+
+from bookingguard.monitoring import AlertPolicy, Monitor
+from tests.conftest import TestDatabase
+from tests.integration.monitoring.helpers import (
+    NOW,
+    Clock,
+    add_appointment,
+    add_call,
+    booked_call,
+    play_legacy,
+    rows,
+)
+
+
+def monitor_for(database: TestDatabase, clock: Clock | None = None) -> Monitor:
+    return Monitor(database.sessions, policy=AlertPolicy(), clock=clock or Clock())
+
+
+def craft_outcome_mismatch(connection: Connection) -> int:
+    return add_call(connection, "m1", appointment_made=False, session_outcome="appointment_booked")
+
+
+def craft_phantom(connection: Connection) -> int:
+    return add_call(
+        connection,
+        "p1",
+        appointment_made=True,
+        session_outcome="appointment_booked",
+    )
+
+
+def craft_missing_direction(connection: Connection) -> int:
+    return add_call(connection, "d1", direction=None)
+
+
+def craft_orphan(connection: Connection) -> int:
+    return add_appointment(connection, None, calcom_booking_uid="orphan")
+
+
+def craft_link_status(connection: Connection) -> int:
+    call_id = add_call(
+        connection, "l1", appointment_made=True, session_outcome="appointment_booked"
+    )
+    add_appointment(connection, call_id)
+    return call_id
+
+
+def craft_failure(connection: Connection) -> int:
+    return add_call(connection, "f1", booking_failed=True, booking_failure_reason="slot taken")
+
+
+CASES: list[tuple[str, str, Callable[[Connection], int]]] = [
+    ("session_outcome_mismatch", "critical", craft_outcome_mismatch),
+    ("missing_appointment", "critical", craft_phantom),
+    ("missing_direction", "warning", craft_missing_direction),
+    ("orphaned_appointment", "warning", craft_orphan),
+    ("inconsistent_link_status", "warning", craft_link_status),
+    ("recent_failures", "info", craft_failure),
+]
+
+
+@pytest.mark.parametrize("scan_all", [False, True], ids=["window", "all"])
+@pytest.mark.parametrize(("rule", "severity", "craft"), CASES, ids=[c[0] for c in CASES])
+def test_rule_finds_its_crafted_row(
+    database: TestDatabase,
+    rule: str,
+    severity: str,
+    craft: Callable[[Connection], int],
+    scan_all: bool,
+) -> None:
+    """Each rule, windowed or over all rows, reports the one bad entity with its severity."""
+    play_legacy(database)
+    with database.engine.begin() as connection:
+        booked_call(connection, "good-1")
+        booked_call(connection, "good-2")
+        bad_id = craft(connection)
+    report = monitor_for(database).check(fix=False, notify=False, scan_all=scan_all)
+    assert report.errors == []
+    finding = report.to_dict()["findings"][rule]
+    assert finding["severity"] == severity
+    assert finding["count"] == 1
+    assert finding["samples"][0]["entity_id"] == bad_id
+    others = {name: f["count"] for name, f in report.to_dict()["findings"].items() if name != rule}
+    assert set(others.values()) == {0}, others
+
+
+def test_window_excludes_older_rows_and_all_includes_them(database: TestDatabase) -> None:
+    """A phantom from yesterday is outside the 1-hour window but found by --all."""
+    play_legacy(database)
+    with database.engine.begin() as connection:
+        add_call(
+            connection,
+            "old",
+            created_at=NOW - timedelta(days=1),
+            appointment_made=True,
+            session_outcome="appointment_booked",
+        )
+    monitor = monitor_for(database)
+    assert monitor.check(notify=False).to_dict()["findings"]["missing_appointment"]["count"] == 0
+    assert (
+        monitor.check(scan_all=True, notify=False).to_dict()["findings"]["missing_appointment"][
+            "count"
+        ]
+        == 1
+    )
+
+
+def test_samples_carry_no_phone_numbers(database: TestDatabase) -> None:
+    """Samples name entities by id and retell id, never by phone number."""
+    play_legacy(database)
+    with database.engine.begin() as connection:
+        add_call(
+            connection,
+            "pii",
+            from_number="+4915112345678",
+            to_number="+4930123456",
+            appointment_made=True,
+            session_outcome="appointment_booked",
+        )
+    document = monitor_for(database).check(notify=False).to_dict()
+    assert "+49" not in str(document)
+    assert rows(database, "SELECT count(*) FROM check_runs")[0][0] == 1
