@@ -150,9 +150,27 @@ class Call(_Timestamps, Base):
             _one_of("customer_link_status", CUSTOMER_LINK_STATUSES), name="customer_link_status"
         ),
         Index("ix_calls_appointment_made_created_at", "appointment_made", "created_at"),
-        Index("ix_calls_created_at", "created_at"),
+        # Covering (PostgreSQL): the monitor's window rules read calls without the heap.
+        Index(
+            "ix_calls_created_at",
+            "created_at",
+            postgresql_include=[
+                "id",
+                "appointment_made",
+                "session_outcome",
+                "direction",
+                "appointment_link_status",
+                "booking_failed",
+            ],
+        ),
         Index("ix_calls_booking_failed_created_at", "booking_failed", "created_at"),
         Index("ix_calls_customer_id", "customer_id"),
+        # The monitor's --all merge joins and probes by id, without the heap (PostgreSQL).
+        Index(
+            "ix_calls_id_monitor",
+            "id",
+            postgresql_include=["created_at", "appointment_made", "appointment_link_status"],
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -192,7 +210,20 @@ class Appointment(_Timestamps, Base):
         Index("ix_appointments_call_id", "call_id"),
         Index("ix_appointments_customer_id", "customer_id"),
         Index("ix_appointments_starts_at", "starts_at"),
-        Index("ix_appointments_created_at", "created_at"),
+        Index(
+            "ix_appointments_created_at",
+            "created_at",
+            postgresql_include=["id", "call_id", "status"],
+        ),
+        # The monitor's "has a live appointment" probe and its --all merge joins, answered
+        # from the index alone.
+        Index(
+            "ix_appointments_live_call_id",
+            "call_id",
+            postgresql_include=["id", "created_at"],
+            postgresql_where=text("status <> 'cancelled'"),
+            sqlite_where=text("status <> 'cancelled'"),
+        ),
         Index("ix_appointments_calcom_booking_uid", "calcom_booking_uid", unique=True),
     )
 

@@ -11,12 +11,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Select, Table, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bookingguard.db.models import CheckRun, ConsistencyAlert
+from bookingguard.db.tuning import plan_serially
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.monitoring.alerting import AlertPolicy, RuleOutcome, plan_notifications
 from bookingguard.monitoring.metrics import MonitorMetrics
@@ -266,24 +267,17 @@ class Monitor:
     ) -> RuleOutcome:
         now = self._clock()
         table = rule.table
-        # Materialised, so the planner finds the rows through the window's index; the ids
-        # found are then reused by the statements below instead of re-running the rule.
-        found = rule.ids(window).cte("found").prefix_with("MATERIALIZED", dialect="postgresql")
-        columns = [table.c[name] for name in rule.sample_columns]
-        rows = sorted(
-            session.execute(select(table.c.id, *columns).join(found, found.c.id == table.c.id)),
-            key=lambda row: int(row.id),
+        plan_serially(session)
+        # The rule's statement alone, so the planner reads only what it tests (index-only in
+        # a window); the ids found are then reused by the statements below instead of
+        # re-running the rule. Joining the table back for the sample columns made the planner
+        # hash the whole table whenever it misjudged how many rows a predicate keeps.
+        # Select[tuple[int]] is a one-column select of ints; the scalars are the ids.
+        found_ids = sorted(
+            int(cast(int, entity_id)) for entity_id in session.scalars(rule.ids(window))
         )
-        found_ids = [int(row.id) for row in rows]
         count = len(found_ids)
-        samples = [
-            {
-                "entity_type": rule.entity_type,
-                "entity_id": row.id,
-                **{name: getattr(row, name) for name in rule.sample_columns},
-            }
-            for row in rows[: self._sample_size]
-        ]
+        samples = self._samples(session, rule, found_ids[: self._sample_size])
         ids: Select[tuple[int]] | list[int] = found_ids if count <= INLINE_IDS else rule.ids(window)
         stored = StoreOutcome(opened=0, bumped=0, resolved=(), corrected=0)
         filed = 0
@@ -317,6 +311,25 @@ class Monitor:
             corrected=stored.corrected,
             review_filed=filed,
         )
+
+    @staticmethod
+    def _samples(session: Session, rule: Rule, ids: list[int]) -> list[dict[str, Any]]:
+        """The sample columns of these entities, in id order (one small statement)."""
+        if not ids:
+            return []
+        table = rule.table
+        columns = [table.c[name] for name in rule.sample_columns]
+        rows = session.execute(
+            select(table.c.id, *columns).where(table.c.id.in_(ids)).order_by(table.c.id)
+        )
+        return [
+            {
+                "entity_type": rule.entity_type,
+                "entity_id": row.id,
+                **{name: getattr(row, name) for name in rule.sample_columns},
+            }
+            for row in rows
+        ]
 
 
 def _describe(exc: BaseException) -> str:

@@ -124,6 +124,8 @@ def store_rule(
     if isinstance(ids, list):
         # Steady state: every finding already had an open alert, nothing to insert.
         new_ids = [entity_id for entity_id in ids if entity_id not in bumped]
+        if not new_ids:
+            return StoreOutcome(opened=0, bumped=len(bumped), resolved=(), corrected=0)
     found = select(table).where(table.c.id.in_(new_ids)).subquery()
     entity_id = found.c.id
     key = literal(f"{rule.name}:{rule.entity_type}:") + sql_cast(entity_id, String)
@@ -159,8 +161,6 @@ def store_rule(
             "status": literal("open"),
             "auto_corrected": literal(False),
         }
-    if isinstance(new_ids, list) and not new_ids:
-        return StoreOutcome(opened=0, bumped=len(bumped), resolved=(), corrected=0)
     inserted = session.execute(
         insert(alerts)
         .from_select(
