@@ -1,0 +1,67 @@
+"""``bookingguard serve``: the HTTP service and the monitor's scheduled work, in one process."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from bookingguard.api.access import is_loopback, plan_access
+from bookingguard.api.observability import configure_logging
+from bookingguard.api.server import build_server_app
+from bookingguard.cli.state import cli_errors, console, state_of
+
+__all__ = ["serve"]
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to bind (default api.host).")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", min=1, max=65535, help="Port to listen on (default api.port)."),
+    ] = None,
+) -> None:
+    """Serve webhooks, the API, the dashboard and /metrics; run the monitor in the background.
+
+    Stops gracefully on SIGTERM or Ctrl-C. With no API token yet it listens on
+    loopback only and prints a one-time dashboard login URL.
+    """
+    state = state_of(ctx)
+    settings = state.settings
+    bind_host = host or settings.api.host
+    bind_port = port or settings.api.port
+    engine = state.engine
+    with cli_errors():
+        access = plan_access(settings, engine, host=bind_host, port=bind_port)
+    configure_logging()
+    app = build_server_app(
+        settings, extra_tokens=access.extra_tokens, background=True, engine=engine
+    )
+    if access.login_url is not None:
+        console.print(
+            f"Dashboard (one-time login): {access.login_url}", highlight=False, soft_wrap=True
+        )
+    else:
+        shown = bind_host if is_loopback(bind_host) or ":" not in bind_host else f"[{bind_host}]"
+        console.print(
+            f"Dashboard: http://{shown}:{bind_port}/ (sign in with an API token)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=bind_host,
+            port=bind_port,
+            log_config=None,
+            access_log=False,
+            proxy_headers=True,
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+        )
+    )
+    server.run()
