@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from bookingguard.api.auth import require_scope
 from bookingguard.api.problem_details import problem_responses
@@ -129,11 +129,30 @@ class SilenceOut(BaseModel):
 class SilenceIn(BaseModel):
     """Mute notifications of matching alerts; at least one matcher is required."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["alert_type"]},
+                {"required": ["entity_type"]},
+                {"required": ["entity_id"]},
+            ]
+        }
+    )
+
     comment: str = Field(min_length=1, max_length=2000, pattern=r"\S")
     duration_minutes: int = Field(ge=1, le=60 * 24 * 90, description="How long it lasts")
-    alert_type: RuleName | None = None
-    entity_type: Annotated[str, Field(min_length=1, max_length=32)] | None = None
-    entity_id: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = None
+    # Given or left out, never null: the schema says so, so "at least one" is expressible.
+    alert_type: Annotated[
+        RuleName | None, WithJsonSchema({"type": "string", "pattern": "^[a-z_]+$", "maxLength": 64})
+    ] = None
+    entity_type: Annotated[
+        Annotated[str, Field(min_length=1, max_length=32)] | None,
+        WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 32}),
+    ] = None
+    entity_id: Annotated[
+        Annotated[int, Field(ge=1, le=2**63 - 1)] | None,
+        WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 2**63 - 1}),
+    ] = None
 
 
 class DailyReportOut(BaseModel):
@@ -301,11 +320,12 @@ def daily_report(
         date | None,
         Query(
             alias="date",
-            ge=date(2000, 1, 1),
-            le=date(2999, 12, 31),
-            description="UTC day (default yesterday)",
+            description="UTC day, years 1900 to 2999 (default yesterday)",
+            json_schema_extra={"pattern": r"^(19|2[0-9])[0-9]{2}-"},
         ),
     ] = None,
 ) -> dict[str, Any]:
     """Calls, appointments, inconsistencies and the consistency rate for one UTC day."""
+    if day is not None and not 1900 <= day.year <= 2999:
+        raise HTTPException(status_code=422, detail="date must be in the years 1900 to 2999")
     return backends.monitoring.daily_report(day=day)
