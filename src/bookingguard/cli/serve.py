@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -13,6 +17,29 @@ from bookingguard.api.server import build_server_app
 from bookingguard.cli.state import cli_errors, console, state_of
 
 __all__ = ["serve"]
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, but a SIGTERM or Ctrl-C that shut it down cleanly exits 0.
+
+    uvicorn re-raises the captured signal after shutting down, so the process
+    would die of it (exit -15); a graceful stop is a success for ``serve``.
+    """
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {
+            signum: signal.signal(signum, self.handle_exit)
+            for signum in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 def serve(
@@ -52,7 +79,7 @@ def serve(
             highlight=False,
             soft_wrap=True,
         )
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
             app,
             host=bind_host,
