@@ -59,7 +59,7 @@ def test_serve_runs_until_sigterm_and_prints_a_working_login_url(tmp_path: Path)
             base = f"http://127.0.0.1:{port}"
             wait_for(f"{base}/readyz", process, 60)
             assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
-            assert "bookingguard_circuit_breaker_state" in httpx.get(f"{base}/metrics").text
+            assert "# TYPE bookingguard_circuit" in httpx.get(f"{base}/metrics").text
             found = re.search(r"http://127\.0\.0\.1:\d+/login\?token=\S+", out.read_text())
             assert found is not None, out.read_text()
             with httpx.Client(follow_redirects=True) as browser:

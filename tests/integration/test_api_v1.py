@@ -176,10 +176,11 @@ def test_health_metrics_and_request_id(api: httpx.Client) -> None:
     assert ready.json()["checks"] == {"database": "ok"}
     api.post("/api/v1/consistency/runs", json={"notify": False})
     text = api.get("/metrics").text
+    # One registry serves the monitor's, the booking path's and the breaker's collectors.
     for name in (
-        "bookingguard_inconsistencies_detected_total",
-        "bookingguard_validation_duration_seconds",
-        "bookingguard_circuit_breaker_state",
+        "# TYPE bookingguard_inconsistencies_detected_total counter",
+        "# TYPE bookingguard_validation_duration_seconds histogram",
+        "# TYPE bookingguard_circuit",
     ):
         assert name in text, name
     assert api.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == (
