@@ -105,8 +105,14 @@ def build_circuit_breaker(
 class PolicyRetrier:
     """``retry_async`` bound to one ``RetryPolicy``: the booking path's ``Retrier``."""
 
-    def __init__(self, policy: RetryPolicy) -> None:
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        *,
+        on_retry: Callable[[int, BaseException, float], None] | None = None,
+    ) -> None:
         self.policy = policy
+        self.on_retry = on_retry
 
     async def __call__(
         self,
@@ -117,7 +123,11 @@ class PolicyRetrier:
         retry_after: Callable[[BaseException], float | None],
     ) -> T:
         return await retry_async(
-            fn, policy=self.policy, is_retryable=is_retryable, retry_after=retry_after
+            fn,
+            policy=self.policy,
+            is_retryable=is_retryable,
+            retry_after=retry_after,
+            on_retry=self.on_retry,
         )
 
 
@@ -186,6 +196,7 @@ def build_services(
     """
     engine = engine if engine is not None else build_engine(settings)
     sessions = session_factory(engine)
+    metrics = metrics if metrics is not None else default_booking_metrics()
     calcom = CalcomClient.from_settings(settings, transport=calcom_transport)
     circuit_breaker: CircuitBreaker | None = None
     if breaker is None:
@@ -196,7 +207,8 @@ def build_services(
         sessions=sessions,
         calcom=calcom,
         breaker=breaker,
-        retrier=retrier or PolicyRetrier(RetryPolicy.from_settings(settings)),
+        retrier=retrier
+        or PolicyRetrier(RetryPolicy.from_settings(settings), on_retry=metrics.record_retry),
         clock=clock,
         metrics=metrics,
     )

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 
 from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
@@ -15,21 +12,9 @@ from bookingguard.cli.app import app
 from bookingguard.resilience import CircuitBreaker, CircuitOpenError
 from bookingguard.settings import Settings
 from tests.conftest import TestDatabase
+from tests.support.cli import run_cli
 
 KEY = "appointment_booking:event_type:11"
-
-
-def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("BOOKINGGUARD_")}
-    environment.update(env)
-    return subprocess.run(
-        [sys.executable, "-m", "bookingguard", *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=120,
-        check=False,
-    )
 
 
 def call_once(database: TestDatabase) -> str:

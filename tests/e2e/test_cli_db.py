@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import TestDatabase
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("BOOKINGGUARD_")}
-    environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "bookingguard", *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=120,
-        check=False,
-    )
+from tests.support.cli import run_cli
 
 
 def test_upgrade_and_current_on_a_new_sqlite_file(tmp_path: Path) -> None:

@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 
+from bookingguard.booking.metrics import BookingMetrics
+from bookingguard.monitoring.metrics import MonitorMetrics
+from bookingguard.resilience.metrics import BreakerMetrics
 from bookingguard.settings import load_settings
 from tests.conftest import service_unavailable
 
@@ -51,9 +55,9 @@ def rule_exprs() -> list[tuple[str, str]]:
 
 
 def test_metrics_list_names_every_required_metric() -> None:
-    """deploy/metrics.txt declares the sixteen agreed metric names with their types."""
+    """deploy/metrics.txt declares the nineteen metric names with their types."""
     metrics = declared_metrics()
-    assert len(metrics) == 16
+    assert len(metrics) == 19
     assert metrics["bookingguard_circuit_state"] == "gauge"
     assert metrics["bookingguard_validation_duration_seconds"] == "histogram"
     assert all(kind in {"counter", "gauge", "histogram"} for kind in metrics.values())
@@ -149,3 +153,16 @@ def test_systemd_unit_runs_serve_with_the_env_file() -> None:
     assert service["EnvironmentFile"] == "/etc/bookingguard/bookingguard.env"
     assert service["RestartPreventExitStatus"] == "2"
     assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_code_registers_exactly_the_declared_metrics() -> None:
+    """Every metric the booking, breaker and monitor code registers is declared, with its type."""
+    registry = CollectorRegistry()
+    BookingMetrics(registry)
+    BreakerMetrics.for_registry(registry)
+    MonitorMetrics(registry)
+    registered = {}
+    for family in registry.collect():
+        name = family.name + ("_total" if family.type == "counter" else "")
+        registered[name] = family.type
+    assert registered == declared_metrics()

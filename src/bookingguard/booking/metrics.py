@@ -12,7 +12,7 @@ _DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 
 
 class BookingMetrics:
-    """Validation duration and failures, rollbacks, bookings by outcome, compensations."""
+    """Validation duration and failures, rollbacks, bookings by outcome, compensations, retries."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         registry = registry if registry is not None else CollectorRegistry()
@@ -47,6 +47,15 @@ class BookingMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.retries = Counter(
+            "bookingguard_booking_retries_total",
+            "Cal.com requests of the booking path retried after a transient failure",
+            registry=registry,
+        )
+
+    def record_retry(self, _attempt: int, _error: BaseException, _delay: float) -> None:
+        """``retry_async``'s ``on_retry`` hook: count one retry."""
+        self.retries.inc()
 
 
 @cache

@@ -34,13 +34,13 @@ class MonitorMetrics:
             registry=registry,
         )
         self.rule_errors = Counter(
-            "bookingguard_monitor_rule_errors_total",
+            "bookingguard_rule_errors_total",
             "Rules that raised during a run.",
             ["rule"],
             registry=registry,
         )
         self.run_duration = Histogram(
-            "bookingguard_monitor_run_duration_seconds",
+            "bookingguard_check_duration_seconds",
             "Duration of a whole monitor run.",
             registry=registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),

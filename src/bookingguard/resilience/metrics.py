@@ -26,13 +26,13 @@ class BreakerMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.state = Gauge(
-            "bookingguard_circuit_breaker_state",
+            "bookingguard_circuit_state",
             "Circuit state: 0 closed, 1 half_open, 2 open.",
             ["circuit"],
             registry=registry,
         )
         self.transitions = Counter(
-            "bookingguard_circuit_breaker_transitions",
+            "bookingguard_circuit_transitions",
             "Circuit state transitions.",
             ["circuit", "from_state", "to_state"],
             registry=registry,
@@ -40,13 +40,13 @@ class BreakerMetrics:
         self.calls = _CallCounts()
         registry.register(self.calls)
         self.not_permitted = Counter(
-            "bookingguard_circuit_breaker_not_permitted",
+            "bookingguard_circuit_not_permitted",
             "Calls rejected without reaching the dependency.",
             ["circuit"],
             registry=registry,
         )
         self.store_switches = Counter(
-            "bookingguard_circuit_breaker_store_switches",
+            "bookingguard_circuit_store_switches",
             "Moves of the store chain from one store to another.",
             ["from_store", "to_store"],
             registry=registry,
@@ -82,7 +82,7 @@ class _CallCounts(Collector):
 
     def _family(self) -> CounterMetricFamily:
         return CounterMetricFamily(
-            "bookingguard_circuit_breaker_calls",
+            "bookingguard_circuit_calls",
             "Calls that reached the dependency, by outcome (failure, success, ignored).",
             labels=["circuit", "outcome"],
         )

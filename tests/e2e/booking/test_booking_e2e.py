@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from bookingguard.api import create_app
@@ -124,8 +125,10 @@ def test_same_function_call_three_times_books_once(stack: Stack) -> None:
 
 def test_calcom_500_three_times(stack: Stack) -> None:
     """Three 500s: booked false, the call consistent and flagged, a review item, no booking."""
+    retries_before = REGISTRY.get_sample_value("bookingguard_booking_retries_total") or 0.0
     stack.calcom.fail_next("create", status=500, times=3)
     response = stack.book()
+    assert REGISTRY.get_sample_value("bookingguard_booking_retries_total") == retries_before + 2
     assert response.status_code == 200
     assert response.json()["booked"] is False
     assert stack.calcom.request_count("create") == 3

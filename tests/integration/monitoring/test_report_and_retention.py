@@ -98,4 +98,4 @@ def test_metrics_count_findings_and_gauges(database: TestDatabase) -> None:
     assert value("bookingguard_inconsistencies_detected_total", labels) == 1
     assert value("bookingguard_open_alerts", {"severity": "critical"}) == 1
     assert value("bookingguard_review_queue_size") == 1
-    assert value("bookingguard_monitor_run_duration_seconds_count") == 1
+    assert value("bookingguard_check_duration_seconds_count") == 1

@@ -94,21 +94,21 @@ async def test_prometheus_metrics_follow_calls_and_transitions() -> None:
     def value(name: str, **labels: str) -> float | None:
         return registry.get_sample_value(name, labels)
 
-    calls = "bookingguard_circuit_breaker_calls_total"
+    calls = "bookingguard_circuit_calls_total"
     assert value(calls, circuit=KEY, outcome="success") == 1
     assert value(calls, circuit=KEY, outcome="ignored") == 1
     assert value(calls, circuit=KEY, outcome="failure") == 3
-    assert value("bookingguard_circuit_breaker_state", circuit=KEY) == 2
+    assert value("bookingguard_circuit_state", circuit=KEY) == 2
     assert (
         value(
-            "bookingguard_circuit_breaker_transitions_total",
+            "bookingguard_circuit_transitions_total",
             circuit=KEY,
             from_state="closed",
             to_state="open",
         )
         == 1
     )
-    assert value("bookingguard_circuit_breaker_not_permitted_total", circuit=KEY) == 1
+    assert value("bookingguard_circuit_not_permitted_total", circuit=KEY) == 1
 
 
 async def test_two_breakers_share_one_registrys_metrics() -> None:
@@ -117,6 +117,6 @@ async def test_two_breakers_share_one_registrys_metrics() -> None:
     for breaker in (CircuitBreaker(MemoryStore(), registry=registry) for _ in range(2)):
         await breaker.call(KEY, ok)
     sample = registry.get_sample_value(
-        "bookingguard_circuit_breaker_calls_total", {"circuit": KEY, "outcome": "success"}
+        "bookingguard_circuit_calls_total", {"circuit": KEY, "outcome": "success"}
     )
     assert sample == 2
