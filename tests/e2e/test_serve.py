@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.test_cli_db import run_cli
+from tests.support.cli import run_cli
 
 
 def free_port() -> int:
