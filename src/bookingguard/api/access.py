@@ -53,7 +53,7 @@ def plan_access(settings: Settings, engine: Engine, *, host: str, port: int) -> 
         return ServeAccess()
     if not is_loopback(host):
         raise ConfigurationError(
-            f"refusing to listen on {host}: no API token exists yet. Create one with "
+            f"refusing to listen on {host} (api.host): no API token exists yet. Create one with "
             "'bookingguard token create --name NAME --scope operate', or bind 127.0.0.1",
             key="api.host",
         )

@@ -9,9 +9,34 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["ProblemError", "parse_json", "problem_handler", "validate_body"]
+__all__ = [
+    "WEBHOOK_ERROR_RESPONSES",
+    "ProblemError",
+    "parse_json",
+    "problem_handler",
+    "validate_body",
+]
 
 M = TypeVar("M", bound=BaseModel)
+
+_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+#: The OpenAPI ``responses`` of routes that answer with ``ProblemError``.
+WEBHOOK_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": description, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+    for status, description in (
+        (400, "Malformed JSON"),
+        (401, "Missing, wrong or stale signature"),
+        (422, "The body does not match the expected shape"),
+    )
+}
 
 
 class ProblemError(Exception):

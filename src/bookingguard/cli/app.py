@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bookingguard.cli import breaker, db, demo, monitor, review, token
+from bookingguard.cli import breaker, db, demo, monitor, review, serve, token
 from bookingguard.cli.state import CliState
 
 __all__ = ["app", "main"]
@@ -27,6 +27,7 @@ app.command()(monitor.check)
 app.command()(monitor.report)
 app.command()(monitor.reconcile)
 app.command()(monitor.worker)
+app.command(name="serve")(serve.serve)
 app.add_typer(monitor.alerts_app, name="alerts")
 
 

@@ -14,19 +14,23 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from bookingguard.db import ddl
-from bookingguard.db.models import AlertSilence, ConsistencyAlert
+from bookingguard.db.models import AlertSilence, CheckRun, ConsistencyAlert
 from bookingguard.errors import BookingGuardError
 
 __all__ = [
     "AlertNotFoundError",
+    "AlertPage",
     "AlertQuery",
     "acknowledge",
     "alert_as_dict",
     "create_silence",
     "ensure_partitions",
     "expire_silence",
+    "latest_run",
     "list_alerts",
     "list_silences",
+    "open_alert_totals",
+    "page_alerts",
     "prune",
     "resolve",
     "silence_as_dict",
@@ -88,6 +92,61 @@ def list_alerts(session: Session, query: AlertQuery = AlertQuery()) -> list[Cons
         statement = statement.where(ConsistencyAlert.severity == query.severity)
     statement = statement.order_by(ConsistencyAlert.detected_at.desc(), ConsistencyAlert.id.desc())
     return list(session.scalars(statement.limit(query.limit)))
+
+
+@dataclass(frozen=True)
+class AlertPage:
+    """One page of alerts, newest first; ``next_cursor`` continues after the last one."""
+
+    alerts: list[ConsistencyAlert]
+    next_cursor: int | None
+
+
+def page_alerts(
+    session: Session,
+    *,
+    statuses: tuple[str, ...] = (),
+    alert_type: str | None = None,
+    severity: str | None = None,
+    since: datetime | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> AlertPage:
+    """Alerts matching every filter given, by id descending (keyset pagination on the id)."""
+    statement = select(ConsistencyAlert)
+    if statuses:
+        statement = statement.where(ConsistencyAlert.status.in_(statuses))
+    if alert_type:
+        statement = statement.where(ConsistencyAlert.alert_type == alert_type)
+    if severity:
+        statement = statement.where(ConsistencyAlert.severity == severity)
+    if since is not None:
+        statement = statement.where(ConsistencyAlert.detected_at >= since)
+    if before_id is not None:
+        statement = statement.where(ConsistencyAlert.id < before_id)
+    rows = list(session.scalars(statement.order_by(ConsistencyAlert.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    return AlertPage(alerts=rows[:limit], next_cursor=rows[limit - 1].id if more else None)
+
+
+def open_alert_totals(session: Session) -> dict[str, int]:
+    """Open or acknowledged alerts per severity (every severity present, zero included)."""
+    counts = dict.fromkeys(("critical", "warning", "info"), 0)
+    rows = session.execute(
+        select(ConsistencyAlert.severity, func.count())
+        .where(ConsistencyAlert.status.in_(("open", "acknowledged")))
+        .group_by(ConsistencyAlert.severity)
+    )
+    for severity, count in rows:
+        counts[severity] = int(count)
+    return counts
+
+
+def latest_run(session: Session) -> CheckRun | None:
+    """The most recently started check run, if any."""
+    return session.scalars(
+        select(CheckRun).order_by(CheckRun.started_at.desc(), CheckRun.id.desc()).limit(1)
+    ).first()
 
 
 def _get(session: Session, alert_id: int) -> ConsistencyAlert:

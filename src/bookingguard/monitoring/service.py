@@ -164,6 +164,50 @@ class MonitoringService:
         with UnitOfWork(self.sessions) as uow:
             return [admin.alert_as_dict(a) for a in admin.list_alerts(uow.session, query)]
 
+    def alerts_page(
+        self,
+        *,
+        statuses: tuple[str, ...] = (),
+        alert_type: str | None = None,
+        severity: str | None = None,
+        since: datetime | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """A page of alerts, newest first, and the next page's cursor (``None`` at the end)."""
+        with UnitOfWork(self.sessions) as uow:
+            page = admin.page_alerts(
+                uow.session,
+                statuses=statuses,
+                alert_type=alert_type,
+                severity=severity,
+                since=since,
+                before_id=before_id,
+                limit=limit,
+            )
+            return [admin.alert_as_dict(a) for a in page.alerts], page.next_cursor
+
+    def consistency(self) -> dict[str, Any]:
+        """The latest check run (``None`` before the first) and open alerts per severity."""
+        with UnitOfWork(self.sessions) as uow:
+            run = admin.latest_run(uow.session)
+            latest = None
+            if run is not None:
+                latest = {
+                    "run_id": run.id,
+                    "status": run.status,
+                    "trigger": run.trigger,
+                    "started_at": run.started_at,
+                    "finished_at": run.finished_at,
+                    "window": {"since": run.window_since, "until": run.window_until},
+                    "totals": dict(run.totals or {}),
+                    "auto_corrected": run.auto_corrected,
+                    "alerts_opened": run.alerts_opened,
+                    "alerts_resolved": run.alerts_resolved,
+                    "errors": list(run.errors or []),
+                }
+            return {"latest_run": latest, "open_alerts": admin.open_alert_totals(uow.session)}
+
     def acknowledge(self, alert_id: int, *, by: str) -> dict[str, Any]:
         with UnitOfWork(self.sessions) as uow:
             alert = admin.acknowledge(uow.session, alert_id, by=by, now=self.clock())

@@ -9,7 +9,12 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy.exc import IntegrityError
 
 from bookingguard.api.deps import ServicesDep
-from bookingguard.api.problems import ProblemError, parse_json, validate_body
+from bookingguard.api.problems import (
+    WEBHOOK_ERROR_RESPONSES,
+    ProblemError,
+    parse_json,
+    validate_body,
+)
 from bookingguard.api.signatures import verify_calcom_signature
 from bookingguard.booking.calcom_events import apply_calcom_event
 from bookingguard.calcom import CalcomWebhook
@@ -27,7 +32,12 @@ def _too_old(created_at: datetime | None, now: datetime, tolerance_seconds: floa
     return abs((now - created_at).total_seconds()) > tolerance_seconds
 
 
-@router.post("/webhooks/calcom", status_code=204, summary="Cal.com booking webhook")
+@router.post(
+    "/webhooks/calcom",
+    status_code=204,
+    responses=WEBHOOK_ERROR_RESPONSES,
+    summary="Cal.com booking webhook",
+)
 async def calcom_webhook(request: Request, services: ServicesDep) -> Response:
     body = await request.body()
     secret = services.settings.calcom.webhook_secret

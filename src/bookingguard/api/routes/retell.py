@@ -18,7 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlalchemy.exc import IntegrityError
 
 from bookingguard.api.deps import ServicesDep
-from bookingguard.api.problems import ProblemError, parse_json, validate_body
+from bookingguard.api.problems import (
+    WEBHOOK_ERROR_RESPONSES,
+    ProblemError,
+    parse_json,
+    validate_body,
+)
 from bookingguard.api.signatures import verify_retell_signature
 from bookingguard.booking import BookingOutcome, BookingRequest, BookingResult
 from bookingguard.booking.calls import CallEvent, record_call_event
@@ -155,6 +160,7 @@ def _message(outcome: BookingOutcome | None, time_zone: str) -> str:
 @router.post(
     "/retell/functions/book_appointment",
     response_model=BookAppointmentResponse,
+    responses=WEBHOOK_ERROR_RESPONSES,
     summary="The agent's booking function (Retell custom function)",
 )
 async def book_appointment(request: Request, services: ServicesDep) -> BookAppointmentResponse:
@@ -192,7 +198,12 @@ def _ms(value: int | None) -> datetime | None:
     return datetime.fromtimestamp(value / 1000, UTC) if value is not None else None
 
 
-@router.post("/webhooks/retell", status_code=204, summary="Retell call lifecycle webhook")
+@router.post(
+    "/webhooks/retell",
+    status_code=204,
+    responses=WEBHOOK_ERROR_RESPONSES,
+    summary="Retell call lifecycle webhook",
+)
 async def retell_webhook(request: Request, services: ServicesDep) -> Response:
     body = await request.body()
     _verify(services, body, request.headers.get("x-retell-signature"))

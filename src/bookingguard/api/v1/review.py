@@ -67,7 +67,11 @@ class ReviewPageOut(BaseModel):
 
 
 class ResolutionIn(BaseModel):
-    note: str = Field(min_length=1, max_length=5000, pattern=r"\S", description="Required")
+    # Something besides what str.strip() removes: whitespace, and \x1c-\x1f and \x85,
+    # which JSON Schema's and Rust's \s leave out.
+    note: str = Field(
+        min_length=1, max_length=5000, pattern=r"[^\s\x1c-\x1f\x85]", description="Required"
+    )
 
 
 def _item_out(item: ManualReviewItem) -> ReviewItemOut:

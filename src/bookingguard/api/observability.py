@@ -1,0 +1,108 @@
+"""Structured JSON logs (structlog) with a request id on every line, and the access log.
+
+``configure_logging`` sends structlog and the standard library (uvicorn, APScheduler)
+through one JSON renderer. ``RequestIdMiddleware`` binds ``request_id`` (an incoming
+``X-Request-ID`` is honoured, else a new one is made) to the context for every line
+logged while the request runs, returns it in the response and writes one access-log
+line without the query string: ``/login?token=…`` carries a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import uuid
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["REQUEST_ID_HEADER", "RequestIdMiddleware", "configure_logging"]
+
+REQUEST_ID_HEADER = "x-request-id"
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+access_log = structlog.get_logger("bookingguard.access")
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """One JSON object per line on stderr, for structlog and standard-library loggers alike."""
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.format_exc_info,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.JSONRenderer(),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    # Our middleware writes the access log, without query strings.
+    logging.getLogger("uvicorn.access").disabled = True
+    for name in ("apscheduler", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class RequestIdMiddleware:
+    """Binds a request id to every log line of a request and echoes it as ``X-Request-ID``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                candidate = value.decode("latin-1")
+                if _VALID_REQUEST_ID.match(candidate):
+                    request_id = candidate
+                break
+        request_id = request_id or uuid.uuid4().hex
+        encoded = request_id.encode("latin-1")
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", encoded)]
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                access_log.info(
+                    "request",
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                )

@@ -1,0 +1,148 @@
+"""``build_server_app(settings)``: the whole served application, as ``bookingguard serve`` runs it.
+
+``create_app`` (webhooks, the agent's booking function) plus the operator surface
+(dashboard, review queue) with the monitoring and circuit-breaker routers under
+``/api/v1``, ``/healthz``, ``/readyz`` and ``/metrics``. Every collector is
+registered on one Prometheus registry, the one ``/metrics`` serves. With
+``background=True`` the monitor's scheduled work runs while the app does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import redis.asyncio as aioredis
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy import Engine, text
+
+from bookingguard.api.app import create_app
+from bookingguard.api.observability import RequestIdMiddleware
+from bookingguard.api.operator import install_operator_surface
+from bookingguard.api.v1 import breakers, monitoring
+from bookingguard.api.v1.backends import ApiBackends
+from bookingguard.booking import BookingMetrics
+from bookingguard.bootstrap import (
+    build_circuit_breaker,
+    build_engine,
+    build_monitoring,
+    build_services,
+)
+from bookingguard.db import migrate
+from bookingguard.monitoring import admin, scheduler
+from bookingguard.settings import Settings
+from bookingguard.tokens import StaticToken
+
+__all__ = ["build_server_app"]
+
+
+def _database_ready(engine: Engine, head: str | None) -> str | None:
+    """``None`` when the database answers at the head revision, else why not."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        current = migrate.current_revision(engine)
+    except Exception as exc:
+        return f"database unreachable: {type(exc).__name__}"
+    if current != head:
+        return f"migrations not at head (current {current}, head {head})"
+    return None
+
+
+def build_server_app(
+    settings: Settings,
+    *,
+    extra_tokens: Sequence[StaticToken] = (),
+    background: bool = False,
+    engine: Engine | None = None,
+) -> FastAPI:
+    """The composed app; it closes what it built when it stops.
+
+    ``extra_tokens`` (the one-time dashboard login of ``serve``) are accepted besides
+    the configured and stored tokens; ``background`` starts the monitor's scheduler.
+    """
+    engine = engine if engine is not None else build_engine(settings)
+    registry = CollectorRegistry()
+    breaker = build_circuit_breaker(settings, engine, registry=registry)
+    monitor = build_monitoring(settings, engine, registry=registry)
+    services = build_services(
+        settings, breaker=breaker, engine=engine, metrics=BookingMetrics(registry)
+    )
+    app = create_app(settings, services=services)
+    install_operator_surface(
+        app,
+        settings,
+        engine=engine,
+        api_routers=[monitoring.router, breakers.router],
+        extra_tokens=extra_tokens,
+        registry=registry,
+        alert_actions=admin,
+    )
+    app.state.backends = ApiBackends(monitoring=monitor, breaker=breaker)
+    app.add_middleware(RequestIdMiddleware)
+    head = migrate.head_revision(engine)
+    redis_client = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+
+    inner_lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
+        jobs = scheduler.start_background(monitor) if background else None
+        try:
+            async with inner_lifespan(app) as state:
+                yield state
+        finally:
+            if jobs is not None:
+                await anyio.to_thread.run_sync(jobs.shutdown)
+            if redis_client is not None:
+                await redis_client.aclose()
+            await breaker.aclose()
+            await services.aclose()
+
+    app.router.lifespan_context = lifespan
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        """The process answers."""
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Readiness",
+        responses={503: {"description": "A dependency is not ready"}},
+    )
+    async def readyz() -> JSONResponse:
+        """200 when the database answers at the migration head and Redis (if configured) answers."""
+        checks: dict[str, str] = {}
+        problem = await anyio.to_thread.run_sync(_database_ready, engine, head)
+        checks["database"] = problem or "ok"
+        if redis_client is not None:
+            try:
+                with anyio.fail_after(2):
+                    await redis_client.ping()
+                checks["redis"] = "ok"
+            except Exception as exc:
+                checks["redis"] = f"unreachable: {type(exc).__name__}"
+        ready = all(value == "ok" for value in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
+    async def metrics() -> Response:
+        """Every collector of this process, in the Prometheus text format."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

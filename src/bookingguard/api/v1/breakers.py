@@ -1,0 +1,100 @@
+"""``/api/v1/circuit-breakers``: list, show, reset and force-open circuits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path
+from pydantic import BaseModel
+
+from bookingguard.api.auth import require_scope
+from bookingguard.api.problem_details import problem_responses
+from bookingguard.api.v1.backends import ApiBackends, api_backends
+from bookingguard.resilience import CircuitBreaker
+from bookingguard.resilience.machine import CircuitStatistics
+from bookingguard.tokens import Principal
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/circuit-breakers", tags=["circuit breakers"])
+
+Backends = Annotated[ApiBackends, Depends(api_backends)]
+Reader = Annotated[Principal, Depends(require_scope("read"))]
+Operator = Annotated[Principal, Depends(require_scope("operate"))]
+CircuitKey = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_.:\-]+$",
+        description="e.g. appointment_booking:event_type:42",
+    ),
+]
+
+
+class CircuitOut(BaseModel):
+    """One circuit as its store sees it now."""
+
+    circuit_key: str
+    state: str
+    failure_count: int
+    success_count: int
+    failure_rate: float
+    slow_call_rate: float
+    last_failure_at: datetime | None
+    opened_at: datetime | None
+    closed_at: datetime | None
+    open_until: datetime | None
+    not_permitted_count: int
+    forced_open: bool
+    version: int
+    store: str
+
+
+def _out(stats: CircuitStatistics) -> CircuitOut:
+    return CircuitOut.model_validate(stats, from_attributes=True)
+
+
+async def _known(breaker: CircuitBreaker, key: str) -> None:
+    if key not in {circuit.circuit_key for circuit in await breaker.list_circuits()}:
+        raise HTTPException(status_code=404, detail=f"no circuit {key!r}")
+
+
+@router.get("", response_model=list[CircuitOut], summary="List circuits")
+async def list_circuits(backends: Backends, _: Reader) -> list[CircuitOut]:
+    """Every circuit the active store knows, sorted by key."""
+    return [_out(stats) for stats in await backends.breaker.list_circuits()]
+
+
+@router.get(
+    "/{key}", response_model=CircuitOut, responses=problem_responses(404), summary="Show a circuit"
+)
+async def show_circuit(backends: Backends, _: Reader, key: CircuitKey) -> CircuitOut:
+    """The circuit's state, counts and rates."""
+    await _known(backends.breaker, key)
+    return _out(await backends.breaker.statistics(key))
+
+
+@router.post(
+    "/{key}/reset",
+    response_model=CircuitOut,
+    responses=problem_responses(404),
+    summary="Reset a circuit",
+)
+async def reset_circuit(backends: Backends, _: Operator, key: CircuitKey) -> CircuitOut:
+    """Close the circuit and clear its counts."""
+    await _known(backends.breaker, key)
+    return _out(await backends.breaker.reset(key))
+
+
+@router.post(
+    "/{key}/open",
+    response_model=CircuitOut,
+    responses=problem_responses(404),
+    summary="Force a circuit open",
+)
+async def open_circuit(backends: Backends, _: Operator, key: CircuitKey) -> CircuitOut:
+    """Open the circuit until it is reset (no cooldown ends it)."""
+    await _known(backends.breaker, key)
+    return _out(await backends.breaker.force_open(key))

@@ -1,0 +1,86 @@
+"""``bookingguard serve`` as a real subprocess on SQLite: login URL, health, metrics, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.cli import run_cli
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def wait_for(predicate_url: str, process: subprocess.Popen[bytes], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "serve exited early"
+        try:
+            if httpx.get(predicate_url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{predicate_url} did not answer 200 in {seconds} s")
+
+
+def test_serve_runs_until_sigterm_and_prints_a_working_login_url(tmp_path: Path) -> None:
+    """serve answers readyz/healthz/metrics, the printed URL signs in, SIGTERM exits 0."""
+    env = {
+        "BOOKINGGUARD_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
+        "BOOKINGGUARD_MONITORING__INTERVAL_SECONDS": "3600",
+    }
+    assert run_cli("db", "upgrade", env=env).returncode == 0
+    port = free_port()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("BOOKINGGUARD_")}
+    environment.update(env)
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bookingguard", "serve", "--port", str(port)],
+            stdout=stdout,
+            stderr=stderr,
+            env=environment,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_for(f"{base}/readyz", process, 60)
+            assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
+            assert "# TYPE bookingguard_circuit" in httpx.get(f"{base}/metrics").text
+            found = re.search(r"http://127\.0\.0\.1:\d+/login\?token=\S+", out.read_text())
+            assert found is not None, out.read_text()
+            with httpx.Client(follow_redirects=True) as browser:
+                dashboard = browser.get(found.group(0))
+                assert dashboard.status_code == 200
+                assert "signed in as dashboard-login" in dashboard.text
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(timeout=30)
+    assert code == 0
+    lines = [json.loads(line) for line in err.read_text().splitlines() if line.startswith("{")]
+    requests = [line for line in lines if line.get("event") == "request"]
+    assert {line["path"] for line in requests} >= {"/readyz", "/healthz", "/metrics", "/login"}
+    assert all(line["request_id"] for line in requests)
+    assert "token=" not in err.read_text()
+
+
+def test_public_bind_without_any_token_exits_2_naming_api_host(tmp_path: Path) -> None:
+    """serve --host 0.0.0.0 with no token refuses to start (exit 2) and names api.host."""
+    env = {"BOOKINGGUARD_DATABASE_URL": f"sqlite:///{tmp_path / 'public.db'}"}
+    assert run_cli("db", "upgrade", env=env).returncode == 0
+    refused = run_cli("serve", "--host", "0.0.0.0", "--port", str(free_port()), env=env)  # noqa: S104
+    assert refused.returncode == 2
+    assert "api.host" in refused.stderr
