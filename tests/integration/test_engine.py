@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from bookingguard.db.engine import SQLITE_BEGIN_OPTION
+from bookingguard.db.models import Customer
+from bookingguard.db.uow import UnitOfWork
 from tests.conftest import TestDatabase
 
 
@@ -43,3 +47,33 @@ def test_sqlite_immediate_transactions(sqlite_database: TestDatabase) -> None:
         first.rollback()
         first.close()
         second.close()
+
+
+def test_a_unit_of_work_that_reads_then_writes_survives_a_concurrent_writer(
+    database: TestDatabase,
+) -> None:
+    """Another writer committing between our read and our write neither fails us nor is lost.
+
+    On SQLite a deferred transaction would fail its write at once ("database is locked")
+    because its snapshot went stale; sessions open with BEGIN IMMEDIATE, so the other
+    writer waits for our commit instead. PostgreSQL lets the other writer through.
+    """
+    other_done = threading.Event()
+
+    def other_writer() -> None:
+        with database.engine.begin() as connection:
+            connection.execute(text("INSERT INTO customers (name) VALUES ('other')"))
+        other_done.set()
+
+    with UnitOfWork(database.sessions) as uow:
+        assert uow.session.scalar(select(func.count()).select_from(Customer)) == 0
+        writer = threading.Thread(target=other_writer)
+        writer.start()
+        other_done.wait(timeout=1)
+        uow.session.add(Customer(name="ours"))
+        uow.commit()
+    writer.join(timeout=30)
+    assert other_done.is_set()
+    with database.engine.connect() as connection:
+        names = connection.scalars(text("SELECT name FROM customers ORDER BY name")).all()
+    assert names == ["other", "ours"]

@@ -8,12 +8,23 @@ from typing import Self
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from bookingguard.db.engine import SQLITE_BEGIN_OPTION
+
 __all__ = ["UnitOfWork", "session_factory"]
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions that keep loaded values after commit (services return them)."""
-    return sessionmaker(engine, expire_on_commit=False)
+    """Sessions that keep loaded values after commit (services return them).
+
+    On SQLite every session opens with ``BEGIN IMMEDIATE``: a deferred transaction that
+    reads and then writes fails at once with "database is locked" when another process
+    wrote in between (the busy timeout cannot help it), so several processes (``serve``
+    and ``worker`` replicas) sharing one SQLite file take the write lock up front and
+    wait their turn instead. PostgreSQL ignores the option.
+    """
+    return sessionmaker(
+        engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"}), expire_on_commit=False
+    )
 
 
 class UnitOfWork:
