@@ -24,6 +24,7 @@ from bookingguard.booking import (
     Retrier,
     default_booking_metrics,
 )
+from bookingguard.booking.calls import CallEventRecorder
 from bookingguard.calcom import CalcomClient
 from bookingguard.db.engine import make_engine
 from bookingguard.db.uow import session_factory
@@ -169,6 +170,7 @@ class Services:
     calcom: CalcomClient
     breaker: CircuitBreaker | None
     booking: BookingService
+    call_events: CallEventRecorder
     clock: Callable[[], datetime]
 
     async def aclose(self) -> None:
@@ -219,5 +221,8 @@ def build_services(
         calcom=calcom,
         breaker=circuit_breaker,
         booking=booking,
+        call_events=CallEventRecorder(
+            sessions, clock=clock, outcome_mapping=settings.retell.outcome_mapping
+        ),
         clock=clock,
     )

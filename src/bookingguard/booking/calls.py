@@ -1,21 +1,34 @@
 """Retell call lifecycle events (call_started, call_ended, call_analyzed) upserted into ``calls``.
 
 A redelivered event changes nothing: each (event, call id) is recorded once in
-``webhook_events``, in the same transaction as its effect.
+``webhook_events``, in the same transaction as its effect. ``CallEventRecorder``
+is how the webhook stores them: events arriving together share one transaction
+(group commit), and each webhook is answered only after its event is committed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import anyio.to_thread
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from bookingguard.db.models import SESSION_OUTCOMES, Call, WebhookEvent
+from bookingguard.db.uow import UnitOfWork
 
-__all__ = ["DEFAULT_OUTCOME_MAPPING", "CallEvent", "map_session_outcome", "record_call_event"]
+__all__ = [
+    "DEFAULT_OUTCOME_MAPPING",
+    "CallEvent",
+    "CallEventRecorder",
+    "map_session_outcome",
+    "record_call_event",
+    "record_call_events",
+]
 
 #: Retell values mapped to our session outcomes; ``retell.outcome_mapping`` adds to it.
 DEFAULT_OUTCOME_MAPPING: dict[str, str] = {
@@ -70,16 +83,62 @@ def record_call_event(
     Two deliveries racing past the duplicate check meet the unique ``event_key``:
     the loser's flush raises ``IntegrityError`` and its transaction must roll back.
     """
-    key = f"retell:{event.event}:{event.retell_call_id}"
-    if session.scalar(select(WebhookEvent.id).where(WebhookEvent.event_key == key)) is not None:
-        return False
-    session.add(WebhookEvent(source="retell", event_key=key, received_at=now))
-    call = session.scalars(
-        select(Call).where(Call.retell_call_id == event.retell_call_id).with_for_update()
-    ).first()
-    if call is None:
-        call = Call(retell_call_id=event.retell_call_id, created_at=now)
-        session.add(call)
+    return record_call_events(session, [event], now=now, outcome_mapping=outcome_mapping)[0]
+
+
+def _event_key(event: CallEvent) -> str:
+    return f"retell:{event.event}:{event.retell_call_id}"
+
+
+def record_call_events(
+    session: Session,
+    events: Sequence[CallEvent],
+    *,
+    now: datetime,
+    outcome_mapping: Mapping[str, str] | None = None,
+) -> list[bool]:
+    """``record_call_event`` for several events in their order, with one query per table.
+
+    Returns, per event, whether it was new (a repeat within ``events`` is not). The
+    calls are locked in id order, so concurrent batches never wait on each other in a
+    cycle. Flushes only.
+    """
+    keys = [_event_key(event) for event in events]
+    seen = set(
+        session.scalars(select(WebhookEvent.event_key).where(WebhookEvent.event_key.in_(keys)))
+    )
+    call_ids = sorted({event.retell_call_id for event in events})
+    calls = {
+        call.retell_call_id: call
+        for call in session.scalars(
+            select(Call)
+            .where(Call.retell_call_id.in_(call_ids))
+            .order_by(Call.retell_call_id)
+            .with_for_update()
+        )
+    }
+    recorded: list[bool] = []
+    for key, event in zip(keys, events, strict=True):
+        if key in seen:
+            recorded.append(False)
+            continue
+        seen.add(key)
+        session.add(WebhookEvent(source="retell", event_key=key, received_at=now))
+        call = calls.get(event.retell_call_id)
+        if call is None:
+            call = calls[event.retell_call_id] = Call(
+                retell_call_id=event.retell_call_id, created_at=now
+            )
+            session.add(call)
+        _apply(call, event, now=now, outcome_mapping=outcome_mapping)
+        recorded.append(True)
+    session.flush()
+    return recorded
+
+
+def _apply(
+    call: Call, event: CallEvent, *, now: datetime, outcome_mapping: Mapping[str, str] | None
+) -> None:
     for name in ("direction", "from_number", "to_number", "call_status", "started_at", "ended_at"):
         value = getattr(event, name)
         if value is not None:
@@ -92,5 +151,88 @@ def record_call_event(
         if outcome is not None and outcome not in _BOOKING_OUTCOMES and not call.appointment_made:
             call.session_outcome = outcome
     call.updated_at = now
-    session.flush()
-    return True
+
+
+class CallEventRecorder:
+    """Stores call events with group commit: one transaction for the events that queue up.
+
+    ``record`` returns once the event is committed (True if it was new). While one
+    batch is written, the events that arrive wait and go together into the next, so
+    a quiet system writes each event at once and a busy one shares commits. When a
+    batch fails (another replica recorded the same event or call meanwhile, a
+    deadlock), each of its events is written alone, retried once on a unique
+    conflict, so one event's failure reaches only its own caller.
+    """
+
+    #: The most events one transaction takes.
+    MAX_BATCH = 200
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        clock: Callable[[], datetime],
+        outcome_mapping: Mapping[str, str] | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._outcome_mapping = outcome_mapping
+        self._pending: list[tuple[CallEvent, asyncio.Future[bool]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def record(self, event: CallEvent) -> bool:
+        """Store ``event``; returns when it is committed. Runs on one event loop."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((event, future))
+        if self._writer is None or self._writer.done():
+            # A task of its own: a caller that goes away does not stop the others' writes.
+            self._writer = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch = self._pending[: self.MAX_BATCH]
+            del self._pending[: self.MAX_BATCH]
+            outcomes: list[bool | Exception]
+            try:
+                outcomes = await anyio.to_thread.run_sync(
+                    self._write, [event for event, _ in batch]
+                )
+            except Exception as exc:  # every caller hears of it; none waits forever
+                outcomes = [exc] * len(batch)
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+    def _write(self, events: list[CallEvent]) -> list[bool | Exception]:
+        try:
+            with UnitOfWork(self._sessions) as uow:
+                recorded = record_call_events(
+                    uow.session, events, now=self._clock(), outcome_mapping=self._outcome_mapping
+                )
+                uow.commit()
+            return list(recorded)
+        except SQLAlchemyError:
+            return [self._write_alone(event) for event in events]
+
+    def _write_alone(self, event: CallEvent) -> bool | Exception:
+        attempts = 2
+        while True:
+            attempts -= 1
+            try:
+                with UnitOfWork(self._sessions) as uow:
+                    recorded = record_call_event(
+                        uow.session, event, now=self._clock(), outcome_mapping=self._outcome_mapping
+                    )
+                    uow.commit()
+                return recorded
+            except IntegrityError as exc:
+                # A racing delivery stored the call or the event first; the retry sees it.
+                if attempts == 0:
+                    return exc
+            except SQLAlchemyError as exc:
+                return exc

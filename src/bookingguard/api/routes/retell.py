@@ -12,10 +12,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy.exc import IntegrityError
 
 from bookingguard.api.deps import ServicesDep
 from bookingguard.api.problems import (
@@ -26,9 +24,8 @@ from bookingguard.api.problems import (
 )
 from bookingguard.api.signatures import verify_retell_signature
 from bookingguard.booking import BookingOutcome, BookingRequest, BookingResult
-from bookingguard.booking.calls import CallEvent, record_call_event
+from bookingguard.booking.calls import CallEvent
 from bookingguard.bootstrap import Services
-from bookingguard.db.uow import UnitOfWork
 
 __all__ = ["BookAppointmentArgs", "BookAppointmentResponse", "router"]
 
@@ -228,21 +225,5 @@ async def retell_webhook(request: Request, services: ServicesDep) -> Response:
         disconnection_reason=webhook.call.disconnection_reason,
     )
 
-    def store() -> None:
-        for attempt in range(2):
-            try:
-                with UnitOfWork(services.sessions) as uow:
-                    record_call_event(
-                        uow.session,
-                        event,
-                        now=services.clock(),
-                        outcome_mapping=services.settings.retell.outcome_mapping,
-                    )
-                    uow.commit()
-                return
-            except IntegrityError:
-                if attempt == 1:
-                    raise
-
-    await anyio.to_thread.run_sync(store)
+    await services.call_events.record(event)
     return Response(status_code=204)
