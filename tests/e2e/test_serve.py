@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.cli import run_cli
 
@@ -37,8 +38,30 @@ def wait_for(predicate_url: str, process: subprocess.Popen[bytes], seconds: floa
     raise AssertionError(f"{predicate_url} did not answer 200 in {seconds} s")
 
 
-def test_serve_runs_until_sigterm_and_prints_a_working_login_url(tmp_path: Path) -> None:
-    """serve answers readyz/healthz/metrics, the printed URL signs in, SIGTERM exits 0."""
+def spawned_workers(parent: int) -> list[int]:
+    """The worker processes ``parent`` spawned (multiprocessing children, from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"spawn_main" in command:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_runs_until_sigterm_and_prints_a_working_login_url(
+    tmp_path: Path, workers: int
+) -> None:
+    """serve answers readyz/healthz/metrics, the printed URL signs in, SIGTERM exits 0.
+
+    With two workers every process accepts the one login secret the parent printed.
+    """
     env = {
         "BOOKINGGUARD_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
         "BOOKINGGUARD_MONITORING__INTERVAL_SECONDS": "3600",
@@ -50,7 +73,16 @@ def test_serve_runs_until_sigterm_and_prints_a_working_login_url(tmp_path: Path)
     out, err = tmp_path / "stdout", tmp_path / "stderr"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bookingguard", "serve", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "bookingguard",
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
             stdout=stdout,
             stderr=stderr,
             env=environment,
@@ -62,10 +94,13 @@ def test_serve_runs_until_sigterm_and_prints_a_working_login_url(tmp_path: Path)
             assert "# TYPE bookingguard_circuit" in httpx.get(f"{base}/metrics").text
             found = re.search(r"http://127\.0\.0\.1:\d+/login\?token=\S+", out.read_text())
             assert found is not None, out.read_text()
-            with httpx.Client(follow_redirects=True) as browser:
-                dashboard = browser.get(found.group(0))
-                assert dashboard.status_code == 200
-                assert "signed in as dashboard-login" in dashboard.text
+            assert len(spawned_workers(process.pid)) == (workers if workers > 1 else 0)
+            # New connections each time, so with two workers both may answer.
+            for _ in range(2 * workers):
+                with httpx.Client(follow_redirects=True) as browser:
+                    dashboard = browser.get(found.group(0))
+                    assert dashboard.status_code == 200
+                    assert "signed in as dashboard-login" in dashboard.text
         finally:
             process.send_signal(signal.SIGTERM)
             code = process.wait(timeout=30)

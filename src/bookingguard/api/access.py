@@ -21,7 +21,7 @@ from bookingguard.errors import ConfigurationError
 from bookingguard.settings import Settings
 from bookingguard.tokens import StaticToken, generate_secret, static_tokens, token_exists
 
-__all__ = ["LOGIN_TOKEN_NAME", "ServeAccess", "is_loopback", "plan_access"]
+__all__ = ["LOGIN_TOKEN_NAME", "ServeAccess", "is_loopback", "login_token", "plan_access"]
 
 LOGIN_TOKEN_NAME = "dashboard-login"  # noqa: S105 (a name, not a secret)
 
@@ -45,6 +45,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def login_token(secret: str) -> StaticToken:
+    """The one-time dashboard login token ``serve`` accepts besides the configured ones."""
+    return StaticToken(name=LOGIN_TOKEN_NAME, scope="operate", secret=secret)
+
+
 def plan_access(settings: Settings, engine: Engine, *, host: str, port: int) -> ServeAccess:
     """A login token and URL when no token exists; ``ConfigurationError`` for a public bind."""
     with UnitOfWork(session_factory(engine)) as uow:
@@ -60,6 +65,6 @@ def plan_access(settings: Settings, engine: Engine, *, host: str, port: int) -> 
     secret = generate_secret()
     shown_host = f"[{host}]" if ":" in host else host
     return ServeAccess(
-        extra_tokens=[StaticToken(name=LOGIN_TOKEN_NAME, scope="operate", secret=secret)],
+        extra_tokens=[login_token(secret)],
         login_url=login_url(f"http://{shown_host}:{port}", secret),
     )

@@ -47,7 +47,7 @@ class OperatorContext:
     alert_actions: AlertActions | None = None
 
 
-def operator_context(request: Request) -> OperatorContext:
+async def operator_context(request: Request) -> OperatorContext:
     context = getattr(request.app.state, "operator", None)
     if not isinstance(context, OperatorContext):
         raise RuntimeError("install_operator_surface() was not called on this app")

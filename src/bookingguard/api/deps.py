@@ -11,8 +11,8 @@ from bookingguard.bootstrap import Services
 __all__ = ["ServicesDep", "get_services"]
 
 
-def get_services(request: Request) -> Services:
-    """The app's services (set by ``create_app``)."""
+async def get_services(request: Request) -> Services:
+    """The app's services (set by ``create_app``); async, so no worker thread is taken."""
     return cast(Services, request.app.state.services)
 
 

@@ -9,6 +9,7 @@ registered on one Prometheus registry, the one ``/metrics`` serves. With
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,8 +21,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import Engine, text
 
+from bookingguard.api.access import login_token
 from bookingguard.api.app import create_app
-from bookingguard.api.observability import RequestIdMiddleware
+from bookingguard.api.observability import RequestIdMiddleware, configure_logging
 from bookingguard.api.operator import install_operator_surface
 from bookingguard.api.v1 import breakers, monitoring
 from bookingguard.api.v1.backends import ApiBackends
@@ -34,10 +36,13 @@ from bookingguard.bootstrap import (
 )
 from bookingguard.db import migrate
 from bookingguard.monitoring import admin, scheduler
-from bookingguard.settings import Settings
+from bookingguard.settings import Settings, load_settings
 from bookingguard.tokens import StaticToken
 
-__all__ = ["build_server_app"]
+__all__ = ["LOGIN_SECRET_ENV", "build_server_app", "worker_app"]
+
+#: How ``serve --workers`` hands its one-time dashboard login secret to the workers.
+LOGIN_SECRET_ENV = "BOOKINGGUARD_SERVE_LOGIN_SECRET"  # noqa: S105 (a variable's name)
 
 
 def _database_ready(engine: Engine, head: str | None) -> str | None:
@@ -146,3 +151,16 @@ def build_server_app(
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def worker_app() -> FastAPI:
+    """The app of one ``serve --workers`` process, from the settings its parent read.
+
+    The parent passes the configuration file (``BOOKINGGUARD_CONFIG``) and the
+    login secret (``LOGIN_SECRET_ENV``) in the environment the workers inherit.
+    """
+    configure_logging()
+    secret = os.environ.get(LOGIN_SECRET_ENV)
+    return build_server_app(
+        load_settings(), extra_tokens=[login_token(secret)] if secret else [], background=True
+    )

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from bookingguard.api.access import is_loopback, plan_access
 from bookingguard.api.observability import configure_logging
-from bookingguard.api.server import build_server_app
+from bookingguard.api.server import LOGIN_SECRET_ENV, build_server_app
 from bookingguard.cli.state import cli_errors, console, state_of
+from bookingguard.settings import CONFIG_ENV
 
 __all__ = ["serve"]
 
@@ -42,6 +45,20 @@ class _Server(uvicorn.Server):
                 signal.signal(signum, handler)
 
 
+def _uvicorn_config(app: Any, host: str, port: int, **extra: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+        **extra,
+    )
+
+
 def serve(
     ctx: typer.Context,
     host: Annotated[
@@ -51,6 +68,16 @@ def serve(
         int | None,
         typer.Option("--port", min=1, max=65535, help="Port to listen on (default api.port)."),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="Worker processes sharing the port (one per core); /metrics then "
+            "reports the worker that answers.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve webhooks, the API, the dashboard and /metrics; run the monitor in the background.
 
@@ -65,9 +92,6 @@ def serve(
     with cli_errors():
         access = plan_access(settings, engine, host=bind_host, port=bind_port)
     configure_logging()
-    app = build_server_app(
-        settings, extra_tokens=access.extra_tokens, background=True, engine=engine
-    )
     if access.login_url is not None:
         console.print(
             f"Dashboard (one-time login): {access.login_url}", highlight=False, soft_wrap=True
@@ -79,16 +103,21 @@ def serve(
             highlight=False,
             soft_wrap=True,
         )
-    server = _Server(
-        uvicorn.Config(
-            app,
-            host=bind_host,
-            port=bind_port,
-            log_config=None,
-            access_log=False,
-            proxy_headers=True,
-            lifespan="on",
-            timeout_graceful_shutdown=10,
+    if workers == 1:
+        app = build_server_app(
+            settings, extra_tokens=access.extra_tokens, background=True, engine=engine
         )
+        _Server(_uvicorn_config(app, bind_host, bind_port)).run()
+        return
+    # Each worker builds its app from the same settings: the configuration file and
+    # the one-time login secret reach the spawned processes through the environment.
+    if state.config_file is not None:
+        os.environ[CONFIG_ENV] = str(state.config_file.resolve())
+    os.environ.pop(LOGIN_SECRET_ENV, None)
+    if access.extra_tokens:
+        os.environ[LOGIN_SECRET_ENV] = access.extra_tokens[0].secret
+    state.close()
+    config = _uvicorn_config(
+        "bookingguard.api.server:worker_app", bind_host, bind_port, factory=True, workers=workers
     )
-    server.run()
+    Multiprocess(config, sockets=[config.bind_socket()]).run()

@@ -20,7 +20,7 @@ class ApiBackends:
     breaker: CircuitBreaker
 
 
-def api_backends(request: Request) -> ApiBackends:
+async def api_backends(request: Request) -> ApiBackends:
     backends = getattr(request.app.state, "backends", None)
     if not isinstance(backends, ApiBackends):
         raise RuntimeError("app.state.backends is not set: build the app with build_server_app")
