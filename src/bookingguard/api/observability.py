@@ -14,6 +14,7 @@ import re
 import sys
 import time
 import uuid
+from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,8 +27,24 @@ _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 access_log = structlog.get_logger("bookingguard.access")
 
 
+class _NamedWriteLogger(structlog.WriteLogger):
+    """structlog's direct writer, carrying the name ``get_logger(name)`` was given."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(sys.stderr)
+        self.name = name
+
+
+def _named_write_logger(*args: Any) -> _NamedWriteLogger:
+    return _NamedWriteLogger(str(args[0]) if args else "")
+
+
 def configure_logging(level: int = logging.INFO) -> None:
-    """One JSON object per line on stderr, for structlog and standard-library loggers alike."""
+    """One JSON object per line on stderr, for structlog and standard-library loggers alike.
+
+    structlog's own loggers (the access log among them) render and write directly,
+    skipping the standard library's records: a line per request stays cheap.
+    """
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -38,10 +55,10 @@ def configure_logging(level: int = logging.INFO) -> None:
         processors=[
             *shared,
             structlog.processors.format_exc_info,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            structlog.processors.JSONRenderer(),
         ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        logger_factory=_named_write_logger,
+        wrapper_class=structlog.make_filtering_bound_logger(level),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
