@@ -12,9 +12,10 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import anyio.to_thread
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -78,10 +79,10 @@ def record_call_event(
     now: datetime,
     outcome_mapping: Mapping[str, str] | None = None,
 ) -> bool:
-    """Upsert the call from ``event``; False if this event was already recorded. Flushes only.
+    """Upsert the call from ``event``; False if this event was already recorded. Never commits.
 
     Two deliveries racing past the duplicate check meet the unique ``event_key``:
-    the loser's flush raises ``IntegrityError`` and its transaction must roll back.
+    the loser's insert raises ``IntegrityError`` and its transaction must roll back.
     """
     return record_call_events(session, [event], now=now, outcome_mapping=outcome_mapping)[0]
 
@@ -97,60 +98,85 @@ def record_call_events(
     now: datetime,
     outcome_mapping: Mapping[str, str] | None = None,
 ) -> list[bool]:
-    """``record_call_event`` for several events in their order, with one query per table.
+    """``record_call_event`` for several events in their order, in a few statements.
 
     Returns, per event, whether it was new (a repeat within ``events`` is not). The
     calls are locked in id order, so concurrent batches never wait on each other in a
-    cycle. Flushes only.
+    cycle. Writes with ORM bulk INSERT and UPDATE by primary key (objects already
+    loaded in ``session`` are not refreshed); never commits.
     """
     keys = [_event_key(event) for event in events]
     seen = set(
         session.scalars(select(WebhookEvent.event_key).where(WebhookEvent.event_key.in_(keys)))
     )
     call_ids = sorted({event.retell_call_id for event in events})
-    calls = {
-        call.retell_call_id: call
-        for call in session.scalars(
-            select(Call)
+    existing = {
+        row.retell_call_id: (row.id, row.appointment_made)
+        for row in session.execute(
+            select(Call.id, Call.retell_call_id, Call.appointment_made)
             .where(Call.retell_call_id.in_(call_ids))
             .order_by(Call.retell_call_id)
             .with_for_update()
         )
     }
+    changes: dict[str, dict[str, Any]] = {}
+    received: list[dict[str, Any]] = []
     recorded: list[bool] = []
     for key, event in zip(keys, events, strict=True):
         if key in seen:
             recorded.append(False)
             continue
         seen.add(key)
-        session.add(WebhookEvent(source="retell", event_key=key, received_at=now))
-        call = calls.get(event.retell_call_id)
-        if call is None:
-            call = calls[event.retell_call_id] = Call(
-                retell_call_id=event.retell_call_id, created_at=now
-            )
-            session.add(call)
-        _apply(call, event, now=now, outcome_mapping=outcome_mapping)
+        received.append({"source": "retell", "event_key": key, "received_at": now})
+        booked = existing.get(event.retell_call_id, (0, False))[1]
+        changes.setdefault(event.retell_call_id, {}).update(
+            _changes(event, booked=booked, now=now, outcome_mapping=outcome_mapping)
+        )
         recorded.append(True)
-    session.flush()
+    if received:
+        session.execute(insert(WebhookEvent), received)
+    created = [
+        {"retell_call_id": call_id, "created_at": now, **values}
+        for call_id, values in changes.items()
+        if call_id not in existing
+    ]
+    if created:
+        session.execute(insert(Call), created)
+    updated = [
+        {"id": existing[call_id][0], **values}
+        for call_id, values in changes.items()
+        if call_id in existing
+    ]
+    if updated:
+        session.execute(update(Call), updated)
     return recorded
 
 
-def _apply(
-    call: Call, event: CallEvent, *, now: datetime, outcome_mapping: Mapping[str, str] | None
-) -> None:
-    for name in ("direction", "from_number", "to_number", "call_status", "started_at", "ended_at"):
-        value = getattr(event, name)
-        if value is not None:
-            setattr(call, name, value)
+def _changes(
+    event: CallEvent, *, booked: bool, now: datetime, outcome_mapping: Mapping[str, str] | None
+) -> dict[str, Any]:
+    """The columns ``event`` sets on its call."""
+    values: dict[str, Any] = {
+        name: getattr(event, name)
+        for name in (
+            "direction",
+            "from_number",
+            "to_number",
+            "call_status",
+            "started_at",
+            "ended_at",
+        )
+        if getattr(event, name) is not None
+    }
     if event.event == "call_analyzed":
         outcome = map_session_outcome(event, outcome_mapping)
         # The flags and the outcome must agree (the database corrects them, "booked"
         # winning): a call that holds a booking keeps its outcome, and an analysis
         # claiming a booking never creates one.
-        if outcome is not None and outcome not in _BOOKING_OUTCOMES and not call.appointment_made:
-            call.session_outcome = outcome
-    call.updated_at = now
+        if outcome is not None and outcome not in _BOOKING_OUTCOMES and not booked:
+            values["session_outcome"] = outcome
+    values["updated_at"] = now
+    return values
 
 
 class CallEventRecorder:
