@@ -9,7 +9,7 @@ cookie holding the same token, set by ``/login?token=…``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security
@@ -89,10 +89,13 @@ def enforce_rate_limit(
         )
 
 
-def require_scope(scope: str) -> Callable[..., Principal]:
-    """A dependency returning the caller's principal if its token grants ``scope``."""
+def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency returning the caller's principal if its token grants ``scope``.
 
-    def dependency(
+    Async, as it only looks at what ``request_principal`` found: no worker thread.
+    """
+
+    async def dependency(
         request: Request,
         principal: Annotated[Principal | None, Depends(request_principal)],
     ) -> Principal:
