@@ -333,6 +333,11 @@ class BookingService:
         attempts = 0
         unknown = False
 
+        # Coroutine functions, not lambdas: the breaker awaits them on the event loop,
+        # where a plain callable would first be run in a worker thread.
+        async def create() -> CalcomBooking:
+            return await self._calcom.create_booking(new)
+
         async def attempt() -> CalcomBooking:
             nonlocal attempts, unknown
             if unknown:
@@ -341,7 +346,7 @@ class BookingService:
                     return found
             attempts += 1
             try:
-                return await self._breaker.call(circuit, lambda: self._calcom.create_booking(new))
+                return await self._breaker.call(circuit, create)
             except BaseException as exc:
                 unknown = unknown or _outcome_unknown(exc)
                 raise
@@ -510,13 +515,13 @@ class BookingService:
         """Cancel a Cal.com booking we could not keep; on failure, alert and file for review."""
         circuit = circuit_key_for(booking.event_type_id or 0)
 
-        async def cancel() -> CalcomBooking:
-            return await self._breaker.call(
-                circuit,
-                lambda: self._calcom.cancel_booking(
-                    booking.uid, reason="Booking could not be recorded; cancelled automatically"
-                ),
+        async def cancel_on_calcom() -> CalcomBooking:
+            return await self._calcom.cancel_booking(
+                booking.uid, reason="Booking could not be recorded; cancelled automatically"
             )
+
+        async def cancel() -> CalcomBooking:
+            return await self._breaker.call(circuit, cancel_on_calcom)
 
         try:
             await self._retrier(cancel, is_retryable=_is_transient, retry_after=_retry_after)
