@@ -25,10 +25,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import Engine, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -238,6 +239,7 @@ class BookingService:
         metrics: BookingMetrics | None = None,
     ) -> None:
         self._sessions = sessions
+        self._engine: Engine = sessions.kw["bind"]
         self._calcom = calcom
         self._breaker = breaker
         self._retrier = retrier
@@ -589,11 +591,19 @@ class BookingService:
                 return call.id, None
         raise RuntimeError(f"call {retell_call_id} neither found nor created")
 
-    def _write(self, call_id: int, booking: CalcomBooking, key: str, now: datetime) -> int:
+    def _write(
+        self,
+        call_id: int,
+        booking: CalcomBooking,
+        key: str,
+        now: datetime,
+        *,
+        sessions: Callable[[], Session],
+    ) -> int:
         """Step 3: the appointment and the call's flags, in one transaction."""
         # Core statements on the session's connection: the hot path skips the ORM's
         # unit-of-work bookkeeping, which costs more than the statements themselves.
-        with UnitOfWork(self._sessions) as uow:
+        with UnitOfWork(sessions) as uow:
             connection = uow.session.connection()
             appointment_id: int = connection.execute(
                 _INSERT_APPOINTMENT,
@@ -644,14 +654,23 @@ class BookingService:
     def _write_and_validate(
         self, call_id: int, booking: CalcomBooking, key: str, now: datetime
     ) -> tuple[int, ValidationResult]:
-        """Steps 3 and 4 in one worker-thread hop: commit, then read back what was committed."""
-        appointment_id = self._write(call_id, booking, key, now)
-        return appointment_id, self._run_validation(call_id, appointment_id)
+        """Steps 3 and 4 in one worker-thread hop: commit, then read back what was committed.
 
-    def _run_validation(self, call_id: int, appointment_id: int) -> ValidationResult:
+        Both on one pooled connection: the sessions are bound to it, so the commit ends
+        the write's transaction but not the checkout, and the read-back costs no second
+        checkout (no second pre-ping round trip).
+        """
+        with self._engine.connect() as connection:
+            sessions = partial(self._sessions, bind=connection)
+            appointment_id = self._write(call_id, booking, key, now, sessions=sessions)
+            return appointment_id, self._run_validation(call_id, appointment_id, sessions=sessions)
+
+    def _run_validation(
+        self, call_id: int, appointment_id: int, *, sessions: Callable[[], Session] | None = None
+    ) -> ValidationResult:
         """Step 4; a validation that cannot read the database fails rather than passes."""
         try:
-            with UnitOfWork(self._sessions) as uow:
+            with UnitOfWork(sessions or self._sessions) as uow:
                 return self._validator.validate(
                     uow.session, call_id=call_id, appointment_id=appointment_id
                 )

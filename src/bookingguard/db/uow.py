@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
@@ -33,7 +34,7 @@ class UnitOfWork:
     Services take a unit of work and ``flush()`` at most; whoever opened it commits.
     """
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: Callable[[], Session]) -> None:
         self._sessions = sessions
         self._session: Session | None = None
 

@@ -124,6 +124,25 @@ async def test_good_booking(database: TestDatabase, calcom_standin: CalcomStandi
     assert r.breaker.keys == ["appointment_booking:event_type:42"]
 
 
+async def test_write_and_read_back_share_one_pooled_connection(
+    database: TestDatabase, calcom_standin: CalcomStandin
+) -> None:
+    """A booking checks out two pooled connections: the look-up's, one to write and read back."""
+    checkouts: list[object] = []
+
+    def checked_out(*args: object) -> None:
+        checkouts.append(args)
+
+    async with rig(database, calcom_standin) as r:
+        event.listen(database.engine, "checkout", checked_out)
+        try:
+            outcome = await r.service.book(_request())
+        finally:
+            event.remove(database.engine, "checkout", checked_out)
+    assert outcome.result is BookingResult.BOOKED
+    assert len(checkouts) == 2
+
+
 async def test_same_request_three_times_books_once(
     database: TestDatabase, calcom_standin: CalcomStandin
 ) -> None:
