@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
-from bookingguard.db.engine import SQLITE_BEGIN_OPTION
+from bookingguard.db.engine import SQLITE_BEGIN_OPTION, outside_transaction
 from bookingguard.db.models import Customer
 from bookingguard.db.uow import UnitOfWork
 from tests.conftest import TestDatabase
@@ -77,3 +77,25 @@ def test_a_unit_of_work_that_reads_then_writes_survives_a_concurrent_writer(
     with database.engine.connect() as connection:
         names = connection.scalars(text("SELECT name FROM customers ORDER BY name")).all()
     assert names == ["other", "ours"]
+
+
+def test_a_read_outside_a_transaction_leaves_the_pooled_connection_transactional(
+    database: TestDatabase,
+) -> None:
+    """The next user of a connection that read outside a transaction can still roll back."""
+    engine = database.engine
+    with engine.connect() as connection:
+        counted = outside_transaction(connection).scalar(select(func.count(Customer.id)))
+        reused = connection.connection.dbapi_connection
+    assert counted == 0
+
+    def write_then_fail() -> None:
+        with engine.begin() as connection:
+            assert connection.connection.dbapi_connection is reused
+            connection.execute(text("INSERT INTO customers (name) VALUES ('undone')"))
+            raise RuntimeError("undo")
+
+    with pytest.raises(RuntimeError, match="undo"):
+        write_then_fail()
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count(Customer.id))) == 0

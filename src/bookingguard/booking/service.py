@@ -29,7 +29,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import Engine, bindparam, insert, or_, select, update
+from sqlalchemy import Engine, Row, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -54,6 +54,7 @@ from bookingguard.calcom import (
     NewBooking,
     format_utc,
 )
+from bookingguard.db.engine import outside_transaction
 from bookingguard.db.models import Appointment, Call
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.resilience import CircuitOpenError
@@ -193,6 +194,14 @@ class _Stored:
 class _KeyLock:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     users: int = 0
+
+
+def _prepared(
+    row: Row[int, int, int | None, datetime | None, str, str | None],
+) -> tuple[int, _Stored | None]:
+    """``_PREPARE``'s row as the call's id and the appointment already stored for the key."""
+    stored = _Stored(row[1], row[2], row[3], row[4], row[5]) if row[1] is not None else None
+    return row[0], stored
 
 
 def _outcome_unknown(exc: BaseException) -> bool:
@@ -565,22 +574,20 @@ class BookingService:
     def _prepare(self, retell_call_id: str, key: str) -> tuple[int, _Stored | None]:
         """The call's id (creating the call if no webhook has yet) and any appointment for ``key``.
 
-        One query on the common path: the call joined to the appointment holding the key.
+        One query on the common path: the call joined to the appointment holding the key,
+        run outside a transaction (a lone read sees one snapshot either way), which saves
+        the BEGIN and ROLLBACK round trips on PostgreSQL.
         """
+        params = {"retell_call_id": retell_call_id, "key": key}
+        with self._engine.connect() as connection:
+            row = outside_transaction(connection).execute(_PREPARE, params).first()
+        if row is not None:
+            return _prepared(row)
         for _ in range(2):
             with UnitOfWork(self._sessions) as uow:
-                row = (
-                    uow.session.connection()
-                    .execute(_PREPARE, {"retell_call_id": retell_call_id, "key": key})
-                    .first()
-                )
+                row = uow.session.connection().execute(_PREPARE, params).first()
                 if row is not None:
-                    stored = (
-                        _Stored(row[1], row[2], row[3], row[4], row[5])
-                        if row[1] is not None
-                        else None
-                    )
-                    return row[0], stored
+                    return _prepared(row)
                 call = Call(retell_call_id=retell_call_id, call_status="ongoing")
                 uow.session.add(call)
                 try:
@@ -658,11 +665,13 @@ class BookingService:
 
         Both on one pooled connection: the sessions are bound to it, so the commit ends
         the write's transaction but not the checkout, and the read-back costs no second
-        checkout (no second pre-ping round trip).
+        checkout (no second pre-ping round trip). The read-back is one query, run outside
+        a transaction like the look-up in ``_prepare``.
         """
         with self._engine.connect() as connection:
             sessions = partial(self._sessions, bind=connection)
             appointment_id = self._write(call_id, booking, key, now, sessions=sessions)
+            outside_transaction(connection)
             return appointment_id, self._run_validation(call_id, appointment_id, sessions=sessions)
 
     def _run_validation(

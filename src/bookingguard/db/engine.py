@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
@@ -12,7 +12,7 @@ from sqlalchemy.pool import NullPool
 from bookingguard.errors import DatabaseUnavailableError
 from bookingguard.settings import mask_url
 
-__all__ = ["SQLITE_BEGIN_OPTION", "check_connection", "make_engine"]
+__all__ = ["SQLITE_BEGIN_OPTION", "check_connection", "make_engine", "outside_transaction"]
 
 #: Execution option naming the SQLite BEGIN mode (``DEFERRED``, ``IMMEDIATE``, ``EXCLUSIVE``).
 SQLITE_BEGIN_OPTION = "sqlite_begin"
@@ -63,6 +63,19 @@ def _configure_sqlite(engine: Engine) -> None:
         if mode not in _SQLITE_BEGIN_MODES:
             raise ValueError(f"unknown SQLite BEGIN mode {mode!r}")
         connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def outside_transaction(connection: Connection) -> Connection:
+    """Set ``connection`` (not in a transaction) to run statements without one; returns it.
+
+    For a lone read, which sees one snapshot either way: on PostgreSQL it runs in
+    autocommit, without the BEGIN and ROLLBACK round trips, until the connection goes
+    back to the pool. SQLite keeps its transactions: the pool's reset of an AUTOCOMMIT
+    level would hand BEGIN back to pysqlite (see ``_configure_sqlite``).
+    """
+    if connection.dialect.name == "sqlite":
+        return connection
+    return connection.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def check_connection(engine: Engine) -> None:

@@ -133,6 +133,9 @@ async def test_write_and_read_back_share_one_pooled_connection(
     def checked_out(*args: object) -> None:
         checkouts.append(args)
 
+    with UnitOfWork(database.sessions) as uow:
+        uow.session.add(Call(retell_call_id="call_1", direction="inbound"))
+        uow.commit()
     async with rig(database, calcom_standin) as r:
         event.listen(database.engine, "checkout", checked_out)
         try:
