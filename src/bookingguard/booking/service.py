@@ -248,6 +248,7 @@ class BookingService:
         metrics: BookingMetrics | None = None,
     ) -> None:
         self._sessions = sessions
+        # The engine the sessions are bound to, for work that holds one connection throughout.
         self._engine: Engine = sessions.kw["bind"]
         self._calcom = calcom
         self._breaker = breaker
