@@ -1,6 +1,6 @@
 """Per-transaction planner settings for the monitor's rules (PostgreSQL; nothing on SQLite).
 
-The settings are ``SET LOCAL``: they end with the rule's transaction and never leak
+The settings are ``SET LOCAL``: they end with the run's transaction and never leak
 into a pooled connection.
 """
 
