@@ -20,7 +20,7 @@ from sqlalchemy import Select, Table, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bookingguard.db.models import CheckRun, ConsistencyAlert
-from bookingguard.db.tuning import plan_serially
+from bookingguard.db.tuning import bound_ids, plan_serially
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.monitoring.alerting import AlertPolicy, RuleOutcome, plan_notifications
 from bookingguard.monitoring.metrics import MonitorMetrics
@@ -292,7 +292,9 @@ class Monitor:
             if stored.opened_ids and rule.severity == "critical" and rule.entity_type == "call":
                 filed = file_many_for_review(
                     session,
-                    call_ids=select(table.c.id).where(table.c.id.in_(stored.opened_ids)),
+                    call_ids=select(table.c.id).where(
+                        table.c.id.in_(bound_ids(session, stored.opened_ids))
+                    ),
                     reason=rule.name,
                     priority=PRIORITY_BY_SEVERITY[rule.severity],
                     now=now,
@@ -303,6 +305,7 @@ class Monitor:
             alert_type=rule.name,
             still_holds=rule.still_holds(alerts.c.entity_id, now),
             now=now,
+            found=found_ids if isinstance(ids, list) else (),
         )
         return RuleOutcome(
             alert_type=rule.name,
