@@ -3,9 +3,8 @@
 A rule that raises is rolled back to its savepoint and recorded as errored, and the
 others still run and are committed; the run's report then carries the error and
 ``check`` exits 3. Notifications are planned in the outbox inside the same transaction
-(behind their own savepoint; delivery happens after commit, elsewhere). One commit per
-run instead of one per rule: a commit waits for the WAL flush, which cost more than
-the statements of a rule over the recent window.
+(behind their own savepoint; delivery happens after commit, elsewhere). One commit
+per run instead of one per rule: each commit waits for a WAL flush.
 """
 
 from __future__ import annotations
