@@ -23,7 +23,7 @@ from bookingguard.db.tuning import bound_ids, plan_serially
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.monitoring.alerting import AlertPolicy, RuleOutcome, plan_notifications
 from bookingguard.monitoring.metrics import MonitorMetrics
-from bookingguard.monitoring.rules import RULES, Rule, Window
+from bookingguard.monitoring.rules import RULES, Rule, Window, reach
 from bookingguard.monitoring.store import StoreOutcome, resolve_gone, store_rule
 from bookingguard.review.queue import PRIORITY_BY_SEVERITY, file_many_for_review
 
@@ -163,8 +163,9 @@ class Monitor:
         clock_start = time.perf_counter()
         with UnitOfWork(self._sessions) as uow:
             plan_serially(uow.session)
+            reached = self._reach(uow.session, window)
             for rule in self._rules:
-                outcome = self._run_rule(uow.session, rule, window, fix=fix)
+                outcome = self._run_rule(uow.session, rule, reached, fix=fix)
                 report.outcomes[rule.name] = outcome
                 if outcome.errored:
                     report.errors.append({"rule": rule.name, "message": outcome.error or ""})
@@ -247,6 +248,20 @@ class Monitor:
             run.alerts_resolved = report.alerts_resolved
             run.errors = list(report.errors)
             uow.commit()
+
+    def _reach(self, session: Session, window: Window) -> Window:
+        """The window with its reach, or as it is when the reach cannot be read.
+
+        Without it the rules run their plain predicates: a rule whose tables are broken
+        then errors on its own, and the others still report.
+        """
+        if not any(rule.ids_window for rule in self._rules):
+            return window
+        try:
+            with session.begin_nested():
+                return reach(session, window)
+        except Exception:
+            return window
 
     def _run_rule(self, session: Session, rule: Rule, window: Window, *, fix: bool) -> RuleOutcome:
         """One rule behind a savepoint: its error undoes its own writes, not the others'."""
