@@ -1,4 +1,4 @@
-"""Per-dialect performance knobs for the monitor's statements (PostgreSQL; plain on SQLite).
+"""Per-dialect performance knobs for the monitor's statements.
 
 Planner settings are ``SET LOCAL``: they end with the run's transaction and never leak
 into a pooled connection.
@@ -6,6 +6,7 @@ into a pooled connection.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from sqlalchemy import BigInteger, TextualSelect, bindparam, column, text
@@ -28,17 +29,20 @@ def plan_serially(session: Session) -> None:
     session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
 
 
-def bound_ids(session: Session, ids: Sequence[int]) -> TextualSelect | list[int]:
-    """``ids`` for ``column.in_(…)``: on PostgreSQL one array parameter, not one per id.
+def bound_ids(session: Session, ids: Sequence[int]) -> TextualSelect:
+    """``ids`` as a one-column select (``id``) bound as one parameter, not one per id.
 
     Ten thousand ids as ten thousand parameters cost about 100 ms to render, bind and
-    plan before the statement does anything; one ``BIGINT[]`` costs nothing. SQLite has
-    no arrays and takes the list (the caller keeps it under SQLite's parameter bound).
+    plan before the statement does anything; one ``BIGINT[]`` (PostgreSQL) or one JSON
+    array (SQLite, which has no arrays) costs nothing.
     """
-    if session.get_bind().dialect.name != "postgresql":
-        return list(ids)
+    value: list[int] | str = list(ids)
+    if session.get_bind().dialect.name == "postgresql":
+        rows = "SELECT unnest(CAST(:ids AS BIGINT[])) AS id"
+    else:
+        rows, value = "SELECT value AS id FROM json_each(:ids)", json.dumps(value)
     return (
-        text("SELECT unnest(CAST(:ids AS BIGINT[])) AS id")
-        .bindparams(bindparam("ids", value=list(ids), unique=True))
+        text(rows)
+        .bindparams(bindparam("ids", value=value, unique=True))
         .columns(column("id", BigInteger))
     )

@@ -145,7 +145,12 @@ def store_rule(
         new_ids = [entity_id for entity_id in ids if entity_id not in bumped]
         if not new_ids:
             return StoreOutcome(opened=0, bumped=len(bumped), resolved=(), corrected=0)
-    found = select(table).where(_among(session, table.c.id, new_ids)).subquery()
+    if corrects:
+        found = select(table).where(_among(session, table.c.id, new_ids)).subquery()
+    else:
+        # The ids alone: joining the entity table back cost an index probe per finding.
+        listed = new_ids if isinstance(new_ids, Select) else bound_ids(session, new_ids)
+        found = listed.subquery()
     entity_id = found.c.id
     key = literal(f"{rule.name}:{rule.entity_type}:") + sql_cast(entity_id, String)
     columns: dict[str, ColumnElement[Any]] = {
