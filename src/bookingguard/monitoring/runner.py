@@ -31,8 +31,8 @@ __all__ = ["EXIT_CLEAN", "EXIT_CRITICAL", "EXIT_FAILED", "EXIT_WARNINGS", "Monit
 
 EXIT_CLEAN, EXIT_WARNINGS, EXIT_CRITICAL, EXIT_FAILED = 0, 1, 2, 3
 SEVERITY_ORDER = ("critical", "warning", "info")
-#: Up to this many findings, later statements take the ids as a list (no re-run of the rule;
-#: well under SQLite's 32 766 bound parameters).
+#: Up to this many findings, later statements take the ids as a list, bound as one
+#: parameter (no re-run of the rule); beyond it they re-run the rule's statement.
 INLINE_IDS = 30000
 
 alerts: Table = ConsistencyAlert.__table__  # type: ignore[assignment]
