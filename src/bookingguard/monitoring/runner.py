@@ -171,17 +171,8 @@ class Monitor:
                     report.errors.append({"rule": rule.name, "message": outcome.error or ""})
                 if on_rule is not None:
                     on_rule(rule.name)
-            try:
-                with uow.session.begin_nested():
-                    report.messages_queued = plan_notifications(
-                        uow.session,
-                        list(report.outcomes.values()),
-                        policy=self._policy,
-                        now=self._clock(),
-                        enabled=notify,
-                    )
-            except Exception as exc:  # a run with unplanned notifications keeps its findings
-                report.errors.append({"rule": "notifications", "message": _describe(exc)})
+            if notify:
+                self._plan_notifications(uow.session, report)
             uow.commit()
         report.finished_at = self._clock()
         self._close_run(report)
@@ -248,6 +239,19 @@ class Monitor:
             run.alerts_resolved = report.alerts_resolved
             run.errors = list(report.errors)
             uow.commit()
+
+    def _plan_notifications(self, session: Session, report: RunReport) -> None:
+        """Queue the run's messages behind a savepoint: if that fails the findings stay."""
+        try:
+            with session.begin_nested():
+                report.messages_queued = plan_notifications(
+                    session,
+                    list(report.outcomes.values()),
+                    policy=self._policy,
+                    now=self._clock(),
+                )
+        except Exception as exc:
+            report.errors.append({"rule": "notifications", "message": _describe(exc)})
 
     def _reach(self, session: Session, window: Window) -> Window:
         """The window with its reach, or as it is when the reach cannot be read.
