@@ -258,8 +258,6 @@ class ConsistencyAlert(Base):
     __table_args__ = (
         CheckConstraint(_one_of("severity", SEVERITIES, nullable=False), name="severity"),
         CheckConstraint(_one_of("status", ALERT_STATUSES, nullable=False), name="status"),
-        Index("ix_data_consistency_alerts_alert_type", "alert_type"),
-        Index("ix_data_consistency_alerts_severity", "severity"),
         Index("ix_data_consistency_alerts_entity", "entity_type", "entity_id"),
         Index("ix_data_consistency_alerts_detected_at", "detected_at"),
         Index("ix_data_consistency_alerts_auto_corrected", "auto_corrected"),

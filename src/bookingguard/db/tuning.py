@@ -1,15 +1,18 @@
-"""Per-transaction planner settings for the monitor's rules (PostgreSQL; nothing on SQLite).
+"""Per-dialect performance knobs for the monitor's statements.
 
-The settings are ``SET LOCAL``: they end with the rule's transaction and never leak
+Planner settings are ``SET LOCAL``: they end with the run's transaction and never leak
 into a pooled connection.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import text
+import json
+from collections.abc import Sequence
+
+from sqlalchemy import BigInteger, TextualSelect, bindparam, column, text
 from sqlalchemy.orm import Session
 
-__all__ = ["plan_serially"]
+__all__ = ["bound_ids", "plan_serially"]
 
 
 def plan_serially(session: Session) -> None:
@@ -24,3 +27,22 @@ def plan_serially(session: Session) -> None:
     if session.get_bind().dialect.name != "postgresql":
         return
     session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
+
+
+def bound_ids(session: Session, ids: Sequence[int]) -> TextualSelect:
+    """``ids`` as a one-column select (``id``) bound as one parameter, not one per id.
+
+    Ten thousand ids as ten thousand parameters cost about 100 ms to render, bind and
+    plan before the statement does anything; one ``BIGINT[]`` (PostgreSQL) or one JSON
+    array (SQLite, which has no arrays) costs nothing.
+    """
+    value: list[int] | str = list(ids)
+    if session.get_bind().dialect.name == "postgresql":
+        rows = "SELECT unnest(CAST(:ids AS BIGINT[])) AS id"
+    else:
+        rows, value = "SELECT value AS id FROM json_each(:ids)", json.dumps(value)
+    return (
+        text(rows)
+        .bindparams(bindparam("ids", value=value, unique=True))
+        .columns(column("id", BigInteger))
+    )

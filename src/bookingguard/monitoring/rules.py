@@ -8,11 +8,14 @@ handful of set-based statements (select, store, fix); nothing here loops over ro
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
+    ScalarSelect,
     Select,
     Table,
     and_,
@@ -24,14 +27,31 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy.orm import Session
 
 from bookingguard.db.alerts import severity_of
 from bookingguard.db.models import Appointment, Call
 
-__all__ = ["RULES", "Rule", "Window", "rule_named"]
+__all__ = ["RULES", "Reach", "Rule", "Window", "reach", "rule_named"]
 
 calls: Table = Call.__table__  # type: ignore[assignment]
 appointments: Table = Appointment.__table__  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class Reach:
+    """The lowest call ids a window's rows point at (None: the window has none).
+
+    Call ids grow with ``created_at``, so these bound the rows of the other table a
+    window's rules need to about the window's own: one range of an index read and
+    hashed, instead of an index probe per row of the window (measured 8 ms against
+    20 ms per rule over 10 000 calls).
+    """
+
+    #: The lowest id of the window's calls.
+    calls_from: int | None
+    #: The lowest ``call_id`` of the window's appointments.
+    appointment_calls_from: int | None
 
 
 @dataclass(frozen=True)
@@ -40,6 +60,7 @@ class Window:
 
     since: datetime | None
     until: datetime
+    reach: Reach | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +77,9 @@ class Rule:
     #: The same finding phrased for a scan of every row (``--all``), when a join lets the
     #: planner hash instead of probing an index once per row; given the window's end.
     ids_all: Callable[[datetime], Select[tuple[int]]] | None = None
+    #: The same finding phrased for a window with its ``Reach``, given the window's
+    #: condition on ``table``: a hash join over the ids the window can reach.
+    ids_window: Callable[[Reach, ColumnElement[bool]], Select[tuple[int]]] | None = None
     #: A finding older than this (by ``time_column``) no longer holds: "recent" rules.
     holds_for: timedelta | None = None
     sample_columns: tuple[str, ...] = ()
@@ -66,8 +90,12 @@ class Rule:
 
     def condition(self, window: Window) -> ColumnElement[bool]:
         """The predicate restricted to the window (and to ``holds_for``)."""
+        return and_(self.predicate(), self.in_window(window))
+
+    def in_window(self, window: Window) -> ColumnElement[bool]:
+        """The rows of ``table`` the window (and ``holds_for``) covers, whatever they hold."""
         time = self.table.c[self.time_column]
-        parts = [self.predicate()]
+        parts = []
         if window.since is not None:
             parts.append(time >= window.since)
         parts.append(time <= window.until)
@@ -88,7 +116,31 @@ class Rule:
         """The ids of the entities found in the window: the rule's one statement."""
         if window.since is None and self.ids_all is not None and self.holds_for is None:
             return self.ids_all(window.until)
+        if window.reach is not None and self.ids_window is not None:
+            return self.ids_window(window.reach, self.in_window(window))
         return select(self.table.c.id).where(self.condition(window))
+
+
+def reach(session: Session, window: Window) -> Window:
+    """``window`` with its ``Reach`` (one statement); ``--all`` has none to compute."""
+    if window.since is None:
+        return window
+
+    def lowest(
+        column: ColumnElement[int | None], time: ColumnElement[datetime]
+    ) -> ScalarSelect[Any]:
+        # The subquery is planned on its own (OFFSET 0): min() alone walks the primary key
+        # from its start until a row falls in the window, nearly the whole table.
+        rows = select(column.label("id")).where(time >= window.since, time <= window.until)
+        return select(func.min(rows.offset(0).subquery().c.id)).scalar_subquery()
+
+    calls_from, appointment_calls_from = session.execute(
+        select(
+            lowest(calls.c.id, calls.c.created_at),
+            lowest(appointments.c.call_id, appointments.c.created_at),
+        )
+    ).one()
+    return replace(window, reach=Reach(calls_from, appointment_calls_from))
 
 
 def _live_appointment_of(call_id: ColumnElement[int]) -> ColumnElement[bool]:
@@ -146,6 +198,72 @@ def _inconsistent_link_status_all(until: datetime) -> Select[tuple[int]]:
     )
 
 
+def _bound(call_id: int | None) -> ColumnElement[int | None]:
+    """A reach as a bound parameter: NULL (nothing at or above it) when the window is empty."""
+    return literal(call_id, BigInteger())
+
+
+def _live_call_ids(calls_from: int | None) -> Select[tuple[int]]:
+    return (
+        select(appointments.c.call_id)
+        .where(appointments.c.status != "cancelled", appointments.c.call_id >= _bound(calls_from))
+        .distinct()
+    )
+
+
+# In the window forms below, rows pointing under the reach (written after it was read,
+# with an older id) are left to the next run rather than judged against a bounded set.
+
+
+def _missing_appointment_window(reach: Reach, in_window: ColumnElement[bool]) -> Select[tuple[int]]:
+    live = _live_call_ids(reach.calls_from).subquery("live")
+    return (
+        select(calls.c.id)
+        .select_from(calls.outerjoin(live, live.c.call_id == calls.c.id))
+        .where(
+            in_window,
+            calls.c.id >= _bound(reach.calls_from),
+            calls.c.appointment_made.is_(True),
+            live.c.call_id.is_(None),
+        )
+    )
+
+
+def _orphaned_appointment_window(
+    reach: Reach, in_window: ColumnElement[bool]
+) -> Select[tuple[int]]:
+    flagged = exists(
+        select(literal(1)).where(
+            calls.c.id == appointments.c.call_id,
+            calls.c.appointment_made.is_(True),
+            calls.c.id >= _bound(reach.appointment_calls_from),
+        )
+    )
+    return select(appointments.c.id).where(
+        in_window,
+        or_(
+            appointments.c.call_id.is_(None),
+            appointments.c.call_id >= _bound(reach.appointment_calls_from),
+        ),
+        appointments.c.status != "cancelled",
+        ~flagged,
+    )
+
+
+def _inconsistent_link_status_window(
+    reach: Reach, in_window: ColumnElement[bool]
+) -> Select[tuple[int]]:
+    live = _live_call_ids(reach.calls_from).subquery("live")
+    linked = calls.c.appointment_link_status.is_not_distinct_from("linked")
+    return (
+        select(calls.c.id)
+        .select_from(calls.outerjoin(live, live.c.call_id == calls.c.id))
+        .where(
+            in_window, calls.c.id >= _bound(reach.calls_from), linked != live.c.call_id.is_not(None)
+        )
+    )
+
+
 def _recent_failure() -> ColumnElement[bool]:
     return calls.c.booking_failed.is_(True)
 
@@ -182,6 +300,7 @@ RULES: tuple[Rule, ...] = (
         time_column="created_at",
         description="call marked appointment_made with no live appointment (phantom booking)",
         predicate=_missing_appointment,
+        ids_window=_missing_appointment_window,
         sample_columns=("retell_call_id", "session_outcome"),
     ),
     Rule(
@@ -201,6 +320,7 @@ RULES: tuple[Rule, ...] = (
         time_column="created_at",
         description="live appointment whose call is missing or not flagged appointment_made",
         predicate=_orphaned_appointment,
+        ids_window=_orphaned_appointment_window,
         sample_columns=("call_id", "calcom_booking_uid", "status"),
     ),
     Rule(
@@ -211,6 +331,7 @@ RULES: tuple[Rule, ...] = (
         description="appointment_link_status disagrees with the call's appointments",
         predicate=_inconsistent_link_status,
         ids_all=_inconsistent_link_status_all,
+        ids_window=_inconsistent_link_status_window,
         fix=_fix_link_status,
         sample_columns=("retell_call_id", "appointment_link_status"),
     ),

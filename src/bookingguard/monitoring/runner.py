@@ -1,8 +1,10 @@
-"""One monitor run: every rule in its own transaction, results kept in ``check_runs``.
+"""One monitor run: every rule in one transaction, each behind a savepoint; kept in ``check_runs``.
 
-A rule that raises is recorded as errored and the others still run; the run's
-report then carries the error and ``check`` exits 3. Notifications are planned in
-the outbox inside the run (delivery happens after commit, elsewhere).
+A rule that raises is rolled back to its savepoint and recorded as errored, and the
+others still run and are committed; the run's report then carries the error and
+``check`` exits 3. Notifications are planned in the outbox inside the same transaction
+(behind their own savepoint; delivery happens after commit, elsewhere). One commit
+per run instead of one per rule: each commit waits for a WAL flush.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from sqlalchemy import Select, Table, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bookingguard.db.models import CheckRun, ConsistencyAlert
-from bookingguard.db.tuning import plan_serially
+from bookingguard.db.tuning import bound_ids, plan_serially
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.monitoring.alerting import AlertPolicy, RuleOutcome, plan_notifications
 from bookingguard.monitoring.metrics import MonitorMetrics
-from bookingguard.monitoring.rules import RULES, Rule, Window
+from bookingguard.monitoring.rules import RULES, Rule, Window, reach
 from bookingguard.monitoring.store import StoreOutcome, resolve_gone, store_rule
 from bookingguard.review.queue import PRIORITY_BY_SEVERITY, file_many_for_review
 
@@ -29,8 +31,8 @@ __all__ = ["EXIT_CLEAN", "EXIT_CRITICAL", "EXIT_FAILED", "EXIT_WARNINGS", "Monit
 
 EXIT_CLEAN, EXIT_WARNINGS, EXIT_CRITICAL, EXIT_FAILED = 0, 1, 2, 3
 SEVERITY_ORDER = ("critical", "warning", "info")
-#: Up to this many findings, later statements take the ids as a list (no re-run of the rule;
-#: well under SQLite's 32 766 bound parameters).
+#: Up to this many findings, later statements take the ids as a list, bound as one
+#: parameter (no re-run of the rule); beyond it they re-run the rule's statement.
 INLINE_IDS = 30000
 
 alerts: Table = ConsistencyAlert.__table__  # type: ignore[assignment]
@@ -159,25 +161,19 @@ class Monitor:
         run_id = self._open_run(window, started, trigger)
         report = RunReport(run_id=run_id, started_at=started, finished_at=started, window=window)
         clock_start = time.perf_counter()
-        for rule in self._rules:
-            outcome = self._run_rule(rule, window, fix=fix)
-            report.outcomes[rule.name] = outcome
-            if outcome.errored:
-                report.errors.append({"rule": rule.name, "message": outcome.error or ""})
-            if on_rule is not None:
-                on_rule(rule.name)
-        try:
-            with UnitOfWork(self._sessions) as uow:
-                report.messages_queued = plan_notifications(
-                    uow.session,
-                    list(report.outcomes.values()),
-                    policy=self._policy,
-                    now=self._clock(),
-                    enabled=notify,
-                )
-                uow.commit()
-        except Exception as exc:  # a run with unplanned notifications still records its findings
-            report.errors.append({"rule": "notifications", "message": _describe(exc)})
+        with UnitOfWork(self._sessions) as uow:
+            plan_serially(uow.session)
+            reached = self._reach(uow.session, window)
+            for rule in self._rules:
+                outcome = self._run_rule(uow.session, rule, reached, fix=fix)
+                report.outcomes[rule.name] = outcome
+                if outcome.errored:
+                    report.errors.append({"rule": rule.name, "message": outcome.error or ""})
+                if on_rule is not None:
+                    on_rule(rule.name)
+            if notify:
+                self._plan_notifications(uow.session, report)
+            uow.commit()
         report.finished_at = self._clock()
         self._close_run(report)
         if self._metrics is not None:
@@ -244,12 +240,39 @@ class Monitor:
             run.errors = list(report.errors)
             uow.commit()
 
-    def _run_rule(self, rule: Rule, window: Window, *, fix: bool) -> RuleOutcome:
+    def _plan_notifications(self, session: Session, report: RunReport) -> None:
+        """Queue the run's messages behind a savepoint: if that fails the findings stay."""
+        try:
+            with session.begin_nested():
+                report.messages_queued = plan_notifications(
+                    session,
+                    list(report.outcomes.values()),
+                    policy=self._policy,
+                    now=self._clock(),
+                )
+        except Exception as exc:
+            report.errors.append({"rule": "notifications", "message": _describe(exc)})
+
+    def _reach(self, session: Session, window: Window) -> Window:
+        """The window with its reach, or as it is when the reach cannot be read.
+
+        Without it the rules run their plain predicates: a rule whose tables are broken
+        then errors on its own, and the others still report.
+        """
+        if not any(rule.ids_window for rule in self._rules):
+            return window
+        try:
+            with session.begin_nested():
+                return reach(session, window)
+        except Exception:
+            return window
+
+    def _run_rule(self, session: Session, rule: Rule, window: Window, *, fix: bool) -> RuleOutcome:
+        """One rule behind a savepoint: its error undoes its own writes, not the others'."""
         started = time.perf_counter()
         try:
-            with UnitOfWork(self._sessions) as uow:
-                outcome = self._apply_rule(uow.session, rule, window, fix=fix)
-                uow.commit()
+            with session.begin_nested():
+                outcome = self._apply_rule(session, rule, window, fix=fix)
         except Exception as exc:
             return RuleOutcome(
                 alert_type=rule.name,
@@ -267,7 +290,6 @@ class Monitor:
     ) -> RuleOutcome:
         now = self._clock()
         table = rule.table
-        plan_serially(session)
         # The rule's statement alone, so the planner reads only what it tests (index-only in
         # a window); the ids found are then reused by the statements below instead of
         # re-running the rule. Joining the table back for the sample columns made the planner
@@ -288,7 +310,9 @@ class Monitor:
             if stored.opened_ids and rule.severity == "critical" and rule.entity_type == "call":
                 filed = file_many_for_review(
                     session,
-                    call_ids=select(table.c.id).where(table.c.id.in_(stored.opened_ids)),
+                    call_ids=select(table.c.id).where(
+                        table.c.id.in_(bound_ids(session, stored.opened_ids))
+                    ),
                     reason=rule.name,
                     priority=PRIORITY_BY_SEVERITY[rule.severity],
                     now=now,
@@ -299,6 +323,7 @@ class Monitor:
             alert_type=rule.name,
             still_holds=rule.still_holds(alerts.c.entity_id, now),
             now=now,
+            found=found_ids if isinstance(ids, list) else (),
         )
         return RuleOutcome(
             alert_type=rule.name,

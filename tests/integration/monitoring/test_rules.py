@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import Connection
 
 from bookingguard.monitoring import AlertPolicy, Monitor
+from bookingguard.monitoring.rules import RULES, Reach, Window, reach
 from tests.conftest import TestDatabase
 from tests.integration.monitoring.helpers import (
     NOW,
@@ -129,3 +130,44 @@ def test_samples_carry_no_phone_numbers(database: TestDatabase) -> None:
     document = monitor_for(database).check(notify=False).to_dict()
     assert "+49" not in str(document)
     assert rows(database, "SELECT count(*) FROM check_runs")[0][0] == 1
+
+
+def test_window_reach_finds_what_the_plain_predicates_find(database: TestDatabase) -> None:
+    """Bounded by the window's lowest call ids, the rules find the same rows, ids out of order."""
+    play_legacy(database)
+    yesterday = NOW - timedelta(days=1)
+    booked = {"appointment_made": True, "session_outcome": "appointment_booked"}
+    with database.engine.begin() as connection:
+        add_call(connection, "clean", id=50, appointment_link_status="linked", **booked)
+        add_appointment(connection, 50)
+        add_call(connection, "phantom", id=10, **booked)
+        add_call(connection, "old", id=90, created_at=yesterday, **booked)
+        add_appointment(connection, 90)
+        add_call(connection, "cancelled", id=30, appointment_link_status="linked", **booked)
+        add_appointment(connection, 30, status="cancelled")
+        add_call(connection, "unlinked", id=70)
+        add_appointment(connection, 70, created_at=yesterday)
+        add_call(connection, "unflagged", id=5, created_at=yesterday)
+        add_appointment(connection, 5)
+        add_appointment(connection, None)
+    plain = Window(since=NOW - timedelta(hours=1), until=NOW)
+    with database.sessions() as session:
+        reached = reach(session, plain)
+        found = {rule.name: sorted(session.scalars(rule.ids(reached))) for rule in RULES}
+        expected = {rule.name: sorted(session.scalars(rule.ids(plain))) for rule in RULES}
+    assert reached.reach == Reach(calls_from=10, appointment_calls_from=5)
+    assert found == expected
+    assert found["missing_appointment"] == [10, 30]
+    assert found["inconsistent_link_status"] == [30, 70]
+    assert len(found["orphaned_appointment"]) == 2
+
+
+def test_empty_window_reaches_nothing(database: TestDatabase) -> None:
+    """A window with no rows has no reach, and the rules find nothing in it."""
+    play_legacy(database)
+    with database.engine.begin() as connection:
+        add_call(connection, "old", created_at=NOW - timedelta(days=1), appointment_made=True)
+    with database.sessions() as session:
+        reached = reach(session, Window(since=NOW - timedelta(hours=1), until=NOW))
+        assert reached.reach == Reach(calls_from=None, appointment_calls_from=None)
+        assert all(list(session.scalars(rule.ids(reached))) == [] for rule in RULES)
