@@ -110,12 +110,16 @@ async def make_harness(
 
 
 class CountingServer:
-    """A local HTTP dependency that counts requests and answers after ``delay`` seconds."""
+    """A local HTTP dependency that counts requests and answers after ``delay`` seconds.
+
+    ``arrivals`` holds when each request came in (epoch seconds).
+    """
 
     def __init__(self, *, delay: float = 0.0, status: int = 200) -> None:
         self.delay = delay
         self.status = status
         self.count = 0
+        self.arrivals: list[float] = []
         self.requested = threading.Event()
         self._lock = threading.Lock()
         outer = self
@@ -124,6 +128,7 @@ class CountingServer:
             def do_GET(self) -> None:
                 with outer._lock:
                     outer.count += 1
+                    outer.arrivals.append(time.time())
                 outer.requested.set()
                 time.sleep(outer.delay)
                 body = b"ok"
