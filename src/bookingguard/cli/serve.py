@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import threading
@@ -107,6 +108,7 @@ def serve(
         app = build_server_app(
             settings, extra_tokens=access.extra_tokens, background=True, engine=engine
         )
+        gc.freeze()  # as in worker_app: the app lives as long as the process
         _Server(_uvicorn_config(app, bind_host, bind_port)).run()
         return
     # Each worker builds its app from the same settings: the configuration file and
