@@ -236,29 +236,24 @@ class CallEventRecorder:
 
     def _write(self, events: list[CallEvent]) -> list[bool | Exception]:
         try:
-            with UnitOfWork(self._sessions) as uow:
-                recorded = record_call_events(
-                    uow.session, events, now=self._clock(), outcome_mapping=self._outcome_mapping
-                )
-                uow.commit()
-            return list(recorded)
+            return list(self._commit(events))
         except SQLAlchemyError:
             return [self._write_alone(event) for event in events]
 
     def _write_alone(self, event: CallEvent) -> bool | Exception:
-        attempts = 2
-        while True:
-            attempts -= 1
+        try:
             try:
-                with UnitOfWork(self._sessions) as uow:
-                    recorded = record_call_event(
-                        uow.session, event, now=self._clock(), outcome_mapping=self._outcome_mapping
-                    )
-                    uow.commit()
-                return recorded
-            except IntegrityError as exc:
+                return self._commit([event])[0]
+            except IntegrityError:
                 # A racing delivery stored the call or the event first; the retry sees it.
-                if attempts == 0:
-                    return exc
-            except SQLAlchemyError as exc:
-                return exc
+                return self._commit([event])[0]
+        except SQLAlchemyError as exc:
+            return exc
+
+    def _commit(self, events: list[CallEvent]) -> list[bool]:
+        with UnitOfWork(self._sessions) as uow:
+            recorded = record_call_events(
+                uow.session, events, now=self._clock(), outcome_mapping=self._outcome_mapping
+            )
+            uow.commit()
+        return recorded
