@@ -17,6 +17,7 @@ from sqlalchemy import (
     Select,
     String,
     Table,
+    TextualSelect,
     exists,
     insert,
     literal,
@@ -66,11 +67,18 @@ def _open_alert_for(
     )
 
 
+def _selectable(
+    session: Session, ids: Select[tuple[int]] | Sequence[int]
+) -> Select[tuple[int]] | TextualSelect:
+    """``ids`` as a select of one column: a listed ``ids`` bound as one parameter."""
+    return ids if isinstance(ids, Select) else bound_ids(session, ids)
+
+
 def _among(
     session: Session, column: ColumnElement[Any], ids: Select[tuple[int]] | Sequence[int]
 ) -> ColumnElement[bool]:
     """``column IN ids``, a listed ``ids`` bound as one parameter where the dialect can."""
-    return column.in_(ids if isinstance(ids, Select) else bound_ids(session, ids))
+    return column.in_(_selectable(session, ids))
 
 
 def _bump(
@@ -149,8 +157,7 @@ def store_rule(
         found = select(table).where(_among(session, table.c.id, new_ids)).subquery()
     else:
         # The ids alone: joining the entity table back cost an index probe per finding.
-        listed = new_ids if isinstance(new_ids, Select) else bound_ids(session, new_ids)
-        found = listed.subquery()
+        found = _selectable(session, new_ids).subquery()
     entity_id = found.c.id
     key = literal(f"{rule.name}:{rule.entity_type}:") + sql_cast(entity_id, String)
     columns: dict[str, ColumnElement[Any]] = {
