@@ -6,9 +6,10 @@ import threading
 
 import pytest
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from bookingguard.db.engine import SQLITE_BEGIN_OPTION, outside_transaction
+from bookingguard.db import engine as engine_module
+from bookingguard.db.engine import SQLITE_BEGIN_OPTION, make_engine, outside_transaction
 from bookingguard.db.models import Customer
 from bookingguard.db.uow import UnitOfWork
 from tests.conftest import TestDatabase
@@ -99,3 +100,43 @@ def test_a_read_outside_a_transaction_leaves_the_pooled_connection_transactional
         write_then_fail()
     with engine.connect() as connection:
         assert connection.scalar(select(func.count(Customer.id))) == 0
+
+
+def _terminate_backend(database: TestDatabase, pid: int) -> None:
+    admin = make_engine(database.url, pool=False)
+    with admin.connect() as connection:
+        connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    admin.dispose()
+
+
+def _backend_pid(database: TestDatabase) -> int:
+    with database.engine.connect() as connection:
+        pid: int = connection.scalar(text("SELECT pg_backend_pid()"))
+    return pid
+
+
+def test_an_idle_pooled_connection_closed_by_the_server_is_replaced_on_checkout(
+    postgres_database: TestDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection idle past the ping threshold is pinged, found dead and replaced."""
+    pid = _backend_pid(postgres_database)
+    _terminate_backend(postgres_database, pid)
+    monkeypatch.setattr(engine_module, "IDLE_PING_SECONDS", 0.0)
+    replacement = _backend_pid(postgres_database)
+    assert replacement != pid
+
+
+def test_a_connection_back_from_work_moments_ago_is_handed_out_unpinged(
+    postgres_database: TestDatabase,
+) -> None:
+    """Within the threshold there is no ping: a backend killed meanwhile shows as a disconnect.
+
+    This is the round trip the threshold saves on busy paths; the statement's own error
+    invalidates the connection, and the next checkout gets a live one.
+    """
+    pid = _backend_pid(postgres_database)
+    _terminate_backend(postgres_database, pid)
+    with pytest.raises(DBAPIError) as failure:
+        _backend_pid(postgres_database)
+    assert failure.value.connection_invalidated
+    assert _backend_pid(postgres_database) != pid

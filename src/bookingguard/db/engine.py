@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.pool import NullPool
+from sqlalchemy.exc import DisconnectionError, OperationalError
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 
 from bookingguard.errors import DatabaseUnavailableError
 from bookingguard.settings import mask_url
 
-__all__ = ["SQLITE_BEGIN_OPTION", "check_connection", "make_engine", "outside_transaction"]
+__all__ = [
+    "IDLE_PING_SECONDS",
+    "SQLITE_BEGIN_OPTION",
+    "check_connection",
+    "make_engine",
+    "outside_transaction",
+]
 
 #: Execution option naming the SQLite BEGIN mode (``DEFERRED``, ``IMMEDIATE``, ``EXCLUSIVE``).
 SQLITE_BEGIN_OPTION = "sqlite_begin"
 _SQLITE_BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
+#: A pooled PostgreSQL connection idle this long is pinged before it is handed out.
+IDLE_PING_SECONDS = 2.0
+_LAST_USED = "bookingguard_last_used"
 
 
 def make_engine(url: str, *, pool: bool = True, echo: bool = False) -> Engine:
@@ -30,12 +40,41 @@ def make_engine(url: str, *, pool: bool = True, echo: bool = False) -> Engine:
         engine = create_engine(url, **kwargs)
         _configure_sqlite(engine)
         return engine
-    kwargs["pool_pre_ping"] = True
     if not pool:
         kwargs["poolclass"] = NullPool
     else:
         kwargs.update(pool_size=10, max_overflow=20)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if pool:
+        _ping_idle_connections(engine)
+    return engine
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Ping a pooled connection on checkout only when it has sat idle for a while.
+
+    ``pool_pre_ping`` pings on every checkout: a round trip that, on the booking path,
+    cost more than the query it guarded. A connection back from work moments ago
+    has just proven itself; one idle for ``IDLE_PING_SECONDS`` may have been closed by
+    a server restart or a proxy and is pinged first, and replaced (the pool retries
+    the checkout) when the ping finds it gone.
+    """
+
+    @event.listens_for(engine, "connect")
+    @event.listens_for(engine, "checkin")
+    def _stamp(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_LAST_USED] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(
+        dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
+    ) -> None:
+        if time.monotonic() - record.info.get(_LAST_USED, 0.0) < IDLE_PING_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(f"idle pooled connection is gone: {exc}") from exc
 
 
 def _configure_sqlite(engine: Engine) -> None:
