@@ -25,11 +25,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import Engine, Row, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -94,11 +93,29 @@ _PREPARE = (
     .outerjoin(Appointment, Appointment.idempotency_key == bindparam("key"))
     .where(Call.retell_call_id == bindparam("retell_call_id"))
 )
-_INSERT_APPOINTMENT = insert(Appointment).returning(Appointment.id)
+# The appointment's values bind as ``new_<column>``: a parameter named like a column would
+# also be SET by the UPDATE below, which SQLAlchemy fills from matching parameter names.
+_NEW_APPOINTMENT_COLUMNS = (
+    "call_id",
+    "event_type_id",
+    "calcom_v2_booking_id",
+    "calcom_booking_uid",
+    "starts_at",
+    "ends_at",
+    "status",
+    "idempotency_key",
+    "created_at",
+    "updated_at",
+)
+_INSERT_APPOINTMENT = (
+    insert(Appointment)
+    .values({name: bindparam(f"new_{name}") for name in _NEW_APPOINTMENT_COLUMNS})
+    .returning(Appointment.id)
+)
 _LINK_CALL = (
     update(Call)
     .where(
-        Call.id == bindparam("call_id"),
+        Call.id == bindparam("linked_call_id"),
         or_(
             Call.appointment_made.is_not(True),
             Call.session_outcome.is_distinct_from("appointment_booked"),
@@ -116,6 +133,9 @@ _LINK_CALL = (
         updated_at=bindparam("now"),
     )
 )
+# PostgreSQL: both writes as one statement (the link a data-modifying CTE), which runs
+# as its own transaction: one round trip instead of BEGIN, INSERT, UPDATE and COMMIT.
+_INSERT_AND_LINK = _INSERT_APPOINTMENT.add_cte(_LINK_CALL.returning(Call.id).cte("linked_call"))
 
 
 def circuit_key_for(event_type_id: int) -> str:
@@ -600,40 +620,37 @@ class BookingService:
         raise RuntimeError(f"call {retell_call_id} neither found nor created")
 
     def _write(
-        self,
-        call_id: int,
-        booking: CalcomBooking,
-        key: str,
-        now: datetime,
-        *,
-        sessions: Callable[[], Session],
+        self, connection: Connection, call_id: int, booking: CalcomBooking, key: str, now: datetime
     ) -> int:
-        """Step 3: the appointment and the call's flags, in one transaction."""
-        # Core statements on the session's connection: the hot path skips the ORM's
-        # unit-of-work bookkeeping, which costs more than the statements themselves.
-        with UnitOfWork(sessions) as uow:
-            connection = uow.session.connection()
-            appointment_id: int = connection.execute(
-                _INSERT_APPOINTMENT,
-                {
-                    "call_id": call_id,
-                    "event_type_id": booking.event_type_id,
-                    "calcom_v2_booking_id": booking.id,
-                    "calcom_booking_uid": booking.uid,
-                    "starts_at": booking.start.astimezone(UTC),
-                    "ends_at": booking.end.astimezone(UTC),
-                    "status": "booked",
-                    "idempotency_key": key,
-                    "created_at": now,
-                    "updated_at": now,
-                },
-            ).scalar_one()
-            # The database links the call on insert. Writing the flags here as well keeps
-            # the booking path correct while triggers are switched off (staged roll-out);
-            # the condition makes it a no-op, firing no row triggers, when they are on.
-            connection.execute(_LINK_CALL, {"call_id": call_id, "now": now})
-            uow.commit()
+        """Step 3: the appointment and the call's flags, in one transaction.
+
+        The database links the call on insert. Writing the flags as well keeps the
+        booking path correct while triggers are switched off (staged roll-out); the
+        condition makes it a no-op, firing no row triggers, when they are on. Core
+        statements: the hot path skips the ORM's unit-of-work bookkeeping.
+        """
+        params = {
+            "new_call_id": call_id,
+            "new_event_type_id": booking.event_type_id,
+            "new_calcom_v2_booking_id": booking.id,
+            "new_calcom_booking_uid": booking.uid,
+            "new_starts_at": booking.start.astimezone(UTC),
+            "new_ends_at": booking.end.astimezone(UTC),
+            "new_status": "booked",
+            "new_idempotency_key": key,
+            "new_created_at": now,
+            "new_updated_at": now,
+            "linked_call_id": call_id,
+            "now": now,
+        }
+        if connection.dialect.name == "postgresql":
+            one_statement = outside_transaction(connection)
+            appointment_id: int = one_statement.execute(_INSERT_AND_LINK, params).scalar_one()
             return appointment_id
+        with connection.begin():
+            appointment_id = connection.execute(_INSERT_APPOINTMENT, params).scalar_one()
+            connection.execute(_LINK_CALL, params)
+        return appointment_id
 
     def _find_stored(self, key: str, uid: str) -> _Stored | None:
         with UnitOfWork(self._sessions) as uow:
@@ -664,25 +681,29 @@ class BookingService:
     ) -> tuple[int, ValidationResult]:
         """Steps 3 and 4 in one worker-thread hop: commit, then read back what was committed.
 
-        Both on one pooled connection: the sessions are bound to it, so the commit ends
-        the write's transaction but not the checkout, and the read-back costs no second
-        checkout (no second pre-ping round trip). The read-back is one query, run outside
-        a transaction like the look-up in ``_prepare``.
+        Both on one pooled connection, so the read-back costs no second checkout. On
+        PostgreSQL that is two round trips: the write (one statement, its own
+        transaction) and the read-back, which ``_write`` leaves outside a transaction
+        like the look-up in ``_prepare``.
         """
         with self._engine.connect() as connection:
-            sessions = partial(self._sessions, bind=connection)
-            appointment_id = self._write(call_id, booking, key, now, sessions=sessions)
-            outside_transaction(connection)
-            return appointment_id, self._run_validation(call_id, appointment_id, sessions=sessions)
+            appointment_id = self._write(connection, call_id, booking, key, now)
+            return appointment_id, self._run_validation(
+                call_id, appointment_id, connection=connection
+            )
 
     def _run_validation(
-        self, call_id: int, appointment_id: int, *, sessions: Callable[[], Session] | None = None
+        self, call_id: int, appointment_id: int, *, connection: Connection | None = None
     ) -> ValidationResult:
         """Step 4; a validation that cannot read the database fails rather than passes."""
         try:
-            with UnitOfWork(sessions or self._sessions) as uow:
+            if connection is not None:
                 return self._validator.validate(
-                    uow.session, call_id=call_id, appointment_id=appointment_id
+                    connection, call_id=call_id, appointment_id=appointment_id
+                )
+            with self._engine.connect() as own:
+                return self._validator.validate(
+                    outside_transaction(own), call_id=call_id, appointment_id=appointment_id
                 )
         except SQLAlchemyError as exc:
             log.error("post-booking validation of call %s failed to run", call_id, exc_info=True)

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, bindparam, select
 
 from bookingguard.booking.metrics import BookingMetrics
 from bookingguard.db.models import Appointment, Call
@@ -86,11 +85,15 @@ class PostBookingValidator:
         self._timer = timer
 
     def validate(
-        self, session: Session, *, call_id: int, appointment_id: int | None = None
+        self, connection: Connection, *, call_id: int, appointment_id: int | None = None
     ) -> ValidationResult:
-        """Validate the appointment ``appointment_id`` (else the call's latest) against the call."""
+        """Validate the appointment ``appointment_id`` (else the call's latest) against the call.
+
+        ``connection`` may be a session's (``session.connection()``), to read inside its
+        transaction.
+        """
         started = self._timer()
-        result = self._checks(session, call_id=call_id, appointment_id=appointment_id)
+        result = self._checks(connection, call_id=call_id, appointment_id=appointment_id)
         duration = self._timer() - started
         result.details["duration_ms"] = round(duration * 1000, 3)
         if self._metrics is not None:
@@ -101,14 +104,12 @@ class PostBookingValidator:
         return result
 
     def _checks(
-        self, session: Session, *, call_id: int, appointment_id: int | None
+        self, connection: Connection, *, call_id: int, appointment_id: int | None
     ) -> ValidationResult:
         query = _BY_CALL if appointment_id is None else _BY_ID
-        row = (
-            session.connection()
-            .execute(query, {"call_id": call_id, "appointment_id": appointment_id})
-            .first()
-        )
+        row = connection.execute(
+            query, {"call_id": call_id, "appointment_id": appointment_id}
+        ).first()
         details: dict[str, Any] = {"call_id": call_id, "appointment_id": appointment_id}
         # 1. The appointment exists.
         if row is None:

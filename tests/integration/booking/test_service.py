@@ -19,6 +19,7 @@ from bookingguard.booking import (
 )
 from bookingguard.booking.calcom_events import apply_calcom_event
 from bookingguard.calcom import CalcomBooking, CalcomClient, CalcomWebhook, NewBooking
+from bookingguard.db.ddl import set_triggers_enabled
 from bookingguard.db.models import Appointment, Call, ConsistencyAlert, ManualReviewItem
 from bookingguard.db.uow import UnitOfWork
 from tests.conftest import TestDatabase
@@ -122,6 +123,29 @@ async def test_good_booking(database: TestDatabase, calcom_standin: CalcomStandi
         "linked",
     )
     assert r.breaker.keys == ["appointment_booking:event_type:42"]
+
+
+async def test_booking_links_the_call_with_the_triggers_switched_off(
+    database: TestDatabase, calcom_standin: CalcomStandin
+) -> None:
+    """During a staged roll-out (triggers off) the booking itself writes the call's flags."""
+    with database.engine.begin() as connection:
+        switched = set_triggers_enabled(connection, enabled=False)
+    assert "appointments_link_inserted" in switched
+    with UnitOfWork(database.sessions) as uow:
+        uow.session.add(Call(retell_call_id="call_1", direction="inbound"))
+        uow.commit()
+    async with rig(database, calcom_standin) as r:
+        outcome = await r.service.book(_request())
+    assert outcome.result is BookingResult.BOOKED
+    call = r.call()
+    assert (call.appointment_made, call.session_outcome, call.appointment_link_status) == (
+        True,
+        "appointment_booked",
+        "linked",
+    )
+    assert call.appointment_linked_at is not None
+    assert call.booking_failed is False
 
 
 async def test_write_and_read_back_share_one_pooled_connection(
@@ -343,9 +367,9 @@ class _failing_appointment_insert:
     def _sabotage(
         conn: object, cursor: object, statement: str, parameters: object, *args: object
     ) -> tuple[str, object]:
-        if statement.lstrip().upper().startswith("INSERT INTO APPOINTMENTS"):
-            statement = statement.replace("appointments", "no_such_table", 1)
-        return statement, parameters
+        # The insert may follow a CTE (PostgreSQL links the call in the same statement).
+        sabotaged = statement.replace("INSERT INTO appointments", "INSERT INTO no_such_table")
+        return sabotaged, parameters
 
     def __enter__(self) -> None:
         event.listen(self.engine, "before_cursor_execute", self._sabotage, retval=True)

@@ -55,7 +55,9 @@ def _validate(
     appointment_id: int | None,
 ) -> ValidationResult:
     with UnitOfWork(database.sessions) as uow:
-        return validator.validate(uow.session, call_id=call_id, appointment_id=appointment_id)
+        return validator.validate(
+            uow.session.connection(), call_id=call_id, appointment_id=appointment_id
+        )
 
 
 def test_good_booking_passes(database: TestDatabase) -> None:
@@ -142,7 +144,7 @@ def test_one_query(database: TestDatabase) -> None:
         with UnitOfWork(database.sessions) as uow:
             statements.clear()
             result = _validator().validate(
-                uow.session, call_id=call_id, appointment_id=appointment_id
+                uow.session.connection(), call_id=call_id, appointment_id=appointment_id
             )
             queries = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
     finally:
