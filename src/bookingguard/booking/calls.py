@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio.to_thread
 from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -39,6 +40,15 @@ DEFAULT_OUTCOME_MAPPING: dict[str, str] = {
     "dial_failed": "technical_issue",
     "error_llm_websocket_open": "technical_issue",
     "call_transfer": "transferred",
+}
+#: Per dialect: store event keys, skipping those already stored, returning the stored ones.
+_CLAIM_EVENTS = {
+    "postgresql": postgresql.insert(WebhookEvent)
+    .on_conflict_do_nothing(index_elements=[WebhookEvent.event_key])
+    .returning(WebhookEvent.event_key),
+    "sqlite": sqlite.insert(WebhookEvent)
+    .on_conflict_do_nothing(index_elements=[WebhookEvent.event_key])
+    .returning(WebhookEvent.event_key),
 }
 #: Outcomes only the booking path decides: an LLM's analysis never makes or unmakes a booking.
 _BOOKING_OUTCOMES = frozenset({"appointment_booked", "creation_failed"})
@@ -101,14 +111,13 @@ def record_call_events(
     """``record_call_event`` for several events in their order, in a few statements.
 
     Returns, per event, whether it was new (a repeat within ``events`` is not). The
-    calls are locked in id order, so concurrent batches never wait on each other in a
+    event keys are claimed first, in one statement; the calls are then locked in
+    ``retell_call_id`` order, so concurrent batches never wait on each other in a
     cycle. Writes with ORM bulk INSERT and UPDATE by primary key (objects already
     loaded in ``session`` are not refreshed); never commits.
     """
     keys = [_event_key(event) for event in events]
-    seen = set(
-        session.scalars(select(WebhookEvent.event_key).where(WebhookEvent.event_key.in_(keys)))
-    )
+    fresh = _claim_events(session, keys, now=now)
     call_ids = sorted({event.retell_call_id for event in events})
     existing = {
         row.retell_call_id: (row.id, row.appointment_made)
@@ -120,21 +129,17 @@ def record_call_events(
         )
     }
     changes: dict[str, dict[str, Any]] = {}
-    received: list[dict[str, Any]] = []
     recorded: list[bool] = []
     for key, event in zip(keys, events, strict=True):
-        if key in seen:
+        if key not in fresh:
             recorded.append(False)
             continue
-        seen.add(key)
-        received.append({"source": "retell", "event_key": key, "received_at": now})
+        fresh.discard(key)  # a repeat within ``events`` is not new either
         booked = existing.get(event.retell_call_id, (0, False))[1]
         changes.setdefault(event.retell_call_id, {}).update(
             _changes(event, booked=booked, now=now, outcome_mapping=outcome_mapping)
         )
         recorded.append(True)
-    if received:
-        session.execute(insert(WebhookEvent), received)
     created = [
         {"retell_call_id": call_id, "created_at": now, **values}
         for call_id, values in changes.items()
@@ -150,6 +155,20 @@ def record_call_events(
     if updated:
         session.execute(update(Call), updated)
     return recorded
+
+
+def _claim_events(session: Session, keys: Sequence[str], *, now: datetime) -> set[str]:
+    """Record the event keys not recorded yet, in one statement; returns those keys.
+
+    ``INSERT … ON CONFLICT DO NOTHING RETURNING``: an event another transaction is
+    recording waits for it, then counts as recorded if it committed.
+    """
+    dialect = session.get_bind().dialect.name
+    statement = _CLAIM_EVENTS[dialect]
+    rows = [
+        {"source": "retell", "event_key": key, "received_at": now} for key in dict.fromkeys(keys)
+    ]
+    return set(session.scalars(statement, rows))
 
 
 def _changes(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -104,6 +105,32 @@ def test_a_batch_stores_what_the_events_one_by_one_store(database: TestDatabase)
         "call_old": ("inbound", "+4930111", "ended", STARTED, ENDED, "abandoned"),
     }
     assert count_events(database) == 4
+
+
+def test_a_delivery_racing_another_transaction_is_not_recorded_twice(
+    database: TestDatabase,
+) -> None:
+    """The same event in two transactions: the second waits for the first and is not new."""
+    first_wrote = threading.Event()
+    second: list[list[bool]] = []
+
+    def deliver_again() -> None:
+        first_wrote.wait(timeout=30)
+        with UnitOfWork(database.sessions) as uow:
+            second.append(record_call_events(uow.session, [started("call_1")], now=NOW))
+            uow.commit()
+
+    racer = threading.Thread(target=deliver_again)
+    racer.start()
+    with UnitOfWork(database.sessions) as uow:
+        first = record_call_events(uow.session, [started("call_1")], now=NOW)
+        first_wrote.set()
+        racer.join(timeout=0.5)
+        assert racer.is_alive(), "the second delivery must wait for the first's transaction"
+        uow.commit()
+    racer.join(timeout=30)
+    assert (first, second) == ([True], [[False]])
+    assert count_events(database) == 1
 
 
 async def test_events_arriving_together_share_commits(
