@@ -9,10 +9,11 @@ calls go in blocks (the block's starts, then its analyses), so a call's two
 events are never in flight together. Prints sustained requests/s and p50/p99
 latency, checks that every call row is stored and analysed afterwards, then does
 the same for ``GET /api/v1/consistency``. Goal: >= 1 000 webhook requests/s with
-p99 < 50 ms, nothing lost.
+p99 < 50 ms, nothing lost. The database first holds ``--history`` earlier calls,
+analysed, as a live system's does.
 
     .venv/bin/python bench/api_load.py [--calls 10000] [--reads 5000] [--workers 2]
-                                       [--concurrency 16] [--seconds 60]
+                                       [--concurrency 16] [--seconds 60] [--history 100000]
 
 Needs wrk (``apt-get install wrk``). Uses BOOKINGGUARD_TEST_POSTGRES_URL (default
 postgresql+psycopg://postgres@127.0.0.1:5432/postgres) and BOOKINGGUARD_TEST_REDIS_URL
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from bookingguard.api.signatures import retell_signature
@@ -182,6 +183,30 @@ def report(name: str, result: dict[str, Any]) -> tuple[float, float]:
     return rps, p99
 
 
+def load_history(engine: Engine, calls: int) -> None:
+    """``calls`` analysed calls from the past weeks, then ANALYZE: the tables a live system has.
+
+    On an empty database the planner has no statistics while the run fills ``calls``
+    (autovacuum analyses at most once a minute), and looks up calls by sequential scan.
+    """
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO calls (retell_call_id, direction, from_number, to_number,"
+                " call_status, started_at, ended_at, session_outcome, appointment_made,"
+                " created_at, updated_at)"
+                " SELECT 'history_' || g, 'inbound', '+4930123456', '+4930654321', 'ended',"
+                " t, t + interval '2 minutes', 'information_only', false, t, t"
+                " FROM generate_series(1, :calls) AS g,"
+                " LATERAL (SELECT now() - interval '3 days' - g * interval '20 seconds') AS x(t)"
+            ),
+            {"calls": calls},
+        )
+    with engine.connect() as connection:
+        outside = connection.execution_options(isolation_level="AUTOCOMMIT")
+        outside.exec_driver_sql("VACUUM ANALYZE")
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -227,6 +252,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--concurrency", type=int, default=16, help="connections")
     parser.add_argument("--seconds", type=float, default=60.0, help="time bound per phase")
+    parser.add_argument(
+        "--history", type=int, default=100_000, help="calls already stored before the run"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("bench/api_load.py needs wrk: apt-get install wrk")
@@ -240,9 +268,13 @@ def main() -> None:
     server: subprocess.Popen[bytes] | None = None
     try:
         migrate.upgrade(engine)
+        load_history(engine, args.history)
         port = free_port()
         server = start_serve(url, port, args.workers)
-        print(f"serve --workers {args.workers}; wrk with {args.concurrency} connections")
+        print(
+            f"serve --workers {args.workers}; wrk with {args.concurrency} connections;"
+            f" {args.history:,} calls stored before the run"
+        )
         with tempfile.TemporaryDirectory() as scratch:
             workdir = Path(scratch)
             warmup = webhook_requests("warmup", 500)
