@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bookingguard.api.server import METRICS_DIR_ENV
 from tests.support.cli import run_cli
 
 
@@ -54,6 +55,12 @@ def spawned_workers(parent: int) -> list[int]:
     return found
 
 
+def environment_of(pid: int) -> dict[str, str]:
+    """The environment process ``pid`` started with."""
+    entries = (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0")
+    return dict(entry.decode().split("=", 1) for entry in entries if b"=" in entry)
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_serve_runs_until_sigterm_and_prints_a_working_login_url(
     tmp_path: Path, workers: int
@@ -91,10 +98,21 @@ def test_serve_runs_until_sigterm_and_prints_a_working_login_url(
             base = f"http://127.0.0.1:{port}"
             wait_for(f"{base}/readyz", process, 60)
             assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
-            assert "# TYPE bookingguard_circuit" in httpx.get(f"{base}/metrics").text
+            assert (
+                "# TYPE bookingguard_review_queue_size gauge" in httpx.get(f"{base}/metrics").text
+            )
             found = re.search(r"http://127\.0\.0\.1:\d+/login\?token=\S+", out.read_text())
             assert found is not None, out.read_text()
-            assert len(spawned_workers(process.pid)) == (workers if workers > 1 else 0)
+            worker_pids = spawned_workers(process.pid)
+            assert len(worker_pids) == (workers if workers > 1 else 0)
+            # Several workers keep their metrics in files of a shared directory, which
+            # /metrics reads (prometheus_client's multiprocess mode); serve removes it.
+            directories = {environment_of(pid).get(METRICS_DIR_ENV) for pid in worker_pids}
+            if workers > 1:
+                (metrics_dir,) = directories
+                assert metrics_dir is not None
+                owners = {path.stem.rsplit("_", 1)[1] for path in Path(metrics_dir).glob("*.db")}
+                assert owners == {str(pid) for pid in worker_pids}
             # New connections each time, so with two workers both may answer.
             for _ in range(2 * workers):
                 with httpx.Client(follow_redirects=True) as browser:
@@ -105,6 +123,7 @@ def test_serve_runs_until_sigterm_and_prints_a_working_login_url(
             process.send_signal(signal.SIGTERM)
             code = process.wait(timeout=30)
     assert code == 0
+    assert all(directory is None or not Path(directory).exists() for directory in directories)
     lines = [json.loads(line) for line in err.read_text().splitlines() if line.startswith("{")]
     requests = [line for line in lines if line.get("event") == "request"]
     assert {line["path"] for line in requests} >= {"/readyz", "/healthz", "/metrics", "/login"}

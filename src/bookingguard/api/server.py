@@ -3,8 +3,10 @@
 ``create_app`` (webhooks, the agent's booking function) plus the operator surface
 (dashboard, review queue) with the monitoring and circuit-breaker routers under
 ``/api/v1``, ``/healthz``, ``/readyz`` and ``/metrics``. Every collector is
-registered on one Prometheus registry, the one ``/metrics`` serves. With
-``background=True`` the monitor's scheduled work runs while the app does.
+registered on one Prometheus registry, the one ``/metrics`` serves; under
+``serve --workers`` (prometheus_client's multiprocess mode) ``/metrics`` and the
+dashboard read every worker's values instead. With ``background=True`` the
+monitor's scheduled work runs while the app does.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import Engine, text
 
 from bookingguard.api.access import login_token
@@ -40,10 +43,34 @@ from bookingguard.monitoring import admin, scheduler
 from bookingguard.settings import Settings, load_settings
 from bookingguard.tokens import StaticToken
 
-__all__ = ["LOGIN_SECRET_ENV", "build_server_app", "serving_app", "worker_app"]
+__all__ = [
+    "LOGIN_SECRET_ENV",
+    "METRICS_DIR_ENV",
+    "build_server_app",
+    "metrics_view",
+    "serving_app",
+    "worker_app",
+]
 
 #: How ``serve --workers`` hands its one-time dashboard login secret to the workers.
 LOGIN_SECRET_ENV = "BOOKINGGUARD_SERVE_LOGIN_SECRET"  # noqa: S105 (a variable's name)
+#: prometheus_client's multiprocess mode: set before the workers start, each keeps its
+#: metric values in files there (chosen when prometheus_client is first imported).
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def metrics_view(registry: CollectorRegistry) -> CollectorRegistry:
+    """What ``/metrics`` and the dashboard read: ``registry``, or every process's values.
+
+    In multiprocess mode the values live in one file per process: counters and
+    histograms are summed over the workers, gauges report the value set last.
+    """
+    directory = os.environ.get(METRICS_DIR_ENV)
+    if not directory:
+        return registry
+    combined = CollectorRegistry()
+    MultiProcessCollector(combined, path=directory)  # type: ignore[no-untyped-call]
+    return combined
 
 
 def _database_ready(engine: Engine, head: str | None) -> str | None:
@@ -79,13 +106,14 @@ def build_server_app(
         settings, breaker=breaker, engine=engine, metrics=BookingMetrics(registry)
     )
     app = create_app(settings, services=services)
+    readable = metrics_view(registry)
     install_operator_surface(
         app,
         settings,
         engine=engine,
         api_routers=[monitoring.router, breakers.router],
         extra_tokens=extra_tokens,
-        registry=registry,
+        registry=readable,
         alert_actions=admin,
     )
     app.state.backends = ApiBackends(monitoring=monitor, breaker=breaker)
@@ -148,8 +176,8 @@ def build_server_app(
         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
     )
     async def metrics() -> Response:
-        """Every collector of this process, in the Prometheus text format."""
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        """Every collector (of every worker), in the Prometheus text format."""
+        return Response(generate_latest(readable), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

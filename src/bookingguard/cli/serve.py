@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +17,7 @@ from uvicorn.supervisors import Multiprocess
 
 from bookingguard.api.access import is_loopback, plan_access
 from bookingguard.api.observability import configure_logging
-from bookingguard.api.server import LOGIN_SECRET_ENV, serving_app
+from bookingguard.api.server import LOGIN_SECRET_ENV, METRICS_DIR_ENV, serving_app
 from bookingguard.cli.state import cli_errors, console, state_of
 from bookingguard.settings import CONFIG_ENV
 
@@ -74,8 +76,7 @@ def serve(
             "--workers",
             min=1,
             max=64,
-            help="Worker processes sharing the port (one per core); /metrics then "
-            "reports the worker that answers.",
+            help="Worker processes sharing the port (one per core); /metrics sums their counters.",
         ),
     ] = 1,
 ) -> None:
@@ -118,4 +119,20 @@ def serve(
     config = _uvicorn_config(
         "bookingguard.api.server:worker_app", bind_host, bind_port, factory=True, workers=workers
     )
-    Multiprocess(config, sockets=[config.bind_socket()]).run()
+    with _metrics_directory():
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+
+
+@contextmanager
+def _metrics_directory() -> Iterator[None]:
+    """A fresh directory for the workers' metric files (unless one is configured), removed after."""
+    if os.environ.get(METRICS_DIR_ENV):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="bookingguard-metrics-")
+    os.environ[METRICS_DIR_ENV] = directory
+    try:
+        yield
+    finally:
+        del os.environ[METRICS_DIR_ENV]
+        shutil.rmtree(directory, ignore_errors=True)

@@ -50,6 +50,7 @@ class MonitorMetrics:
             "Alerts open or acknowledged, by severity.",
             ["severity"],
             registry=registry,
+            multiprocess_mode="mostrecent",
         )
         self.notifications = Counter(
             "bookingguard_notifications_total",
@@ -62,11 +63,13 @@ class MonitorMetrics:
             "Outbox messages waiting for delivery, by channel.",
             ["channel"],
             registry=registry,
+            multiprocess_mode="mostrecent",
         )
         self.review_queue_size = Gauge(
             "bookingguard_review_queue_size",
             "Open manual review items.",
             registry=registry,
+            multiprocess_mode="mostrecent",
         )
 
     def observe_run(self, outcomes: Iterable[RuleOutcome], seconds: float) -> None:

@@ -30,6 +30,7 @@ class BreakerMetrics:
             "Circuit state: 0 closed, 1 half_open, 2 open.",
             ["circuit"],
             registry=registry,
+            multiprocess_mode="mostrecent",
         )
         self.transitions = Counter(
             "bookingguard_circuit_transitions",
