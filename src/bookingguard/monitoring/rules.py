@@ -184,17 +184,18 @@ def _inconsistent_link_status() -> ColumnElement[bool]:
 
 
 def _inconsistent_link_status_all(until: datetime) -> Select[tuple[int]]:
-    live = (
-        select(appointments.c.call_id)
-        .where(appointments.c.status != "cancelled", appointments.c.call_id.is_not(None))
-        .distinct()
-        .subquery("live")
-    )
+    # Joined to every live appointment, not to their distinct call ids: each of a call's
+    # rows gives the same verdict, so the few calls found are made distinct instead of the
+    # 900 000 appointments (measured 280 ms against 440-600 ms, count(*) 55-80 ms).
+    live = appointments.alias("live")
     linked = calls.c.appointment_link_status.is_not_distinct_from("linked")
     return (
         select(calls.c.id)
-        .select_from(calls.outerjoin(live, live.c.call_id == calls.c.id))
+        .select_from(
+            calls.outerjoin(live, and_(live.c.call_id == calls.c.id, live.c.status != "cancelled"))
+        )
         .where(linked != live.c.call_id.is_not(None), calls.c.created_at <= until)
+        .distinct()
     )
 
 
