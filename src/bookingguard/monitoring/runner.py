@@ -4,7 +4,9 @@ A rule that raises is rolled back to its savepoint and recorded as errored, and 
 others still run and are committed; the run's report then carries the error and
 ``check`` exits 3. Notifications are planned in the outbox inside the same transaction
 (behind their own savepoint; delivery happens after commit, elsewhere). One commit
-per run instead of one per rule: each commit waits for a WAL flush.
+per run instead of one per rule: each commit waits for a WAL flush. The run's
+``check_runs`` row is written finished, in that same transaction: a run shows up
+whole or not at all (one that dies half-way leaves no row stuck at "running").
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, select
+from sqlalchemy import Select, Table, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bookingguard.db.models import CheckRun, ConsistencyAlert
@@ -36,6 +38,7 @@ SEVERITY_ORDER = ("critical", "warning", "info")
 INLINE_IDS = 30000
 
 alerts: Table = ConsistencyAlert.__table__  # type: ignore[assignment]
+check_runs: Table = CheckRun.__table__  # type: ignore[assignment]
 
 
 def utc_now() -> datetime:
@@ -158,8 +161,7 @@ class Monitor:
         """Run every rule over the window and keep the run; never raises for a rule's error."""
         window = self.window(since=since, scan_all=scan_all)
         started = self._clock()
-        run_id = self._open_run(window, started, trigger)
-        report = RunReport(run_id=run_id, started_at=started, finished_at=started, window=window)
+        report = RunReport(run_id=0, started_at=started, finished_at=started, window=window)
         clock_start = time.perf_counter()
         with UnitOfWork(self._sessions) as uow:
             plan_serially(uow.session)
@@ -173,9 +175,9 @@ class Monitor:
                     on_rule(rule.name)
             if notify:
                 self._plan_notifications(uow.session, report)
+            report.finished_at = self._clock()
+            report.run_id = _keep_run(uow.session, report, trigger=trigger)
             uow.commit()
-        report.finished_at = self._clock()
-        self._close_run(report)
         if self._metrics is not None:
             self._metrics.observe_run(report.outcomes.values(), time.perf_counter() - clock_start)
             self._metrics.refresh_gauges(self._sessions)
@@ -192,53 +194,10 @@ class Monitor:
 
     def keep(self, report: RunReport, *, trigger: str) -> int:
         """Keep a run computed elsewhere (reconciliation) in ``check_runs``; returns its id."""
-        report.run_id = self._open_run(report.window, report.started_at, trigger)
-        self._close_run(report)
+        with UnitOfWork(self._sessions) as uow:
+            report.run_id = _keep_run(uow.session, report, trigger=trigger)
+            uow.commit()
         return report.run_id
-
-    def _open_run(self, window: Window, started: datetime, trigger: str) -> int:
-        with UnitOfWork(self._sessions) as uow:
-            run = CheckRun(
-                started_at=started,
-                window_since=window.since,
-                window_until=window.until,
-                status="running",
-                trigger=trigger,
-                results={},
-                totals={},
-                errors=[],
-            )
-            uow.session.add(run)
-            uow.session.flush()
-            uow.commit()
-            return run.id
-
-    def _close_run(self, report: RunReport) -> None:
-        with UnitOfWork(self._sessions) as uow:
-            run = uow.session.get(CheckRun, report.run_id)
-            if run is None:
-                return
-            run.finished_at = report.finished_at
-            run.status = "failed" if report.errors else "succeeded"
-            run.results = {
-                name: {
-                    "severity": outcome.severity,
-                    "count": outcome.count,
-                    "duration_ms": round(outcome.duration_seconds * 1000, 3),
-                    "errored": outcome.errored,
-                    "auto_corrected": outcome.corrected,
-                    "opened": outcome.opened,
-                    "resolved": len(outcome.resolved),
-                    "review_filed": outcome.review_filed,
-                }
-                for name, outcome in report.outcomes.items()
-            }
-            run.totals = report.totals
-            run.auto_corrected = report.auto_corrected
-            run.alerts_opened = report.alerts_opened
-            run.alerts_resolved = report.alerts_resolved
-            run.errors = list(report.errors)
-            uow.commit()
 
     def _plan_notifications(self, session: Session, report: RunReport) -> None:
         """Queue the run's messages behind a savepoint: if that fails the findings stay."""
@@ -355,6 +314,42 @@ class Monitor:
             }
             for row in rows
         ]
+
+
+def _keep_run(session: Session, report: RunReport, *, trigger: str) -> int:
+    """The finished run as one ``check_runs`` row, written with its findings (one INSERT)."""
+    return int(
+        session.execute(
+            insert(check_runs)
+            .values(
+                started_at=report.started_at,
+                finished_at=report.finished_at,
+                window_since=report.window.since,
+                window_until=report.window.until,
+                status="failed" if report.errors else "succeeded",
+                trigger=trigger,
+                results={
+                    name: {
+                        "severity": outcome.severity,
+                        "count": outcome.count,
+                        "duration_ms": round(outcome.duration_seconds * 1000, 3),
+                        "errored": outcome.errored,
+                        "auto_corrected": outcome.corrected,
+                        "opened": outcome.opened,
+                        "resolved": len(outcome.resolved),
+                        "review_filed": outcome.review_filed,
+                    }
+                    for name, outcome in report.outcomes.items()
+                },
+                totals=report.totals,
+                auto_corrected=report.auto_corrected,
+                alerts_opened=report.alerts_opened,
+                alerts_resolved=report.alerts_resolved,
+                errors=list(report.errors),
+            )
+            .returning(check_runs.c.id)
+        ).scalar_one()
+    )
 
 
 def _describe(exc: BaseException) -> str:
