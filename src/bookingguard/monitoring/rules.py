@@ -7,7 +7,7 @@ handful of set-based statements (select, store, fix); nothing here loops over ro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,7 +32,16 @@ from sqlalchemy.orm import Session
 from bookingguard.db.alerts import severity_of
 from bookingguard.db.models import Appointment, Call
 
-__all__ = ["RULES", "Reach", "Rule", "Window", "reach", "rule_named"]
+__all__ = [
+    "RULES",
+    "Reach",
+    "Rule",
+    "SharedScan",
+    "Window",
+    "reach",
+    "rule_named",
+    "shared_call_scan",
+]
 
 calls: Table = Call.__table__  # type: ignore[assignment]
 appointments: Table = Appointment.__table__  # type: ignore[assignment]
@@ -80,6 +89,9 @@ class Rule:
     #: The same finding phrased for a window with its ``Reach``, given the window's
     #: condition on ``table``: a hash join over the ids the window can reach.
     ids_window: Callable[[Reach, ColumnElement[bool]], Select[tuple[int]]] | None = None
+    #: The predicate given whether the call has a live appointment (a rule over ``calls``
+    #: that tests it): lets a window's call rules share one scan joined once to them.
+    given_live: Callable[[ColumnElement[bool]], ColumnElement[bool]] | None = None
     #: A finding older than this (by ``time_column``) no longer holds: "recent" rules.
     holds_for: timedelta | None = None
     sample_columns: tuple[str, ...] = ()
@@ -160,7 +172,11 @@ def _session_outcome_mismatch() -> ColumnElement[bool]:
 
 
 def _missing_appointment() -> ColumnElement[bool]:
-    return and_(calls.c.appointment_made.is_(True), ~_live_appointment_of(calls.c.id))
+    return _missing_appointment_given(_live_appointment_of(calls.c.id))
+
+
+def _missing_appointment_given(live: ColumnElement[bool]) -> ColumnElement[bool]:
+    return and_(calls.c.appointment_made.is_(True), ~live)
 
 
 def _missing_direction() -> ColumnElement[bool]:
@@ -179,8 +195,11 @@ def _orphaned_appointment() -> ColumnElement[bool]:
 def _inconsistent_link_status() -> ColumnElement[bool]:
     # One correlated EXISTS compared with the flag: an index probe per call, where an
     # OR of two EXISTS makes PostgreSQL hash the whole appointments table twice.
-    linked = calls.c.appointment_link_status.is_not_distinct_from("linked")
-    return linked != _live_appointment_of(calls.c.id)
+    return _inconsistent_link_status_given(_live_appointment_of(calls.c.id))
+
+
+def _inconsistent_link_status_given(live: ColumnElement[bool]) -> ColumnElement[bool]:
+    return calls.c.appointment_link_status.is_not_distinct_from("linked") != live
 
 
 def _inconsistent_link_status_all(until: datetime) -> Select[tuple[int]]:
@@ -265,6 +284,43 @@ def _inconsistent_link_status_window(
     )
 
 
+@dataclass(frozen=True)
+class SharedScan:
+    """One statement finding several rules' entities: each row an id and a flag per rule."""
+
+    rules: tuple[Rule, ...]
+    statement: Select[Any]
+
+
+def shared_call_scan(rules: Sequence[Rule], window: Window) -> SharedScan | None:
+    """One statement for the window's rules over ``calls``, instead of one per rule.
+
+    The window's calls are read once and joined once to the live appointments they reach
+    (see ``Reach``). None outside a window with its reach, when fewer than two rules would
+    share it, or when they window by different columns.
+    """
+    over_calls = tuple(rule for rule in rules if rule.table is calls)
+    time_columns = {rule.time_column for rule in over_calls}
+    if window.reach is None or window.since is None or len(over_calls) < 2 or len(time_columns) > 1:
+        return None
+    time = calls.c[time_columns.pop()]
+    calls_from = _bound(window.reach.calls_from)
+    live = _live_call_ids(window.reach.calls_from).subquery("live")
+    has_live = live.c.call_id.is_not(None)
+    flags = [
+        and_(rule.predicate(), rule.in_window(window))
+        if rule.given_live is None
+        else and_(rule.given_live(has_live), rule.in_window(window), calls.c.id >= calls_from)
+        for rule in over_calls
+    ]
+    statement = (
+        select(calls.c.id, *(flag.label(f"found_{index}") for index, flag in enumerate(flags)))
+        .select_from(calls.outerjoin(live, live.c.call_id == calls.c.id))
+        .where(time >= window.since, time <= window.until, or_(*flags))
+    )
+    return SharedScan(rules=over_calls, statement=statement)
+
+
 def _recent_failure() -> ColumnElement[bool]:
     return calls.c.booking_failed.is_(True)
 
@@ -302,6 +358,7 @@ RULES: tuple[Rule, ...] = (
         description="call marked appointment_made with no live appointment (phantom booking)",
         predicate=_missing_appointment,
         ids_window=_missing_appointment_window,
+        given_live=_missing_appointment_given,
         sample_columns=("retell_call_id", "session_outcome"),
     ),
     Rule(
@@ -333,6 +390,7 @@ RULES: tuple[Rule, ...] = (
         predicate=_inconsistent_link_status,
         ids_all=_inconsistent_link_status_all,
         ids_window=_inconsistent_link_status_window,
+        given_live=_inconsistent_link_status_given,
         fix=_fix_link_status,
         sample_columns=("retell_call_id", "appointment_link_status"),
     ),

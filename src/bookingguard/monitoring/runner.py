@@ -1,12 +1,14 @@
-"""One monitor run: every rule in one transaction, each behind a savepoint; kept in ``check_runs``.
+"""One monitor run: every rule in one transaction, behind savepoints; kept in ``check_runs``.
 
-A rule that raises is rolled back to its savepoint and recorded as errored, and the
-others still run and are committed; the run's report then carries the error and
-``check`` exits 3. Notifications are planned in the outbox inside the same transaction
-(behind their own savepoint; delivery happens after commit, elsewhere). One commit
-per run instead of one per rule: each commit waits for a WAL flush. The run's
-``check_runs`` row is written finished, in that same transaction: a run shows up
-whole or not at all (one that dies half-way leaves no row stuck at "running").
+The rules run together behind one savepoint (see ``Monitor._run_rules``); when that
+raises, each runs again behind its own. A rule that raises there is rolled back to
+its savepoint and recorded as errored, and the others still run and are committed;
+the run's report then carries the error and ``check`` exits 3. Notifications are
+planned in the outbox inside the same transaction (behind their own savepoint;
+delivery happens after commit, elsewhere). One commit per run instead of one per
+rule: each commit waits for a WAL flush. The run's ``check_runs`` row is written
+finished, in that same transaction: a run shows up whole or not at all (one that
+dies half-way leaves no row stuck at "running").
 """
 
 from __future__ import annotations
@@ -25,8 +27,13 @@ from bookingguard.db.tuning import bound_ids, plan_serially
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.monitoring.alerting import AlertPolicy, RuleOutcome, plan_notifications
 from bookingguard.monitoring.metrics import MonitorMetrics
-from bookingguard.monitoring.rules import RULES, Rule, Window, reach
-from bookingguard.monitoring.store import StoreOutcome, resolve_gone, store_rule
+from bookingguard.monitoring.rules import RULES, Rule, Window, reach, shared_call_scan
+from bookingguard.monitoring.store import (
+    StoreOutcome,
+    open_alert_counts,
+    resolve_gone,
+    store_rule,
+)
 from bookingguard.review.queue import PRIORITY_BY_SEVERITY, file_many_for_review
 
 __all__ = ["EXIT_CLEAN", "EXIT_CRITICAL", "EXIT_FAILED", "EXIT_WARNINGS", "Monitor", "RunReport"]
@@ -165,14 +172,12 @@ class Monitor:
         clock_start = time.perf_counter()
         with UnitOfWork(self._sessions) as uow:
             plan_serially(uow.session)
-            reached = self._reach(uow.session, window)
-            for rule in self._rules:
-                outcome = self._run_rule(uow.session, rule, reached, fix=fix)
-                report.outcomes[rule.name] = outcome
-                if outcome.errored:
-                    report.errors.append({"rule": rule.name, "message": outcome.error or ""})
-                if on_rule is not None:
-                    on_rule(rule.name)
+            report.outcomes = self._run_rules(uow.session, window, fix=fix, on_rule=on_rule)
+            report.errors.extend(
+                {"rule": outcome.alert_type, "message": outcome.error or ""}
+                for outcome in report.outcomes.values()
+                if outcome.errored
+            )
             if notify:
                 self._plan_notifications(uow.session, report)
             report.finished_at = self._clock()
@@ -212,6 +217,99 @@ class Monitor:
         except Exception as exc:
             report.errors.append({"rule": "notifications", "message": _describe(exc)})
 
+    def _run_rules(
+        self,
+        session: Session,
+        window: Window,
+        *,
+        fix: bool,
+        on_rule: Callable[[str], None] | None,
+    ) -> dict[str, RuleOutcome]:
+        """Every rule's outcome, in the rules' order: all together, or else one by one.
+
+        Together, behind one savepoint: the window's rules over calls share one scan,
+        samples and open alerts are read once for all rules, and a rule with nothing to
+        write costs no statement. If anything in there raises, that savepoint is rolled
+        back and each rule runs again alone behind its own, so that the rule at fault is
+        the one reported as errored and the others keep their findings.
+        """
+        reported: set[str] = set()
+
+        def done(name: str) -> None:
+            if on_rule is not None and name not in reported:
+                reported.add(name)
+                on_rule(name)
+
+        try:
+            with session.begin_nested():
+                return self._run_together(session, window, fix=fix, done=done)
+        except Exception:
+            reached = self._reach(session, window)
+            outcomes: dict[str, RuleOutcome] = {}
+            for rule in self._rules:
+                outcomes[rule.name] = self._run_rule(session, rule, reached, fix=fix)
+                done(rule.name)
+            return outcomes
+
+    def _run_together(
+        self, session: Session, window: Window, *, fix: bool, done: Callable[[str], None]
+    ) -> dict[str, RuleOutcome]:
+        now = self._clock()
+        if any(rule.ids_window for rule in self._rules):
+            window = reach(session, window)
+        found, seconds = self._find_all(session, window)
+        samples = self._samples(
+            session, {rule.name: found[rule.name][: self._sample_size] for rule in self._rules}
+        )
+        open_alerts = open_alert_counts(session, [rule.name for rule in self._rules])
+        outcomes: dict[str, RuleOutcome] = {}
+        for rule in self._rules:
+            started = time.perf_counter()
+            outcome = self._store(
+                session,
+                rule,
+                window,
+                found[rule.name],
+                samples[rule.name],
+                open_alerts=open_alerts.get(rule.name, 0),
+                fix=fix,
+                now=now,
+            )
+            outcome.duration_seconds = seconds[rule.name] + time.perf_counter() - started
+            outcomes[rule.name] = outcome
+            done(rule.name)
+        return outcomes
+
+    def _find_all(
+        self, session: Session, window: Window
+    ) -> tuple[dict[str, list[int]], dict[str, float]]:
+        """Each rule's ids, and the time of the statement that found them (shared or its own)."""
+        found: dict[str, list[int]] = {}
+        seconds: dict[str, float] = {}
+        shared = shared_call_scan(self._rules, window)
+        if shared is not None:
+            started = time.perf_counter()
+            rows = session.execute(shared.statement).all()
+            elapsed = time.perf_counter() - started
+            for index, rule in enumerate(shared.rules, start=1):
+                found[rule.name] = sorted(int(row[0]) for row in rows if row[index])
+                seconds[rule.name] = elapsed
+        for rule in self._rules:
+            if rule.name not in found:
+                started = time.perf_counter()
+                found[rule.name] = self._ids(session, rule, window)
+                seconds[rule.name] = time.perf_counter() - started
+        return found, seconds
+
+    @staticmethod
+    def _ids(session: Session, rule: Rule, window: Window) -> list[int]:
+        # The rule's statement alone, so the planner reads only what it tests (index-only in
+        # a window); the ids found are then reused by the statements that store them instead
+        # of re-running the rule. Joining the table back for the sample columns made the
+        # planner hash the whole table whenever it misjudged how many rows a predicate keeps.
+        # Select[tuple[int]] is a one-column select of ints; the scalars are the ids.
+        return sorted(int(cast(int, entity_id)) for entity_id in session.scalars(rule.ids(window)))
+
     def _reach(self, session: Session, window: Window) -> Window:
         """The window with its reach, or as it is when the reach cannot be read.
 
@@ -231,7 +329,18 @@ class Monitor:
         started = time.perf_counter()
         try:
             with session.begin_nested():
-                outcome = self._apply_rule(session, rule, window, fix=fix)
+                found_ids = self._ids(session, rule, window)
+                samples = self._samples(session, {rule.name: found_ids[: self._sample_size]})
+                outcome = self._store(
+                    session,
+                    rule,
+                    window,
+                    found_ids,
+                    samples[rule.name],
+                    open_alerts=None,
+                    fix=fix,
+                    now=self._clock(),
+                )
         except Exception as exc:
             return RuleOutcome(
                 alert_type=rule.name,
@@ -244,29 +353,36 @@ class Monitor:
         outcome.duration_seconds = time.perf_counter() - started
         return outcome
 
-    def _apply_rule(
-        self, session: Session, rule: Rule, window: Window, *, fix: bool
+    def _store(
+        self,
+        session: Session,
+        rule: Rule,
+        window: Window,
+        found_ids: list[int],
+        samples: list[dict[str, Any]],
+        *,
+        open_alerts: int | None,
+        fix: bool,
+        now: datetime,
     ) -> RuleOutcome:
-        now = self._clock()
-        table = rule.table
-        # The rule's statement alone, so the planner reads only what it tests (index-only in
-        # a window); the ids found are then reused by the statements below instead of
-        # re-running the rule. Joining the table back for the sample columns made the planner
-        # hash the whole table whenever it misjudged how many rows a predicate keeps.
-        # Select[tuple[int]] is a one-column select of ints; the scalars are the ids.
-        found_ids = sorted(
-            int(cast(int, entity_id)) for entity_id in session.scalars(rule.ids(window))
-        )
+        """Store one rule's findings and resolve what it no longer finds.
+
+        ``open_alerts`` is how many alerts of the rule were open at the start of the run
+        (None: not known). With none open there is nothing to bump; when every open one
+        was found again there is nothing to resolve. An alert opened elsewhere (by the
+        booking path) after that count is resolved by the next run, as one opened after
+        this run would be.
+        """
         count = len(found_ids)
-        samples = self._samples(session, rule, found_ids[: self._sample_size])
         ids: Select[tuple[int]] | list[int] = found_ids if count <= INLINE_IDS else rule.ids(window)
         stored = StoreOutcome(opened=0, bumped=0, resolved=(), corrected=0)
         filed = 0
         if count:
-            stored = store_rule(session, rule, ids=ids, fix=fix, now=now)
+            stored = store_rule(session, rule, ids=ids, fix=fix, now=now, any_open=open_alerts != 0)
             # Filed when the alert opens: a reviewer who closes the item is not refiled
             # every minute while the alert stays open.
             if stored.opened_ids and rule.severity == "critical" and rule.entity_type == "call":
+                table = rule.table
                 filed = file_many_for_review(
                     session,
                     call_ids=select(table.c.id).where(
@@ -277,13 +393,15 @@ class Monitor:
                     now=now,
                     context={"source": "monitor", "alert_type": rule.name},
                 )
-        resolved = resolve_gone(
-            session,
-            alert_type=rule.name,
-            still_holds=rule.still_holds(alerts.c.entity_id, now),
-            now=now,
-            found=found_ids if isinstance(ids, list) else (),
-        )
+        resolved: tuple[str, ...] = ()
+        if open_alerts is None or open_alerts > stored.bumped:
+            resolved = resolve_gone(
+                session,
+                alert_type=rule.name,
+                still_holds=rule.still_holds(alerts.c.entity_id, now),
+                now=now,
+                found=found_ids if isinstance(ids, list) else (),
+            )
         return RuleOutcome(
             alert_type=rule.name,
             severity=rule.severity,
@@ -296,24 +414,35 @@ class Monitor:
             review_filed=filed,
         )
 
-    @staticmethod
-    def _samples(session: Session, rule: Rule, ids: list[int]) -> list[dict[str, Any]]:
-        """The sample columns of these entities, in id order (one small statement)."""
-        if not ids:
-            return []
-        table = rule.table
-        columns = [table.c[name] for name in rule.sample_columns]
-        rows = session.execute(
-            select(table.c.id, *columns).where(table.c.id.in_(ids)).order_by(table.c.id)
-        )
-        return [
-            {
-                "entity_type": rule.entity_type,
-                "entity_id": row.id,
-                **{name: getattr(row, name) for name in rule.sample_columns},
+    def _samples(
+        self, session: Session, ids_by_rule: dict[str, list[int]]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The sample columns of these entities, in id order: one statement per table."""
+        rules = [rule for rule in self._rules if rule.name in ids_by_rule]
+        samples: dict[str, list[dict[str, Any]]] = {rule.name: [] for rule in rules}
+        for table in {rule.table for rule in rules if ids_by_rule[rule.name]}:
+            of_table = [rule for rule in rules if rule.table is table]
+            names = sorted({name for rule in of_table for name in rule.sample_columns})
+            ids = sorted({entity_id for rule in of_table for entity_id in ids_by_rule[rule.name]})
+            rows = {
+                row.id: row
+                for row in session.execute(
+                    select(table.c.id, *(table.c[name] for name in names)).where(
+                        table.c.id.in_(ids)
+                    )
+                )
             }
-            for row in rows
-        ]
+            for rule in of_table:
+                samples[rule.name] = [
+                    {
+                        "entity_type": rule.entity_type,
+                        "entity_id": entity_id,
+                        **{name: getattr(rows[entity_id], name) for name in rule.sample_columns},
+                    }
+                    for entity_id in ids_by_rule[rule.name]
+                    if entity_id in rows
+                ]
+        return samples
 
 
 def _keep_run(session: Session, report: RunReport, *, trigger: str) -> int:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     TextualSelect,
     exists,
+    func,
     insert,
     literal,
     or_,
@@ -38,7 +39,14 @@ from bookingguard.db.tuning import bound_ids
 from bookingguard.db.types import JSONDocument, UTCDateTime
 from bookingguard.monitoring.rules import Rule
 
-__all__ = ["OPEN", "StoreOutcome", "resolve_gone", "store_listed", "store_rule"]
+__all__ = [
+    "OPEN",
+    "StoreOutcome",
+    "open_alert_counts",
+    "resolve_gone",
+    "store_listed",
+    "store_rule",
+]
 
 alerts: Table = ConsistencyAlert.__table__  # type: ignore[assignment]
 OPEN = ("open", "acknowledged")
@@ -107,6 +115,16 @@ def _rowcount(result: Result[Any]) -> int:
     return max(cast(CursorResult[Any], result).rowcount, 0)
 
 
+def open_alert_counts(session: Session, alert_types: Sequence[str]) -> dict[str, int]:
+    """How many alerts of each of these types are open (a type with none is left out)."""
+    rows = session.execute(
+        select(alerts.c.alert_type, func.count())
+        .where(alerts.c.alert_type.in_(alert_types), alerts.c.status.in_(OPEN))
+        .group_by(alerts.c.alert_type)
+    )
+    return {str(alert_type): int(count) for alert_type, count in rows}
+
+
 def resolve_gone(
     session: Session,
     *,
@@ -142,11 +160,17 @@ def store_rule(
     ids: Select[tuple[int]] | list[int],
     fix: bool,
     now: datetime,
+    any_open: bool = True,
 ) -> StoreOutcome:
-    """Write one rule's findings: ``ids`` lists them, or selects them when there are many."""
+    """Write one rule's findings: ``ids`` lists them, or selects them when there are many.
+
+    ``any_open`` False says no alert of the rule is open: nothing to bump or close.
+    """
     table = rule.table
     corrects = fix and rule.fix is not None
-    bumped = set() if corrects else _bump(session, rule.name, rule.entity_type, ids, now)
+    bumped: set[int] = set()
+    if any_open and not corrects:
+        bumped = _bump(session, rule.name, rule.entity_type, ids, now)
     new_ids: Select[tuple[int]] | list[int] = ids
     if isinstance(ids, list):
         # Steady state: every finding already had an open alert, nothing to insert.
@@ -207,23 +231,8 @@ def store_rule(
     opened = len(opened_ids)
     corrected = 0
     if corrects and rule.fix is not None:
-        session.execute(
-            update(alerts)
-            .where(
-                alerts.c.entity_type == rule.entity_type,
-                alerts.c.alert_type == rule.name,
-                alerts.c.status.in_(OPEN),
-                _among(session, alerts.c.entity_id, ids),
-            )
-            .values(
-                status="resolved",
-                auto_corrected=True,
-                corrected_at=now,
-                resolved_at=now,
-                last_seen_at=now,
-                updated_at=now,
-            )
-        )
+        if any_open:
+            _close_corrected(session, rule, ids, now)
         result = session.execute(
             update(table).where(_among(session, table.c.id, ids)).values(**dict(rule.fix()))
         )
@@ -236,6 +245,29 @@ def store_rule(
         resolved=(),
         corrected=corrected,
         opened_ids=opened_ids,
+    )
+
+
+def _close_corrected(
+    session: Session, rule: Rule, ids: Select[tuple[int]] | list[int], now: datetime
+) -> None:
+    """The open alerts of entities a fix corrects are resolved as auto-corrected."""
+    session.execute(
+        update(alerts)
+        .where(
+            alerts.c.entity_type == rule.entity_type,
+            alerts.c.alert_type == rule.name,
+            alerts.c.status.in_(OPEN),
+            _among(session, alerts.c.entity_id, ids),
+        )
+        .values(
+            status="resolved",
+            auto_corrected=True,
+            corrected_at=now,
+            resolved_at=now,
+            last_seen_at=now,
+            updated_at=now,
+        )
     )
 
 

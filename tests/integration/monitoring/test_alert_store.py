@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from bookingguard.monitoring import AlertPolicy, Monitor
 from tests.conftest import TestDatabase
@@ -189,3 +189,39 @@ def test_rule_severities_agree_with_the_database_guarantees(database: TestDataba
     )[0]
     assert severity == rule_named("session_outcome_mismatch").severity
     assert fingerprint == f"session_outcome_mismatch:call:{call_id}"
+
+
+def test_rules_that_find_nothing_write_no_alert(database: TestDatabase) -> None:
+    """A run over clean rows with no open alert writes nothing to the alerts table."""
+    play_legacy(database)
+    statements: list[str] = []
+
+    def keep(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(database.engine, "before_cursor_execute", keep)
+    try:
+        report = Monitor(database.sessions, policy=AlertPolicy(), clock=Clock()).check(notify=False)
+    finally:
+        event.remove(database.engine, "before_cursor_execute", keep)
+    assert report.errors == []
+    writes = [s for s in statements if s.lstrip().upper().startswith(("UPDATE", "INSERT"))]
+    assert writes
+    assert [s for s in writes if "data_consistency_alerts" in s] == []
+
+
+def test_progress_names_each_rule_once_when_the_run_falls_back(database: TestDatabase) -> None:
+    """When running the rules together fails, each rule is still reported to progress once."""
+    from dataclasses import replace
+
+    from bookingguard.monitoring.rules import RULES
+
+    play_legacy(database)
+    broken = replace(RULES[2], predicate=lambda: text("no_such_column = 1"))  # type: ignore[arg-type,return-value]
+    rules = (RULES[0], RULES[1], broken, RULES[3])
+    names: list[str] = []
+    report = Monitor(database.sessions, policy=AlertPolicy(), clock=Clock(), rules=rules).check(
+        notify=False, on_rule=names.append
+    )
+    assert [e["rule"] for e in report.errors] == ["missing_direction"]
+    assert names == [rule.name for rule in rules]
