@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bookingguard.db.engine import SQLITE_BEGIN_OPTION, outside_transaction
 from bookingguard.db.models import Customer
+from bookingguard.db.tuning import plan_monitor_run
 from bookingguard.db.uow import UnitOfWork
 from tests.conftest import TestDatabase
 
@@ -99,3 +100,18 @@ def test_a_read_outside_a_transaction_leaves_the_pooled_connection_transactional
         write_then_fail()
     with engine.connect() as connection:
         assert connection.scalar(select(func.count(Customer.id))) == 0
+
+
+def test_monitor_plan_settings_last_for_the_transaction(postgres_database: TestDatabase) -> None:
+    """A monitor run's statements plan serially and per value; the next transaction does not."""
+    settings = text(
+        "SELECT current_setting('max_parallel_workers_per_gather'),"
+        " current_setting('plan_cache_mode')"
+    )
+    with postgres_database.sessions() as session:
+        before = tuple(session.execute(settings).one())
+        session.commit()
+        plan_monitor_run(session)
+        assert tuple(session.execute(settings).one()) == ("0", "force_custom_plan")
+        session.commit()
+        assert tuple(session.execute(settings).one()) == before != ("0", "force_custom_plan")

@@ -23,7 +23,7 @@ from sqlalchemy import Select, Table, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bookingguard.db.models import CheckRun, ConsistencyAlert
-from bookingguard.db.tuning import bound_ids, plan_serially
+from bookingguard.db.tuning import bound_ids, plan_monitor_run
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.monitoring.alerting import AlertPolicy, RuleOutcome, plan_notifications
 from bookingguard.monitoring.metrics import MonitorMetrics
@@ -171,7 +171,7 @@ class Monitor:
         report = RunReport(run_id=0, started_at=started, finished_at=started, window=window)
         clock_start = time.perf_counter()
         with UnitOfWork(self._sessions) as uow:
-            plan_serially(uow.session)
+            plan_monitor_run(uow.session)
             report.outcomes = self._run_rules(uow.session, window, fix=fix, on_rule=on_rule)
             report.errors.extend(
                 {"rule": outcome.alert_type, "message": outcome.error or ""}
