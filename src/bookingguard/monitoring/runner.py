@@ -30,6 +30,7 @@ from bookingguard.monitoring.metrics import MonitorMetrics
 from bookingguard.monitoring.rules import RULES, Rule, Window, reach, shared_call_scan
 from bookingguard.monitoring.store import (
     StoreOutcome,
+    bump_found,
     open_alert_counts,
     resolve_gone,
     store_rule,
@@ -262,6 +263,25 @@ class Monitor:
             session, {rule.name: found[rule.name][: self._sample_size] for rule in self._rules}
         )
         open_alerts = open_alert_counts(session, [rule.name for rule in self._rules])
+        # Re-detections are bumped in one statement for every rule that has some (a rule
+        # with more findings than it lists, or that corrects them, does its own).
+        to_bump = [
+            rule
+            for rule in self._rules
+            if open_alerts.get(rule.name)
+            and 0 < len(found[rule.name]) <= INLINE_IDS
+            and not (fix and rule.fix is not None)
+        ]
+        bumped: dict[str, set[int]] = {}
+        if to_bump:
+            started = time.perf_counter()
+            bumped = bump_found(
+                session,
+                [(rule.name, rule.entity_type, found[rule.name]) for rule in to_bump],
+                now=now,
+            )
+            for rule in to_bump:
+                seconds[rule.name] += time.perf_counter() - started
         outcomes: dict[str, RuleOutcome] = {}
         for rule in self._rules:
             started = time.perf_counter()
@@ -272,6 +292,7 @@ class Monitor:
                 found[rule.name],
                 samples[rule.name],
                 open_alerts=open_alerts.get(rule.name, 0),
+                bumped=bumped.get(rule.name),
                 fix=fix,
                 now=now,
             )
@@ -362,13 +383,15 @@ class Monitor:
         samples: list[dict[str, Any]],
         *,
         open_alerts: int | None,
+        bumped: set[int] | None = None,
         fix: bool,
         now: datetime,
     ) -> RuleOutcome:
         """Store one rule's findings and resolve what it no longer finds.
 
         ``open_alerts`` is how many alerts of the rule were open at the start of the run
-        (None: not known). With none open there is nothing to bump; when every open one
+        (None: not known), ``bumped`` the entities whose open alert the run bumped already
+        (None: bump here). With none open there is nothing to bump; when every open one
         was found again there is nothing to resolve. An alert opened elsewhere (by the
         booking path) after that count is resolved by the next run, as one opened after
         this run would be.
@@ -378,7 +401,9 @@ class Monitor:
         stored = StoreOutcome(opened=0, bumped=0, resolved=(), corrected=0)
         filed = 0
         if count:
-            stored = store_rule(session, rule, ids=ids, fix=fix, now=now, any_open=open_alerts != 0)
+            stored = store_rule(
+                session, rule, ids=ids, fix=fix, now=now, any_open=open_alerts != 0, bumped=bumped
+            )
             # Filed when the alert opens: a reviewer who closes the item is not refiled
             # every minute while the alert stays open.
             if stored.opened_ids and rule.severity == "critical" and rule.entity_type == "call":

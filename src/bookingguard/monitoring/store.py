@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     TextualSelect,
+    and_,
     exists,
     func,
     insert,
@@ -42,6 +43,7 @@ from bookingguard.monitoring.rules import Rule
 __all__ = [
     "OPEN",
     "StoreOutcome",
+    "bump_found",
     "open_alert_counts",
     "resolve_gone",
     "store_listed",
@@ -97,18 +99,42 @@ def _bump(
     now: datetime,
 ) -> set[int]:
     """Bump the open alerts of these entities; returns the entities that had one."""
+    return bump_found(session, [(alert_type, entity_type, ids)], now=now)[alert_type]
+
+
+def bump_found(
+    session: Session,
+    found: Sequence[tuple[str, str, Select[tuple[int]] | list[int]]],
+    *,
+    now: datetime,
+) -> dict[str, set[int]]:
+    """Bump the open alerts of several rules' findings in one statement.
+
+    ``found`` holds (alert type, entity type, ids) for each rule; returns, per alert type,
+    the entities that had an open alert.
+    """
+    bumped: dict[str, set[int]] = {alert_type: set() for alert_type, _, _ in found}
     result = session.execute(
         update(alerts)
         .where(
-            alerts.c.entity_type == entity_type,
-            alerts.c.alert_type == alert_type,
             alerts.c.status.in_(OPEN),
-            _among(session, alerts.c.entity_id, ids),
+            or_(
+                *(
+                    and_(
+                        alerts.c.entity_type == entity_type,
+                        alerts.c.alert_type == alert_type,
+                        _among(session, alerts.c.entity_id, ids),
+                    )
+                    for alert_type, entity_type, ids in found
+                )
+            ),
         )
         .values(occurrences=alerts.c.occurrences + 1, last_seen_at=now, updated_at=now)
-        .returning(alerts.c.entity_id)
+        .returning(alerts.c.alert_type, alerts.c.entity_id)
     )
-    return {int(row[0]) for row in result.all()}
+    for alert_type, entity_id in result.all():
+        bumped[str(alert_type)].add(int(entity_id))
+    return bumped
 
 
 def _rowcount(result: Result[Any]) -> int:
@@ -161,16 +187,20 @@ def store_rule(
     fix: bool,
     now: datetime,
     any_open: bool = True,
+    bumped: set[int] | None = None,
 ) -> StoreOutcome:
     """Write one rule's findings: ``ids`` lists them, or selects them when there are many.
 
     ``any_open`` False says no alert of the rule is open: nothing to bump or close.
+    ``bumped`` lists the entities whose open alert the caller bumped already (with
+    ``bump_found``, for several rules at once); None bumps them here.
     """
     table = rule.table
     corrects = fix and rule.fix is not None
-    bumped: set[int] = set()
-    if any_open and not corrects:
-        bumped = _bump(session, rule.name, rule.entity_type, ids, now)
+    if bumped is None:
+        bumped = set()
+        if any_open and not corrects:
+            bumped = _bump(session, rule.name, rule.entity_type, ids, now)
     new_ids: Select[tuple[int]] | list[int] = ids
     if isinstance(ids, list):
         # Steady state: every finding already had an open alert, nothing to insert.

@@ -225,3 +225,37 @@ def test_progress_names_each_rule_once_when_the_run_falls_back(database: TestDat
     )
     assert [e["rule"] for e in report.errors] == ["missing_direction"]
     assert names == [rule.name for rule in rules]
+
+
+def test_bumps_of_several_rules_touch_only_what_each_found(database: TestDatabase) -> None:
+    """One run bumps each rule's re-detections; another rule's alert on the entity resolves."""
+    play_legacy(database)
+    with database.engine.begin() as connection:
+        both = add_call(
+            connection,
+            "both",
+            direction=None,
+            appointment_made=True,
+            session_outcome="appointment_booked",
+        )
+        undirected = add_call(connection, "undirected", direction=None)
+    clock = Clock()
+    monitor = Monitor(database.sessions, policy=AlertPolicy(), clock=clock)
+    monitor.check(fix=False, notify=False)
+    with database.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE calls SET direction = 'inbound' WHERE id = :id"), {"id": both}
+        )
+    clock.advance(minutes=1)
+    report = monitor.check(fix=False, notify=False)
+    found = rows(
+        database,
+        "SELECT alert_type, entity_id, occurrences, status FROM data_consistency_alerts"
+        " ORDER BY alert_type, entity_id",
+    )
+    assert [tuple(r) for r in found] == [
+        ("missing_appointment", both, 2, "open"),
+        ("missing_direction", both, 1, "resolved"),
+        ("missing_direction", undirected, 2, "open"),
+    ]
+    assert report.alerts_resolved == 1
