@@ -307,12 +307,18 @@ def shared_call_scan(rules: Sequence[Rule], window: Window) -> SharedScan | None
     calls_from = _bound(window.reach.calls_from)
     live = _live_call_ids(window.reach.calls_from).subquery("live")
     has_live = live.c.call_id.is_not(None)
-    flags = [
-        and_(rule.predicate(), rule.in_window(window))
-        if rule.given_live is None
-        else and_(rule.given_live(has_live), rule.in_window(window), calls.c.id >= calls_from)
-        for rule in over_calls
-    ]
+
+    def flag(rule: Rule) -> ColumnElement[bool]:
+        # The window itself is the statement's condition: each flag adds only what narrows it.
+        if rule.given_live is None:
+            parts = [rule.predicate()]
+        else:
+            parts = [rule.given_live(has_live), calls.c.id >= calls_from]
+        if rule.holds_for is not None:
+            parts.append(time >= window.until - rule.holds_for)
+        return and_(*parts)
+
+    flags = [flag(rule) for rule in over_calls]
     statement = (
         select(calls.c.id, *(flag.label(f"found_{index}") for index, flag in enumerate(flags)))
         .select_from(calls.outerjoin(live, live.c.call_id == calls.c.id))
