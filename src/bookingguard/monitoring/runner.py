@@ -1,14 +1,14 @@
-"""One monitor run: every rule in one transaction, behind savepoints; kept in ``check_runs``.
+"""One monitor run: every rule in one transaction; kept in ``check_runs``.
 
-The rules run together behind one savepoint (see ``Monitor._run_rules``); when that
-raises, each runs again behind its own. A rule that raises there is rolled back to
-its savepoint and recorded as errored, and the others still run and are committed;
-the run's report then carries the error and ``check`` exits 3. Notifications are
-planned in the outbox inside the same transaction (behind their own savepoint;
-delivery happens after commit, elsewhere). One commit per run instead of one per
-rule: each commit waits for a WAL flush. The run's ``check_runs`` row is written
-finished, in that same transaction: a run shows up whole or not at all (one that
-dies half-way leaves no row stuck at "running").
+The rules run together first (see ``Monitor._run_rules``); when that raises, it is
+rolled back and each rule runs again behind a savepoint of its own. A rule that
+raises there is rolled back to its savepoint and recorded as errored, and the others
+still run and are committed; the run's report then carries the error and ``check``
+exits 3. Notifications are planned in the outbox inside the same transaction (behind
+their own savepoint; delivery happens after commit, elsewhere). One commit per run
+instead of one per rule: each commit waits for a WAL flush. The run's ``check_runs``
+row is written finished, in that same transaction: a run shows up whole or not at
+all (one that dies half-way leaves no row stuck at "running").
 """
 
 from __future__ import annotations
@@ -172,8 +172,7 @@ class Monitor:
         report = RunReport(run_id=0, started_at=started, finished_at=started, window=window)
         clock_start = time.perf_counter()
         with UnitOfWork(self._sessions) as uow:
-            plan_monitor_run(uow.session)
-            report.outcomes = self._run_rules(uow.session, window, fix=fix, on_rule=on_rule)
+            report.outcomes = self._run_rules(uow, window, fix=fix, on_rule=on_rule)
             report.errors.extend(
                 {"rule": outcome.alert_type, "message": outcome.error or ""}
                 for outcome in report.outcomes.values()
@@ -220,7 +219,7 @@ class Monitor:
 
     def _run_rules(
         self,
-        session: Session,
+        uow: UnitOfWork,
         window: Window,
         *,
         fix: bool,
@@ -228,11 +227,13 @@ class Monitor:
     ) -> dict[str, RuleOutcome]:
         """Every rule's outcome, in the rules' order: all together, or else one by one.
 
-        Together, behind one savepoint: the window's rules over calls share one scan,
-        samples and open alerts are read once for all rules, and a rule with nothing to
-        write costs no statement. If anything in there raises, that savepoint is rolled
-        back and each rule runs again alone behind its own, so that the rule at fault is
-        the one reported as errored and the others keep their findings.
+        Together, first in the run's transaction: the window's rules over calls share one
+        scan, samples and open alerts are read once for all rules, and a rule with nothing
+        to write costs no statement. If anything in there raises, the transaction (which
+        holds nothing else yet) is rolled back and each rule runs again alone behind its
+        own savepoint, so that the rule at fault is the one reported as errored and the
+        others keep their findings. No savepoint around the first try saves its two round
+        trips on every run that does not fail.
         """
         reported: set[str] = set()
 
@@ -241,10 +242,13 @@ class Monitor:
                 reported.add(name)
                 on_rule(name)
 
+        session = uow.session
+        plan_monitor_run(session)
         try:
-            with session.begin_nested():
-                return self._run_together(session, window, fix=fix, done=done)
+            return self._run_together(session, window, fix=fix, done=done)
         except Exception:
+            uow.rollback()
+            plan_monitor_run(session)
             reached = self._reach(session, window)
             outcomes: dict[str, RuleOutcome] = {}
             for rule in self._rules:
