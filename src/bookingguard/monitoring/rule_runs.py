@@ -91,6 +91,7 @@ class RuleRunner:
     def _run_together(
         self, session: Session, window: Window, *, fix: bool, done: Callable[[str], None]
     ) -> dict[str, RuleOutcome]:
+        """Every rule found, then every rule stored: shared statements run once for all."""
         now = self._clock()
         if any(rule.ids_window for rule in self._rules):
             window = reach(session, window)
@@ -229,8 +230,8 @@ class RuleRunner:
         (None: not known), ``bumped`` the entities whose open alert the run bumped already
         (None: bump here). With none open there is nothing to bump; when every open one
         was found again there is nothing to resolve. An alert opened elsewhere (by the
-        booking path) after that count is resolved by the next run, as one opened after
-        this run would be.
+        booking path) after that count may be left to the next run to bump or resolve,
+        as one opened after this run would be.
         """
         count = len(found_ids)
         ids: Select[tuple[int]] | list[int] = found_ids if count <= INLINE_IDS else rule.ids(window)
