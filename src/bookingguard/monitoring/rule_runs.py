@@ -147,7 +147,7 @@ class RuleRunner:
         shared = shared_call_scan(self._rules, window)
         if shared is not None:
             started = time.perf_counter()
-            rows = session.execute(shared.statement).all()
+            rows = session.execute(shared.statement, shared.parameters).all()
             elapsed = time.perf_counter() - started
             for index, rule in enumerate(shared.rules, start=1):
                 found[rule.name] = sorted(int(row[0]) for row in rows if row[index])

@@ -177,7 +177,7 @@ def test_shared_scan_finds_what_each_call_rule_finds_alone(database: TestDatabas
     with database.sessions() as session:
         shared = shared_call_scan(RULES, reach(session, plain))
         assert shared is not None
-        found = session.execute(shared.statement).all()
+        found = session.execute(shared.statement, shared.parameters).all()
         together = {
             rule.name: sorted(row[0] for row in found if row[index])
             for index, rule in enumerate(shared.rules, start=1)
