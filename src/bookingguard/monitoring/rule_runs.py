@@ -95,7 +95,7 @@ class RuleRunner:
         now = self._clock()
         if any(rule.ids_window for rule in self._rules):
             window = reach(session, window)
-        found, seconds = self._find_all(session, window)
+        found, seconds = self._find_all(session, window, done=done)
         samples = self._samples(
             session, {rule.name: found[rule.name][: self._sample_size] for rule in self._rules}
         )
@@ -135,13 +135,16 @@ class RuleRunner:
             )
             outcome.duration_seconds = seconds[rule.name] + time.perf_counter() - started
             outcomes[rule.name] = outcome
-            done(rule.name)
         return outcomes
 
     def _find_all(
-        self, session: Session, window: Window
+        self, session: Session, window: Window, *, done: Callable[[str], None]
     ) -> tuple[dict[str, list[int]], dict[str, float]]:
-        """Each rule's ids, and the time of the statement that found them (shared or its own)."""
+        """Each rule's ids, and the time of the statement that found them (shared or its own).
+
+        Progress is reported as each rule's statement returns: that is the long part of a
+        run over every row, the writes that follow are short.
+        """
         found: dict[str, list[int]] = {}
         seconds: dict[str, float] = {}
         shared = shared_call_scan(self._rules, window)
@@ -152,11 +155,13 @@ class RuleRunner:
             for index, rule in enumerate(shared.rules, start=1):
                 found[rule.name] = sorted(int(row[0]) for row in rows if row[index])
                 seconds[rule.name] = elapsed
+                done(rule.name)
         for rule in self._rules:
             if rule.name not in found:
                 started = time.perf_counter()
                 found[rule.name] = self._ids(session, rule, window)
                 seconds[rule.name] = time.perf_counter() - started
+                done(rule.name)
         return found, seconds
 
     @staticmethod
