@@ -261,21 +261,29 @@ def _missing_appointment_window(reach: Reach, in_window: ColumnElement[bool]) ->
 def _orphaned_appointment_window(
     reach: Reach, in_window: ColumnElement[bool]
 ) -> Select[tuple[int]]:
-    flagged = exists(
-        select(literal(1)).where(
-            calls.c.id == appointments.c.call_id,
-            calls.c.appointment_made.is_(True),
-            calls.c.id >= _bound(reach.appointment_calls_from),
-        )
+    # Anti-joined to the flagged calls the window reaches, made distinct, as the call rules
+    # are to the live appointments: the planner hashes or merges them. As a NOT EXISTS it
+    # probed the calls' index once per appointment whenever its statistics said the last
+    # hour held a few dozen rows (19 ms against 7.5 for the bench's 9 000).
+    appointment_calls_from = _bound(reach.appointment_calls_from)
+    flagged = (
+        select(calls.c.id)
+        .where(calls.c.appointment_made.is_(True), calls.c.id >= appointment_calls_from)
+        .distinct()
+        .subquery("flagged")
     )
-    return select(appointments.c.id).where(
-        in_window,
-        or_(
-            appointments.c.call_id.is_(None),
-            appointments.c.call_id >= _bound(reach.appointment_calls_from),
-        ),
-        appointments.c.status != "cancelled",
-        ~flagged,
+    return (
+        select(appointments.c.id)
+        .select_from(appointments.outerjoin(flagged, flagged.c.id == appointments.c.call_id))
+        .where(
+            in_window,
+            or_(
+                appointments.c.call_id.is_(None),
+                appointments.c.call_id >= appointment_calls_from,
+            ),
+            appointments.c.status != "cancelled",
+            flagged.c.id.is_(None),
+        )
     )
 
 
