@@ -117,8 +117,9 @@ class RuleRunner:
                 [(rule.name, rule.entity_type, found[rule.name]) for rule in to_bump],
                 now=now,
             )
+            elapsed = time.perf_counter() - started
             for rule in to_bump:
-                seconds[rule.name] += time.perf_counter() - started
+                seconds[rule.name] += elapsed
         outcomes: dict[str, RuleOutcome] = {}
         for rule in self._rules:
             started = time.perf_counter()
