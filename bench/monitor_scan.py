@@ -169,7 +169,10 @@ def main() -> None:
             wall(lambda: monitor.check(fix=False, notify=False)) for _ in range(args.repeat)
         ]
         window = [report for report, _ in timed_window]
-        print("\nwindow (1 h), steady state (alerts already open), per rule, median:")
+        print(
+            "\nwindow (1 h), steady state (alerts already open), per rule, median"
+            " (a statement rules share counts in each):"
+        )
         for rule in RULES:
             seconds = statistics.median(r.outcomes[rule.name].duration_seconds for r in window)
             print(

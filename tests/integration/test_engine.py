@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from bookingguard.db import engine as engine_module
 from bookingguard.db.engine import SQLITE_BEGIN_OPTION, make_engine, outside_transaction
 from bookingguard.db.models import Customer
+from bookingguard.db.tuning import plan_monitor_run
 from bookingguard.db.uow import UnitOfWork
 from tests.conftest import TestDatabase
 
@@ -140,3 +141,18 @@ def test_a_connection_back_from_work_moments_ago_is_handed_out_unpinged(
         _backend_pid(postgres_database)
     assert failure.value.connection_invalidated
     assert _backend_pid(postgres_database) != pid
+
+
+def test_monitor_plan_settings_last_for_the_transaction(postgres_database: TestDatabase) -> None:
+    """A monitor run's statements plan serially and per value; the next transaction does not."""
+    settings = text(
+        "SELECT current_setting('max_parallel_workers_per_gather'),"
+        " current_setting('plan_cache_mode')"
+    )
+    with postgres_database.sessions() as session:
+        before = tuple(session.execute(settings).one())
+        session.commit()
+        plan_monitor_run(session)
+        assert tuple(session.execute(settings).one()) == ("0", "force_custom_plan")
+        session.commit()
+        assert tuple(session.execute(settings).one()) == before != ("0", "force_custom_plan")

@@ -55,6 +55,8 @@ class RuleOutcome:
     review_filed: int = 0
     errored: bool = False
     error: str | None = None
+    #: The time of the statements that found and stored it; rules that share a statement
+    #: (the window's scan of calls, the bump of re-detections) each count all of it.
     duration_seconds: float = 0.0
 
 

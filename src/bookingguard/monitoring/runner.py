@@ -1,10 +1,14 @@
-"""One monitor run: every rule in one transaction, each behind a savepoint; kept in ``check_runs``.
+"""One monitor run: every rule in one transaction; kept in ``check_runs``.
 
-A rule that raises is rolled back to its savepoint and recorded as errored, and the
-others still run and are committed; the run's report then carries the error and
-``check`` exits 3. Notifications are planned in the outbox inside the same transaction
-(behind their own savepoint; delivery happens after commit, elsewhere). One commit
-per run instead of one per rule: each commit waits for a WAL flush.
+The rules run together first (see ``rule_runs``); when that raises, it is
+rolled back and each rule runs again behind a savepoint of its own. A rule that
+raises there is rolled back to its savepoint and recorded as errored, and the others
+still run and are committed; the run's report then carries the error and ``check``
+exits 3. Notifications are planned in the outbox inside the same transaction (behind
+their own savepoint; delivery happens after commit, elsewhere). One commit per run
+instead of one per rule: each commit waits for a WAL flush. The run's ``check_runs``
+row is written finished, in that same transaction: a run shows up whole or not at
+all (one that dies half-way leaves no row stuck at "running").
 """
 
 from __future__ import annotations
@@ -13,29 +17,24 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Select, Table, select
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from bookingguard.db.models import CheckRun, ConsistencyAlert
-from bookingguard.db.tuning import bound_ids, plan_serially
+from bookingguard.db.models import CheckRun
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.monitoring.alerting import AlertPolicy, RuleOutcome, plan_notifications
 from bookingguard.monitoring.metrics import MonitorMetrics
-from bookingguard.monitoring.rules import RULES, Rule, Window, reach
-from bookingguard.monitoring.store import StoreOutcome, resolve_gone, store_rule
-from bookingguard.review.queue import PRIORITY_BY_SEVERITY, file_many_for_review
+from bookingguard.monitoring.rule_runs import RuleRunner, describe_error
+from bookingguard.monitoring.rules import RULES, Rule, Window
 
 __all__ = ["EXIT_CLEAN", "EXIT_CRITICAL", "EXIT_FAILED", "EXIT_WARNINGS", "Monitor", "RunReport"]
 
 EXIT_CLEAN, EXIT_WARNINGS, EXIT_CRITICAL, EXIT_FAILED = 0, 1, 2, 3
 SEVERITY_ORDER = ("critical", "warning", "info")
-#: Up to this many findings, later statements take the ids as a list, bound as one
-#: parameter (no re-run of the rule); beyond it they re-run the rule's statement.
-INLINE_IDS = 30000
 
-alerts: Table = ConsistencyAlert.__table__  # type: ignore[assignment]
+check_runs: Table = CheckRun.__table__  # type: ignore[assignment]
 
 
 def utc_now() -> datetime:
@@ -130,10 +129,10 @@ class Monitor:
         self._sessions = sessions
         self._policy = policy
         self._recent = timedelta(hours=recent_hours)
-        self._sample_size = sample_size
         self._rules = tuple(rules)
         self._clock = clock
         self._metrics = metrics
+        self._runner = RuleRunner(self._rules, sample_size=sample_size, clock=clock)
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -158,24 +157,20 @@ class Monitor:
         """Run every rule over the window and keep the run; never raises for a rule's error."""
         window = self.window(since=since, scan_all=scan_all)
         started = self._clock()
-        run_id = self._open_run(window, started, trigger)
-        report = RunReport(run_id=run_id, started_at=started, finished_at=started, window=window)
+        report = RunReport(run_id=0, started_at=started, finished_at=started, window=window)
         clock_start = time.perf_counter()
         with UnitOfWork(self._sessions) as uow:
-            plan_serially(uow.session)
-            reached = self._reach(uow.session, window)
-            for rule in self._rules:
-                outcome = self._run_rule(uow.session, rule, reached, fix=fix)
-                report.outcomes[rule.name] = outcome
-                if outcome.errored:
-                    report.errors.append({"rule": rule.name, "message": outcome.error or ""})
-                if on_rule is not None:
-                    on_rule(rule.name)
+            report.outcomes = self._runner.run(uow, window, fix=fix, on_rule=on_rule)
+            report.errors.extend(
+                {"rule": outcome.alert_type, "message": outcome.error or ""}
+                for outcome in report.outcomes.values()
+                if outcome.errored
+            )
             if notify:
                 self._plan_notifications(uow.session, report)
+            report.finished_at = self._clock()
+            report.run_id = _keep_run(uow.session, report, trigger=trigger)
             uow.commit()
-        report.finished_at = self._clock()
-        self._close_run(report)
         if self._metrics is not None:
             self._metrics.observe_run(report.outcomes.values(), time.perf_counter() - clock_start)
             self._metrics.refresh_gauges(self._sessions)
@@ -192,53 +187,10 @@ class Monitor:
 
     def keep(self, report: RunReport, *, trigger: str) -> int:
         """Keep a run computed elsewhere (reconciliation) in ``check_runs``; returns its id."""
-        report.run_id = self._open_run(report.window, report.started_at, trigger)
-        self._close_run(report)
+        with UnitOfWork(self._sessions) as uow:
+            report.run_id = _keep_run(uow.session, report, trigger=trigger)
+            uow.commit()
         return report.run_id
-
-    def _open_run(self, window: Window, started: datetime, trigger: str) -> int:
-        with UnitOfWork(self._sessions) as uow:
-            run = CheckRun(
-                started_at=started,
-                window_since=window.since,
-                window_until=window.until,
-                status="running",
-                trigger=trigger,
-                results={},
-                totals={},
-                errors=[],
-            )
-            uow.session.add(run)
-            uow.session.flush()
-            uow.commit()
-            return run.id
-
-    def _close_run(self, report: RunReport) -> None:
-        with UnitOfWork(self._sessions) as uow:
-            run = uow.session.get(CheckRun, report.run_id)
-            if run is None:
-                return
-            run.finished_at = report.finished_at
-            run.status = "failed" if report.errors else "succeeded"
-            run.results = {
-                name: {
-                    "severity": outcome.severity,
-                    "count": outcome.count,
-                    "duration_ms": round(outcome.duration_seconds * 1000, 3),
-                    "errored": outcome.errored,
-                    "auto_corrected": outcome.corrected,
-                    "opened": outcome.opened,
-                    "resolved": len(outcome.resolved),
-                    "review_filed": outcome.review_filed,
-                }
-                for name, outcome in report.outcomes.items()
-            }
-            run.totals = report.totals
-            run.auto_corrected = report.auto_corrected
-            run.alerts_opened = report.alerts_opened
-            run.alerts_resolved = report.alerts_resolved
-            run.errors = list(report.errors)
-            uow.commit()
 
     def _plan_notifications(self, session: Session, report: RunReport) -> None:
         """Queue the run's messages behind a savepoint: if that fails the findings stay."""
@@ -251,112 +203,40 @@ class Monitor:
                     now=self._clock(),
                 )
         except Exception as exc:
-            report.errors.append({"rule": "notifications", "message": _describe(exc)})
+            report.errors.append({"rule": "notifications", "message": describe_error(exc)})
 
-    def _reach(self, session: Session, window: Window) -> Window:
-        """The window with its reach, or as it is when the reach cannot be read.
 
-        Without it the rules run their plain predicates: a rule whose tables are broken
-        then errors on its own, and the others still report.
-        """
-        if not any(rule.ids_window for rule in self._rules):
-            return window
-        try:
-            with session.begin_nested():
-                return reach(session, window)
-        except Exception:
-            return window
-
-    def _run_rule(self, session: Session, rule: Rule, window: Window, *, fix: bool) -> RuleOutcome:
-        """One rule behind a savepoint: its error undoes its own writes, not the others'."""
-        started = time.perf_counter()
-        try:
-            with session.begin_nested():
-                outcome = self._apply_rule(session, rule, window, fix=fix)
-        except Exception as exc:
-            return RuleOutcome(
-                alert_type=rule.name,
-                severity=rule.severity,
-                entity_type=rule.entity_type,
-                errored=True,
-                error=_describe(exc),
-                duration_seconds=time.perf_counter() - started,
+def _keep_run(session: Session, report: RunReport, *, trigger: str) -> int:
+    """The finished run as one ``check_runs`` row, written with its findings (one INSERT)."""
+    return int(
+        session.execute(
+            insert(check_runs)
+            .values(
+                started_at=report.started_at,
+                finished_at=report.finished_at,
+                window_since=report.window.since,
+                window_until=report.window.until,
+                status="failed" if report.errors else "succeeded",
+                trigger=trigger,
+                results={
+                    name: {
+                        "severity": outcome.severity,
+                        "count": outcome.count,
+                        "duration_ms": round(outcome.duration_seconds * 1000, 3),
+                        "errored": outcome.errored,
+                        "auto_corrected": outcome.corrected,
+                        "opened": outcome.opened,
+                        "resolved": len(outcome.resolved),
+                        "review_filed": outcome.review_filed,
+                    }
+                    for name, outcome in report.outcomes.items()
+                },
+                totals=report.totals,
+                auto_corrected=report.auto_corrected,
+                alerts_opened=report.alerts_opened,
+                alerts_resolved=report.alerts_resolved,
+                errors=list(report.errors),
             )
-        outcome.duration_seconds = time.perf_counter() - started
-        return outcome
-
-    def _apply_rule(
-        self, session: Session, rule: Rule, window: Window, *, fix: bool
-    ) -> RuleOutcome:
-        now = self._clock()
-        table = rule.table
-        # The rule's statement alone, so the planner reads only what it tests (index-only in
-        # a window); the ids found are then reused by the statements below instead of
-        # re-running the rule. Joining the table back for the sample columns made the planner
-        # hash the whole table whenever it misjudged how many rows a predicate keeps.
-        # Select[tuple[int]] is a one-column select of ints; the scalars are the ids.
-        found_ids = sorted(
-            int(cast(int, entity_id)) for entity_id in session.scalars(rule.ids(window))
-        )
-        count = len(found_ids)
-        samples = self._samples(session, rule, found_ids[: self._sample_size])
-        ids: Select[tuple[int]] | list[int] = found_ids if count <= INLINE_IDS else rule.ids(window)
-        stored = StoreOutcome(opened=0, bumped=0, resolved=(), corrected=0)
-        filed = 0
-        if count:
-            stored = store_rule(session, rule, ids=ids, fix=fix, now=now)
-            # Filed when the alert opens: a reviewer who closes the item is not refiled
-            # every minute while the alert stays open.
-            if stored.opened_ids and rule.severity == "critical" and rule.entity_type == "call":
-                filed = file_many_for_review(
-                    session,
-                    call_ids=select(table.c.id).where(
-                        table.c.id.in_(bound_ids(session, stored.opened_ids))
-                    ),
-                    reason=rule.name,
-                    priority=PRIORITY_BY_SEVERITY[rule.severity],
-                    now=now,
-                    context={"source": "monitor", "alert_type": rule.name},
-                )
-        resolved = resolve_gone(
-            session,
-            alert_type=rule.name,
-            still_holds=rule.still_holds(alerts.c.entity_id, now),
-            now=now,
-            found=found_ids if isinstance(ids, list) else (),
-        )
-        return RuleOutcome(
-            alert_type=rule.name,
-            severity=rule.severity,
-            entity_type=rule.entity_type,
-            count=count,
-            samples=samples,
-            opened=stored.opened,
-            resolved=resolved,
-            corrected=stored.corrected,
-            review_filed=filed,
-        )
-
-    @staticmethod
-    def _samples(session: Session, rule: Rule, ids: list[int]) -> list[dict[str, Any]]:
-        """The sample columns of these entities, in id order (one small statement)."""
-        if not ids:
-            return []
-        table = rule.table
-        columns = [table.c[name] for name in rule.sample_columns]
-        rows = session.execute(
-            select(table.c.id, *columns).where(table.c.id.in_(ids)).order_by(table.c.id)
-        )
-        return [
-            {
-                "entity_type": rule.entity_type,
-                "entity_id": row.id,
-                **{name: getattr(row, name) for name in rule.sample_columns},
-            }
-            for row in rows
-        ]
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
+            .returning(check_runs.c.id)
+        ).scalar_one()
+    )

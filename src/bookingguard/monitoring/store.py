@@ -18,7 +18,9 @@ from sqlalchemy import (
     String,
     Table,
     TextualSelect,
+    and_,
     exists,
+    func,
     insert,
     literal,
     or_,
@@ -38,7 +40,15 @@ from bookingguard.db.tuning import bound_ids
 from bookingguard.db.types import JSONDocument, UTCDateTime
 from bookingguard.monitoring.rules import Rule
 
-__all__ = ["OPEN", "StoreOutcome", "resolve_gone", "store_listed", "store_rule"]
+__all__ = [
+    "OPEN",
+    "StoreOutcome",
+    "bump_found",
+    "open_alert_counts",
+    "resolve_gone",
+    "store_listed",
+    "store_rule",
+]
 
 alerts: Table = ConsistencyAlert.__table__  # type: ignore[assignment]
 OPEN = ("open", "acknowledged")
@@ -89,22 +99,56 @@ def _bump(
     now: datetime,
 ) -> set[int]:
     """Bump the open alerts of these entities; returns the entities that had one."""
+    return bump_found(session, [(alert_type, entity_type, ids)], now=now)[alert_type]
+
+
+def bump_found(
+    session: Session,
+    found: Sequence[tuple[str, str, Select[tuple[int]] | list[int]]],
+    *,
+    now: datetime,
+) -> dict[str, set[int]]:
+    """Bump the open alerts of several rules' findings in one statement.
+
+    ``found`` holds (alert type, entity type, ids) for each rule; returns, per alert type,
+    the entities that had an open alert.
+    """
+    bumped: dict[str, set[int]] = {alert_type: set() for alert_type, _, _ in found}
     result = session.execute(
         update(alerts)
         .where(
-            alerts.c.entity_type == entity_type,
-            alerts.c.alert_type == alert_type,
             alerts.c.status.in_(OPEN),
-            _among(session, alerts.c.entity_id, ids),
+            or_(
+                *(
+                    and_(
+                        alerts.c.entity_type == entity_type,
+                        alerts.c.alert_type == alert_type,
+                        _among(session, alerts.c.entity_id, ids),
+                    )
+                    for alert_type, entity_type, ids in found
+                )
+            ),
         )
         .values(occurrences=alerts.c.occurrences + 1, last_seen_at=now, updated_at=now)
-        .returning(alerts.c.entity_id)
+        .returning(alerts.c.alert_type, alerts.c.entity_id)
     )
-    return {int(row[0]) for row in result.all()}
+    for alert_type, entity_id in result.all():
+        bumped[str(alert_type)].add(int(entity_id))
+    return bumped
 
 
 def _rowcount(result: Result[Any]) -> int:
     return max(cast(CursorResult[Any], result).rowcount, 0)
+
+
+def open_alert_counts(session: Session, alert_types: Sequence[str]) -> dict[str, int]:
+    """How many alerts of each of these types are open (a type with none is left out)."""
+    rows = session.execute(
+        select(alerts.c.alert_type, func.count())
+        .where(alerts.c.alert_type.in_(alert_types), alerts.c.status.in_(OPEN))
+        .group_by(alerts.c.alert_type)
+    )
+    return {str(alert_type): int(count) for alert_type, count in rows}
 
 
 def resolve_gone(
@@ -142,11 +186,21 @@ def store_rule(
     ids: Select[tuple[int]] | list[int],
     fix: bool,
     now: datetime,
+    any_open: bool = True,
+    bumped: set[int] | None = None,
 ) -> StoreOutcome:
-    """Write one rule's findings: ``ids`` lists them, or selects them when there are many."""
+    """Write one rule's findings: ``ids`` lists them, or selects them when there are many.
+
+    ``any_open`` False says no alert of the rule is open: nothing to bump or close.
+    ``bumped`` lists the entities whose open alert the caller bumped already (with
+    ``bump_found``, for several rules at once); None bumps them here.
+    """
     table = rule.table
     corrects = fix and rule.fix is not None
-    bumped = set() if corrects else _bump(session, rule.name, rule.entity_type, ids, now)
+    if bumped is None:
+        bumped = set()
+        if any_open and not corrects:
+            bumped = _bump(session, rule.name, rule.entity_type, ids, now)
     new_ids: Select[tuple[int]] | list[int] = ids
     if isinstance(ids, list):
         # Steady state: every finding already had an open alert, nothing to insert.
@@ -207,23 +261,8 @@ def store_rule(
     opened = len(opened_ids)
     corrected = 0
     if corrects and rule.fix is not None:
-        session.execute(
-            update(alerts)
-            .where(
-                alerts.c.entity_type == rule.entity_type,
-                alerts.c.alert_type == rule.name,
-                alerts.c.status.in_(OPEN),
-                _among(session, alerts.c.entity_id, ids),
-            )
-            .values(
-                status="resolved",
-                auto_corrected=True,
-                corrected_at=now,
-                resolved_at=now,
-                last_seen_at=now,
-                updated_at=now,
-            )
-        )
+        if any_open:
+            _close_corrected(session, rule, ids, now)
         result = session.execute(
             update(table).where(_among(session, table.c.id, ids)).values(**dict(rule.fix()))
         )
@@ -236,6 +275,29 @@ def store_rule(
         resolved=(),
         corrected=corrected,
         opened_ids=opened_ids,
+    )
+
+
+def _close_corrected(
+    session: Session, rule: Rule, ids: Select[tuple[int]] | list[int], now: datetime
+) -> None:
+    """The open alerts of entities a fix corrects are resolved as auto-corrected."""
+    session.execute(
+        update(alerts)
+        .where(
+            alerts.c.entity_type == rule.entity_type,
+            alerts.c.alert_type == rule.name,
+            alerts.c.status.in_(OPEN),
+            _among(session, alerts.c.entity_id, ids),
+        )
+        .values(
+            status="resolved",
+            auto_corrected=True,
+            corrected_at=now,
+            resolved_at=now,
+            last_seen_at=now,
+            updated_at=now,
+        )
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from bookingguard.monitoring import AlertPolicy, Monitor
 from tests.conftest import TestDatabase
@@ -189,3 +189,73 @@ def test_rule_severities_agree_with_the_database_guarantees(database: TestDataba
     )[0]
     assert severity == rule_named("session_outcome_mismatch").severity
     assert fingerprint == f"session_outcome_mismatch:call:{call_id}"
+
+
+def test_rules_that_find_nothing_write_no_alert(database: TestDatabase) -> None:
+    """A run over clean rows with no open alert writes nothing to the alerts table."""
+    play_legacy(database)
+    statements: list[str] = []
+
+    def keep(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(database.engine, "before_cursor_execute", keep)
+    try:
+        report = Monitor(database.sessions, policy=AlertPolicy(), clock=Clock()).check(notify=False)
+    finally:
+        event.remove(database.engine, "before_cursor_execute", keep)
+    assert report.errors == []
+    writes = [s for s in statements if s.lstrip().upper().startswith(("UPDATE", "INSERT"))]
+    assert writes
+    assert [s for s in writes if "data_consistency_alerts" in s] == []
+
+
+def test_progress_names_each_rule_once_when_the_run_falls_back(database: TestDatabase) -> None:
+    """When running the rules together fails, each rule is still reported to progress once."""
+    from dataclasses import replace
+
+    from bookingguard.monitoring.rules import RULES
+
+    play_legacy(database)
+    broken = replace(RULES[2], predicate=lambda: text("no_such_column = 1"))  # type: ignore[arg-type,return-value]
+    rules = (RULES[0], RULES[1], broken, RULES[3])
+    names: list[str] = []
+    report = Monitor(database.sessions, policy=AlertPolicy(), clock=Clock(), rules=rules).check(
+        notify=False, on_rule=names.append
+    )
+    assert [e["rule"] for e in report.errors] == ["missing_direction"]
+    assert sorted(names) == sorted(rule.name for rule in rules)
+
+
+def test_bumps_of_several_rules_touch_only_what_each_found(database: TestDatabase) -> None:
+    """One run bumps each rule's re-detections; another rule's alert on the entity resolves."""
+    play_legacy(database)
+    with database.engine.begin() as connection:
+        both = add_call(
+            connection,
+            "both",
+            direction=None,
+            appointment_made=True,
+            session_outcome="appointment_booked",
+        )
+        undirected = add_call(connection, "undirected", direction=None)
+    clock = Clock()
+    monitor = Monitor(database.sessions, policy=AlertPolicy(), clock=clock)
+    monitor.check(fix=False, notify=False)
+    with database.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE calls SET direction = 'inbound' WHERE id = :id"), {"id": both}
+        )
+    clock.advance(minutes=1)
+    report = monitor.check(fix=False, notify=False)
+    found = rows(
+        database,
+        "SELECT alert_type, entity_id, occurrences, status FROM data_consistency_alerts"
+        " ORDER BY alert_type, entity_id",
+    )
+    assert [tuple(r) for r in found] == [
+        ("missing_appointment", both, 2, "open"),
+        ("missing_direction", both, 1, "resolved"),
+        ("missing_direction", undirected, 2, "open"),
+    ]
+    assert report.alerts_resolved == 1

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Connection
 
 from bookingguard.monitoring import AlertPolicy, Monitor
-from bookingguard.monitoring.rules import RULES, Reach, Window, reach
+from bookingguard.monitoring.rules import RULES, Reach, Window, reach, shared_call_scan
 from tests.conftest import TestDatabase
 from tests.integration.monitoring.helpers import (
     NOW,
@@ -132,8 +132,8 @@ def test_samples_carry_no_phone_numbers(database: TestDatabase) -> None:
     assert rows(database, "SELECT count(*) FROM check_runs")[0][0] == 1
 
 
-def test_window_reach_finds_what_the_plain_predicates_find(database: TestDatabase) -> None:
-    """Bounded by the window's lowest call ids, the rules find the same rows, ids out of order."""
+def craft_out_of_order(database: TestDatabase) -> None:
+    """Calls and appointments in and out of the window, ids out of time order."""
     play_legacy(database)
     yesterday = NOW - timedelta(days=1)
     booked = {"appointment_made": True, "session_outcome": "appointment_booked"}
@@ -150,6 +150,14 @@ def test_window_reach_finds_what_the_plain_predicates_find(database: TestDatabas
         add_call(connection, "unflagged", id=5, created_at=yesterday)
         add_appointment(connection, 5)
         add_appointment(connection, None)
+        add_call(connection, "mismatch", id=60, session_outcome="appointment_booked")
+        add_call(connection, "no direction", id=80, direction=None, booking_failed=True)
+        add_call(connection, "failed yesterday", id=3, created_at=yesterday, booking_failed=True)
+
+
+def test_window_reach_finds_what_the_plain_predicates_find(database: TestDatabase) -> None:
+    """Bounded by the window's lowest call ids, the rules find the same rows, ids out of order."""
+    craft_out_of_order(database)
     plain = Window(since=NOW - timedelta(hours=1), until=NOW)
     with database.sessions() as session:
         reached = reach(session, plain)
@@ -160,6 +168,26 @@ def test_window_reach_finds_what_the_plain_predicates_find(database: TestDatabas
     assert found["missing_appointment"] == [10, 30]
     assert found["inconsistent_link_status"] == [30, 70]
     assert len(found["orphaned_appointment"]) == 2
+
+
+def test_shared_scan_finds_what_each_call_rule_finds_alone(database: TestDatabase) -> None:
+    """One scan of the window's calls flags, for each rule over calls, exactly its own finds."""
+    craft_out_of_order(database)
+    plain = Window(since=NOW - timedelta(hours=1), until=NOW)
+    with database.sessions() as session:
+        shared = shared_call_scan(RULES, reach(session, plain))
+        assert shared is not None
+        found = session.execute(shared.statement, shared.parameters).all()
+        together = {
+            rule.name: sorted(row[0] for row in found if row[index])
+            for index, rule in enumerate(shared.rules, start=1)
+        }
+        alone = {rule.name: sorted(session.scalars(rule.ids(plain))) for rule in shared.rules}
+    assert together == alone
+    assert set(together) == {rule.name for rule in RULES if rule.entity_type == "call"}
+    assert together["session_outcome_mismatch"] == [60]
+    assert together["missing_direction"] == together["recent_failures"] == [80]
+    assert together["inconsistent_link_status"] == [30, 70]
 
 
 def test_empty_window_reaches_nothing(database: TestDatabase) -> None:
