@@ -8,7 +8,7 @@ The stand-in serves from a process of its own, so its threads do not compete
 for this process's GIL, and the bare request uses a client built from the same
 settings as the service's (``CalcomClient.from_settings``).
 Prints the median and p99 of each, what bookingguard adds, the SQL statements
-and pool checkouts (each pays a pre-ping round trip) per booking, and the median
+and pool checkouts (a connection idle over 2 s pays a ping) per booking, and the median
 added as a ratio of the goal: <= 2 ms added at the median.
 
     .venv/bin/python bench/booking_path.py [--bookings 400] [--warmup 50]
