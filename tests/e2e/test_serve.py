@@ -55,6 +55,16 @@ def spawned_workers(parent: int) -> list[int]:
     return found
 
 
+def metric_file_owners(directory: Path, expected: int, seconds: float = 30) -> set[str]:
+    """The pids with metric files in ``directory``, once ``expected`` have one (or time is up)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        owners = {path.stem.rsplit("_", 1)[1] for path in directory.glob("*.db")}
+        if len(owners) >= expected or time.monotonic() > deadline:
+            return owners
+        time.sleep(0.1)
+
+
 def environment_of(pid: int) -> dict[str, str]:
     """The environment process ``pid`` started with."""
     entries = (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0")
@@ -111,8 +121,10 @@ def test_serve_runs_until_sigterm_and_prints_a_working_login_url(
             if workers > 1:
                 (metrics_dir,) = directories
                 assert metrics_dir is not None
-                owners = {path.stem.rsplit("_", 1)[1] for path in Path(metrics_dir).glob("*.db")}
-                assert owners == {str(pid) for pid in worker_pids}
+                # /readyz answered from one worker; the other may still be building its app.
+                assert metric_file_owners(Path(metrics_dir), len(worker_pids)) == {
+                    str(pid) for pid in worker_pids
+                }
             # New connections each time, so with two workers both may answer.
             for _ in range(2 * workers):
                 with httpx.Client(follow_redirects=True) as browser:
