@@ -43,12 +43,10 @@ DEFAULT_OUTCOME_MAPPING: dict[str, str] = {
 }
 #: Per dialect: store event keys, skipping those already stored, returning the stored ones.
 _CLAIM_EVENTS = {
-    "postgresql": postgresql.insert(WebhookEvent)
+    name: dialect.insert(WebhookEvent)
     .on_conflict_do_nothing(index_elements=[WebhookEvent.event_key])
-    .returning(WebhookEvent.event_key),
-    "sqlite": sqlite.insert(WebhookEvent)
-    .on_conflict_do_nothing(index_elements=[WebhookEvent.event_key])
-    .returning(WebhookEvent.event_key),
+    .returning(WebhookEvent.event_key)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
 #: Outcomes only the booking path decides: an LLM's analysis never makes or unmakes a booking.
 _BOOKING_OUTCOMES = frozenset({"appointment_booked", "creation_failed"})
@@ -91,8 +89,10 @@ def record_call_event(
 ) -> bool:
     """Upsert the call from ``event``; False if this event was already recorded. Never commits.
 
-    Two deliveries racing past the duplicate check meet the unique ``event_key``:
-    the loser's insert raises ``IntegrityError`` and its transaction must roll back.
+    A delivery racing another transaction that records the same event waits for it
+    and returns False. Two deliveries creating the same call meet its unique
+    ``retell_call_id``: the loser's insert raises ``IntegrityError`` and its
+    transaction must roll back.
     """
     return record_call_events(session, [event], now=now, outcome_mapping=outcome_mapping)[0]
 
@@ -264,7 +264,7 @@ class CallEventRecorder:
             try:
                 return self._commit([event])[0]
             except IntegrityError:
-                # A racing delivery stored the call or the event first; the retry sees it.
+                # A racing delivery created the call first; the retry updates it.
                 return self._commit([event])[0]
         except SQLAlchemyError as exc:
             return exc
