@@ -17,7 +17,7 @@ from bookingguard.booking.calls import (
     record_call_event,
     record_call_events,
 )
-from bookingguard.db.models import Call, WebhookEvent
+from bookingguard.db.models import Appointment, Call, WebhookEvent
 from bookingguard.db.uow import UnitOfWork
 from tests.conftest import TestDatabase
 
@@ -105,6 +105,53 @@ def test_a_batch_stores_what_the_events_one_by_one_store(database: TestDatabase)
         "call_old": ("inbound", "+4930111", "ended", STARTED, ENDED, "abandoned"),
     }
     assert count_events(database) == 4
+
+
+def test_an_analysis_leaves_what_it_does_not_say_and_a_booking_alone(
+    database: TestDatabase,
+) -> None:
+    """An analysis of an outbound, booked call: its status and end change, nothing else."""
+    with UnitOfWork(database.sessions) as uow:
+        record_call_event(uow.session, started("call_1", direction="outbound"), now=NOW)
+        uow.commit()
+    with UnitOfWork(database.sessions) as uow:
+        call_id = uow.session.scalars(select(Call.id)).one()
+        uow.session.add(Appointment(call_id=call_id, status="booked", calcom_booking_uid="uid-1"))
+        uow.commit()
+    with UnitOfWork(database.sessions) as uow:
+        recorded = record_call_events(uow.session, [analyzed("call_1")], now=NOW)
+        uow.commit()
+    assert recorded == [True]
+    assert stored_calls(database)["call_1"] == (
+        "outbound",
+        "+4930111",
+        "ended",
+        STARTED,
+        ENDED,
+        "appointment_booked",
+    )
+
+
+def test_a_batch_is_one_statement_on_postgresql(database: TestDatabase) -> None:
+    """PostgreSQL stores a batch of new and known calls in one statement; SQLite in four."""
+    with UnitOfWork(database.sessions) as uow:
+        record_call_event(uow.session, started("call_old"), now=NOW)
+        uow.commit()
+    statements: list[str] = []
+
+    def on_execute(*args: object) -> None:
+        if not str(args[2]).startswith("BEGIN"):  # SQLite's own BEGIN IMMEDIATE
+            statements.append(str(args[2]))
+
+    event.listen(database.engine, "before_cursor_execute", on_execute)
+    try:
+        with UnitOfWork(database.sessions) as uow:
+            record_call_events(uow.session, [started("call_new"), analyzed("call_old")], now=NOW)
+            uow.commit()
+    finally:
+        event.remove(database.engine, "before_cursor_execute", on_execute)
+    assert len(statements) == (1 if database.dialect == "postgresql" else 4)
+    assert sorted(stored_calls(database)) == ["call_new", "call_old"]
 
 
 def test_a_delivery_racing_another_transaction_is_not_recorded_twice(
