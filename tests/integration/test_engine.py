@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from bookingguard.db import engine as engine_module
-from bookingguard.db.engine import SQLITE_BEGIN_OPTION, make_engine, outside_transaction
+from bookingguard.db.engine import (
+    CONNECT_TIMEOUT_SECONDS,
+    SQLITE_BEGIN_OPTION,
+    make_engine,
+    outside_transaction,
+)
 from bookingguard.db.models import Customer
 from bookingguard.db.tuning import plan_monitor_run
 from bookingguard.db.uow import UnitOfWork
@@ -156,3 +164,59 @@ def test_monitor_plan_settings_last_for_the_transaction(postgres_database: TestD
         assert tuple(session.execute(settings).one()) == ("0", "force_custom_plan")
         session.commit()
         assert tuple(session.execute(settings).one()) == before != ("0", "force_custom_plan")
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A port that accepts connections and never says a word, as a hung server does."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    acceptor = threading.Thread(target=accept)
+    acceptor.start()
+    yield int(listener.getsockname()[1])
+    stop.set()
+    acceptor.join()
+    for connection in accepted:
+        connection.close()
+    listener.close()
+
+
+@pytest.mark.parametrize(
+    ("query", "limit"), [("", CONNECT_TIMEOUT_SECONDS), ("?connect_timeout=2", 2)]
+)
+def test_a_postgresql_server_that_never_answers_fails_the_connection_in_time(
+    silent_server: int, query: str, limit: int
+) -> None:
+    """A connection attempt gives up after the default timeout, or the one the URL sets."""
+    engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{silent_server}/x{query}")
+    errors: list[Exception] = []
+
+    def connect() -> None:
+        try:
+            with engine.connect():
+                pass
+        except Exception as exc:
+            errors.append(exc)
+
+    attempt = threading.Thread(target=connect, daemon=True)
+    started = time.monotonic()
+    attempt.start()
+    attempt.join(limit + 3)
+    elapsed = time.monotonic() - started
+    engine.dispose()
+    assert not attempt.is_alive(), "the connection attempt is still waiting"
+    assert isinstance(errors[0], OperationalError)
+    assert "timeout" in str(errors[0])
+    assert elapsed >= limit - 0.5

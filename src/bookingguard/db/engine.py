@@ -14,6 +14,7 @@ from bookingguard.errors import DatabaseUnavailableError
 from bookingguard.settings import mask_url
 
 __all__ = [
+    "CONNECT_TIMEOUT_SECONDS",
     "IDLE_PING_SECONDS",
     "SQLITE_BEGIN_OPTION",
     "check_connection",
@@ -26,6 +27,10 @@ SQLITE_BEGIN_OPTION = "sqlite_begin"
 _SQLITE_BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
 #: A pooled PostgreSQL connection idle this long is pinged before it is handed out.
 IDLE_PING_SECONDS = 2.0
+#: How long a new PostgreSQL connection may take before it fails, unless the URL sets
+#: libpq's ``connect_timeout`` itself: a server that accepts and never answers would
+#: otherwise hold a request (or ``/readyz``) until the kernel gives up, minutes later.
+CONNECT_TIMEOUT_SECONDS = 5
 _LAST_USED = "bookingguard_last_used"
 
 
@@ -40,6 +45,8 @@ def make_engine(url: str, *, pool: bool = True, echo: bool = False) -> Engine:
         engine = create_engine(url, **kwargs)
         _configure_sqlite(engine)
         return engine
+    if "connect_timeout" not in parsed.query:
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
     if not pool:
         kwargs["poolclass"] = NullPool
     else:
