@@ -87,7 +87,10 @@ async def rig(
             validator=PostBookingValidator(max_appointment_age_seconds=300, clock=validation_clock),
             clock=lambda: NOW,
         )
-        yield Rig(service, breaker, retrier, calcom, database, client)
+        try:
+            yield Rig(service, breaker, retrier, calcom, database, client)
+        finally:
+            await service.aclose()
 
 
 def _request(retell_call_id: str = "call_1", start: datetime = SLOT) -> BookingRequest:
@@ -151,7 +154,10 @@ async def test_booking_links_the_call_with_the_triggers_switched_off(
 async def test_write_and_read_back_share_one_pooled_connection(
     database: TestDatabase, calcom_standin: CalcomStandin
 ) -> None:
-    """A booking checks out two pooled connections: the look-up's, one to write and read back."""
+    """A booking takes two pooled connections: the look-up's, one to write and read back.
+
+    On PostgreSQL both come from the async pool and the engine's pool is not touched.
+    """
     checkouts: list[object] = []
 
     def checked_out(*args: object) -> None:
@@ -161,13 +167,20 @@ async def test_write_and_read_back_share_one_pooled_connection(
         uow.session.add(Call(retell_call_id="call_1", direction="inbound"))
         uow.commit()
     async with rig(database, calcom_standin) as r:
+        postgres = r.service.postgres
+        await r.service.book(_request("call_warm_up", SLOT + timedelta(days=1)))
+        requests_before = postgres.pool_requests() if postgres is not None else 0
         event.listen(database.engine, "checkout", checked_out)
         try:
             outcome = await r.service.book(_request())
         finally:
             event.remove(database.engine, "checkout", checked_out)
+        requests = postgres.pool_requests() - requests_before if postgres is not None else 0
     assert outcome.result is BookingResult.BOOKED
-    assert len(checkouts) == 2
+    if database.dialect == "postgresql":
+        assert (len(checkouts), requests) == (0, 2)
+    else:
+        assert len(checkouts) == 2
 
 
 async def test_same_request_three_times_books_once(
@@ -358,24 +371,36 @@ async def test_failed_compensation_alerts_and_files(
 
 
 class _failing_appointment_insert:
-    """Make the database reject appointment INSERTs while active."""
+    """Make the database reject appointment INSERTs while active: a trigger that raises."""
 
     def __init__(self, database: TestDatabase) -> None:
-        self.engine = database.engine
-
-    @staticmethod
-    def _sabotage(
-        conn: object, cursor: object, statement: str, parameters: object, *args: object
-    ) -> tuple[str, object]:
-        # The insert may follow a CTE (PostgreSQL links the call in the same statement).
-        sabotaged = statement.replace("INSERT INTO appointments", "INSERT INTO no_such_table")
-        return sabotaged, parameters
+        self.database = database
 
     def __enter__(self) -> None:
-        event.listen(self.engine, "before_cursor_execute", self._sabotage, retval=True)
+        with self.database.engine.begin() as connection:
+            if self.database.dialect == "postgresql":
+                connection.exec_driver_sql(
+                    "CREATE OR REPLACE FUNCTION test_reject_appointment() RETURNS trigger"
+                    " LANGUAGE plpgsql"
+                    " AS $$ BEGIN RAISE EXCEPTION 'appointments rejected'; END $$"
+                )
+                connection.exec_driver_sql(
+                    "CREATE TRIGGER test_reject_appointment BEFORE INSERT ON appointments"
+                    " FOR EACH ROW EXECUTE FUNCTION test_reject_appointment()"
+                )
+            else:
+                connection.exec_driver_sql(
+                    "CREATE TRIGGER test_reject_appointment BEFORE INSERT ON appointments"
+                    " BEGIN SELECT RAISE(ABORT, 'appointments rejected'); END"
+                )
 
     def __exit__(self, *args: object) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._sabotage)
+        with self.database.engine.begin() as connection:
+            if self.database.dialect == "postgresql":
+                connection.exec_driver_sql("DROP TRIGGER test_reject_appointment ON appointments")
+                connection.exec_driver_sql("DROP FUNCTION test_reject_appointment()")
+            else:
+                connection.exec_driver_sql("DROP TRIGGER test_reject_appointment")
 
 
 class _BrokenBreaker(FakeBreaker):
