@@ -8,7 +8,8 @@ The stand-in serves from a process of its own, so its threads do not compete
 for this process's GIL, and the bare request uses a client built from the same
 settings as the service's (``CalcomClient.from_settings``).
 Prints the median and p99 of each, what bookingguard adds, the SQL statements
-and pool checkouts (a connection idle over 2 s pays a ping) per booking, and the median
+and pooled connections taken (the engine's and the async pool's; one idle over 2 s
+pays a ping) per booking, and the median
 added as a ratio of the goal: <= 2 ms added at the median.
 
     .venv/bin/python bench/booking_path.py [--bookings 400] [--warmup 50]
@@ -119,6 +120,11 @@ async def run(url: str, bookings: int, warmup: int, prefix: str) -> None:
                 [{"retell_call_id": f"bench-{i}", "direction": "inbound"} for i in range(total)],
             )
         services = build_services(settings, engine=engine)
+        # The booking path's own statements go over async connections on PostgreSQL.
+        postgres = services.booking.postgres
+        if postgres is None:
+            raise SystemExit("the booking path has no async PostgreSQL connections")
+        async_before = (0, 0)
         statements = checkouts = 0
 
         def count_statement(*args: Any) -> None:
@@ -156,6 +162,7 @@ async def run(url: str, bookings: int, warmup: int, prefix: str) -> None:
                 if i == warmup:
                     event.listen(engine, "before_cursor_execute", count_statement)
                     event.listen(engine, "checkout", count_checkout)
+                    async_before = (postgres.statements, postgres.pool_requests())
                 started = time.perf_counter()
                 outcome = await services.booking.book(request)
                 guarded_seconds = time.perf_counter() - started
@@ -166,6 +173,8 @@ async def run(url: str, bookings: int, warmup: int, prefix: str) -> None:
                     guarded.append(guarded_seconds)
         event.remove(engine, "before_cursor_execute", count_statement)
         event.remove(engine, "checkout", count_checkout)
+        statements += postgres.statements - async_before[0]
+        checkouts += postgres.pool_requests() - async_before[1]
         commits = commit_latency(engine, bookings)
         round_trips = round_trip_latency(engine, bookings)
         await services.aclose()
@@ -183,7 +192,7 @@ async def run(url: str, bookings: int, warmup: int, prefix: str) -> None:
     print(f"paired differences     {stats(added)}")
     print(
         f"SQL statements per booking: {statements / len(guarded):.1f}"
-        f"  (pool checkouts: {checkouts / len(guarded):.1f})"
+        f"  (pooled connections taken: {checkouts / len(guarded):.1f})"
     )
     print(f"for scale: one durable commit  {stats(commits)}  (a booking makes one)")
     print(f"for scale: one round trip      {stats(round_trips)}")

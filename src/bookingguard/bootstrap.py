@@ -175,6 +175,7 @@ class Services:
 
     async def aclose(self) -> None:
         await self.calcom.aclose()
+        await self.booking.aclose()
         if self.breaker is not None:
             await self.breaker.aclose()
         self.engine.dispose()

@@ -11,7 +11,9 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from bookingguard.db import async_pg
 from bookingguard.db import engine as engine_module
+from bookingguard.db.async_pg import AsyncPostgres
 from bookingguard.db.engine import (
     CONNECT_TIMEOUT_SECONDS,
     SQLITE_BEGIN_OPTION,
@@ -220,3 +222,49 @@ def test_a_postgresql_server_that_never_answers_fails_the_connection_in_time(
     assert isinstance(errors[0], OperationalError)
     assert "timeout" in str(errors[0])
     assert elapsed >= limit - 0.5
+
+
+async def _async_backend_pid(postgres: AsyncPostgres) -> int:
+    async with postgres.connection() as connection:
+        row = await postgres.first(connection, select(func.pg_backend_pid()), {})
+    assert row is not None
+    return int(row[0])
+
+
+async def test_an_idle_async_connection_closed_by_the_server_is_replaced(
+    postgres_database: TestDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The booking path's async pool pings a connection idle past the threshold, as the
+    engine's does, and hands out a live one instead of the dead one."""
+    postgres = AsyncPostgres(postgres_database.engine, max_size=1)
+    try:
+        pid = await _async_backend_pid(postgres)
+        _terminate_backend(postgres_database, pid)
+        monkeypatch.setattr(async_pg, "IDLE_PING_SECONDS", 0.0)
+        assert await _async_backend_pid(postgres) != pid
+    finally:
+        await postgres.aclose()
+
+
+async def test_async_errors_are_sqlalchemy_errors_and_a_broken_connection_is_dropped(
+    postgres_database: TestDatabase,
+) -> None:
+    """A backend killed moments after use fails the next statement with SQLAlchemy's
+    OperationalError (no ping within the threshold); the pool then drops that connection.
+    A unique violation is SQLAlchemy's IntegrityError, as the booking path expects."""
+    postgres = AsyncPostgres(postgres_database.engine, max_size=1)
+    try:
+        pid = await _async_backend_pid(postgres)
+        _terminate_backend(postgres_database, pid)
+        with pytest.raises(OperationalError):
+            await _async_backend_pid(postgres)
+        assert await _async_backend_pid(postgres) != pid
+        insert = text("INSERT INTO customers (name) VALUES ('a') RETURNING id")
+        async with postgres.connection() as connection:
+            row = await postgres.first(connection, insert, {})
+            assert row is not None
+            duplicate = text("INSERT INTO customers (id, name) VALUES (:id, 'b')")
+            with pytest.raises(IntegrityError):
+                await postgres.first(connection, duplicate, {"id": row[0]})
+    finally:
+        await postgres.aclose()

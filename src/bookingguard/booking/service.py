@@ -12,7 +12,9 @@
 6. A Cal.com booking we could not keep is cancelled (retried); if that fails too,
    a critical alert and a review item say so.
 
-Database work runs in worker threads (sync sessions), never on the event loop.
+Database work runs in worker threads (sync sessions), never blocking the event loop;
+on PostgreSQL the look-up, the write and the read-back, which every booking waits
+on, run on psycopg's async connections instead (``AsyncPostgres``).
 """
 
 from __future__ import annotations
@@ -21,14 +23,14 @@ import asyncio
 import enum
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import Connection, Engine, Row, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -53,6 +55,7 @@ from bookingguard.calcom import (
     NewBooking,
     format_utc,
 )
+from bookingguard.db.async_pg import AsyncPostgres
 from bookingguard.db.engine import outside_transaction
 from bookingguard.db.models import Appointment, Call
 from bookingguard.db.uow import UnitOfWork
@@ -134,7 +137,8 @@ _LINK_CALL = (
     )
 )
 # PostgreSQL: both writes as one statement (the link a data-modifying CTE), which runs
-# as its own transaction: one round trip instead of BEGIN, INSERT, UPDATE and COMMIT.
+# in autocommit as its own transaction: one round trip instead of BEGIN, INSERT, UPDATE
+# and COMMIT.
 _INSERT_AND_LINK = _INSERT_APPOINTMENT.add_cte(_LINK_CALL.returning(Call.id).cte("linked_call"))
 
 
@@ -216,12 +220,41 @@ class _KeyLock:
     users: int = 0
 
 
-def _prepared(
-    row: Row[int, int, int | None, datetime | None, str, str | None],
-) -> tuple[int, _Stored | None]:
+def _prepared(row: Sequence[Any]) -> tuple[int, _Stored | None]:
     """``_PREPARE``'s row as the call's id and the appointment already stored for the key."""
-    stored = _Stored(row[1], row[2], row[3], row[4], row[5]) if row[1] is not None else None
+    start = row[3].astimezone(UTC) if row[3] is not None else None
+    stored = _Stored(row[1], row[2], start, row[4], row[5]) if row[1] is not None else None
     return row[0], stored
+
+
+def _write_params(
+    call_id: int, booking: CalcomBooking, key: str, now: datetime
+) -> dict[str, object]:
+    """The parameters of step 3's statements: the appointment's, the call's, the time."""
+    return {
+        "new_call_id": call_id,
+        "new_event_type_id": booking.event_type_id,
+        "new_calcom_v2_booking_id": booking.id,
+        "new_calcom_booking_uid": booking.uid,
+        "new_starts_at": booking.start.astimezone(UTC),
+        "new_ends_at": booking.end.astimezone(UTC),
+        "new_status": "booked",
+        "new_idempotency_key": key,
+        "new_created_at": now,
+        "new_updated_at": now,
+        "linked_call_id": call_id,
+        "now": now,
+    }
+
+
+def _validation_error(call_id: int, appointment_id: int, exc: SQLAlchemyError) -> ValidationResult:
+    """A validation that cannot read the database fails rather than passes."""
+    log.error("post-booking validation of call %s failed to run", call_id, exc_info=exc)
+    return ValidationResult(
+        False,
+        "validation_error",
+        {"call_id": call_id, "appointment_id": appointment_id, "error": str(exc)},
+    )
 
 
 def _outcome_unknown(exc: BaseException) -> bool:
@@ -270,6 +303,7 @@ class BookingService:
         self._sessions = sessions
         # The engine the sessions are bound to, for work that holds one connection throughout.
         self._engine: Engine = sessions.kw["bind"]
+        self._postgres = AsyncPostgres.for_engine(self._engine)
         self._calcom = calcom
         self._breaker = breaker
         self._retrier = retrier
@@ -277,6 +311,16 @@ class BookingService:
         self._clock = clock
         self._metrics = metrics
         self._locks: dict[str, _KeyLock] = {}
+
+    @property
+    def postgres(self) -> AsyncPostgres | None:
+        """The async connections the hot path uses on PostgreSQL (None on SQLite)."""
+        return self._postgres
+
+    async def aclose(self) -> None:
+        """Close the async connections (PostgreSQL); the engine is its owner's to dispose."""
+        if self._postgres is not None:
+            await self._postgres.aclose()
 
     async def book(self, request: BookingRequest) -> BookingOutcome:
         """Book ``request`` once, however often it is asked; never leaves a phantom booking."""
@@ -324,7 +368,7 @@ class BookingService:
 
     async def _book(self, request: BookingRequest) -> BookingOutcome:
         key = request.key
-        call_id, stored = await self._in_thread(self._prepare, request.retell_call_id, key)
+        call_id, stored = await self._look_up(request.retell_call_id, key)
         if stored is not None:
             result = (
                 BookingResult.PREVIOUSLY_FAILED
@@ -454,9 +498,14 @@ class BookingService:
     async def _record(self, booking: CalcomBooking, *, call_id: int, key: str) -> BookingOutcome:
         now = self._clock()
         try:
-            appointment_id, result = await self._in_thread(
-                self._write_and_validate, call_id, booking, key, now
-            )
+            if self._postgres is not None:
+                appointment_id, result = await self._write_and_validate_async(
+                    self._postgres, call_id, booking, key, now
+                )
+            else:
+                appointment_id, result = await self._in_thread(
+                    self._write_and_validate, call_id, booking, key, now
+                )
         except IntegrityError:
             return await self._resolve_conflict(booking, call_id=call_id, key=key)
         except SQLAlchemyError as exc:
@@ -587,6 +636,44 @@ class BookingService:
             return False
         return current.is_cancelled
 
+    # -- database work on the event loop (PostgreSQL) -----------------------------
+
+    async def _look_up(self, retell_call_id: str, key: str) -> tuple[int, _Stored | None]:
+        """``_prepare``: on an async connection when the call exists (PostgreSQL)."""
+        if self._postgres is not None:
+            async with self._postgres.connection() as connection:
+                row = await self._postgres.first(
+                    connection, _PREPARE, {"retell_call_id": retell_call_id, "key": key}
+                )
+            if row is not None:
+                return _prepared(row)
+        return await self._in_thread(self._prepare, retell_call_id, key)
+
+    async def _write_and_validate_async(
+        self,
+        postgres: AsyncPostgres,
+        call_id: int,
+        booking: CalcomBooking,
+        key: str,
+        now: datetime,
+    ) -> tuple[int, ValidationResult]:
+        """Steps 3 and 4 on one async connection: the write (its own transaction), then
+        the read-back of what it committed. Two round trips, and no thread hop."""
+        async with postgres.connection() as connection:
+            row = await postgres.first(
+                connection, _INSERT_AND_LINK, _write_params(call_id, booking, key, now)
+            )
+            if row is None:
+                raise RuntimeError("the appointment INSERT returned no id")
+            appointment_id = int(row[0])
+            try:
+                result = await self._validator.validate_async(
+                    postgres, connection, call_id=call_id, appointment_id=appointment_id
+                )
+            except SQLAlchemyError as exc:
+                result = _validation_error(call_id, appointment_id, exc)
+        return appointment_id, result
+
     # -- database work (runs in worker threads) ----------------------------------
 
     async def _in_thread(self, fn: Callable[..., T], *args: object) -> T:
@@ -627,28 +714,12 @@ class BookingService:
         The database links the call on insert. Writing the flags as well keeps the
         booking path correct while triggers are switched off (staged roll-out); the
         condition makes it a no-op, firing no row triggers, when they are on. Core
-        statements: the hot path skips the ORM's unit-of-work bookkeeping.
+        statements: the hot path skips the ORM's unit-of-work bookkeeping. (PostgreSQL
+        writes both in one statement, ``_INSERT_AND_LINK``, on an async connection.)
         """
-        params = {
-            "new_call_id": call_id,
-            "new_event_type_id": booking.event_type_id,
-            "new_calcom_v2_booking_id": booking.id,
-            "new_calcom_booking_uid": booking.uid,
-            "new_starts_at": booking.start.astimezone(UTC),
-            "new_ends_at": booking.end.astimezone(UTC),
-            "new_status": "booked",
-            "new_idempotency_key": key,
-            "new_created_at": now,
-            "new_updated_at": now,
-            "linked_call_id": call_id,
-            "now": now,
-        }
-        if connection.dialect.name == "postgresql":
-            one_statement = outside_transaction(connection)
-            appointment_id: int = one_statement.execute(_INSERT_AND_LINK, params).scalar_one()
-            return appointment_id
+        params = _write_params(call_id, booking, key, now)
         with connection.begin():
-            appointment_id = connection.execute(_INSERT_APPOINTMENT, params).scalar_one()
+            appointment_id: int = connection.execute(_INSERT_APPOINTMENT, params).scalar_one()
             connection.execute(_LINK_CALL, params)
         return appointment_id
 
@@ -681,10 +752,7 @@ class BookingService:
     ) -> tuple[int, ValidationResult]:
         """Steps 3 and 4 in one worker-thread hop: commit, then read back what was committed.
 
-        Both on one pooled connection, so the read-back costs no second checkout. On
-        PostgreSQL that is two round trips: the write (one statement, its own
-        transaction) and the read-back, which ``_write`` leaves outside a transaction
-        like the look-up in ``_prepare``.
+        Both on one pooled connection, so the read-back costs no second checkout.
         """
         with self._engine.connect() as connection:
             appointment_id = self._write(connection, call_id, booking, key, now)
@@ -706,12 +774,7 @@ class BookingService:
                     outside_transaction(own), call_id=call_id, appointment_id=appointment_id
                 )
         except SQLAlchemyError as exc:
-            log.error("post-booking validation of call %s failed to run", call_id, exc_info=True)
-            return ValidationResult(
-                False,
-                "validation_error",
-                {"call_id": call_id, "appointment_id": appointment_id, "error": str(exc)},
-            )
+            return _validation_error(call_id, appointment_id, exc)
 
     def _rollback(self, call_id: int, reason: str, details: dict[str, Any]) -> None:
         rollback_on_failure(

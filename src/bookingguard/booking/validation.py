@@ -3,9 +3,9 @@
 It runs after the booking's transaction has committed, so it checks what is
 really stored (the predecessor ran it before the flags were written and rolled
 back good bookings). One query: the appointment with its call's flags joined
-alongside; the checks then run in order on that row. It reads columns rather
-than ORM objects, so nothing stale from a session's identity map can pass for
-the database's state.
+alongside, on an engine's connection or on an async one (PostgreSQL); the checks
+then run in order on that row. It reads columns rather than ORM objects, so
+nothing stale from a session's identity map can pass for the database's state.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select
 
 from bookingguard.booking.metrics import BookingMetrics
+from bookingguard.db.async_pg import AsyncConnection, AsyncPostgres
 from bookingguard.db.models import Appointment, Call
 
 __all__ = [
@@ -93,7 +94,33 @@ class PostBookingValidator:
         transaction.
         """
         started = self._timer()
-        result = self._checks(connection, call_id=call_id, appointment_id=appointment_id)
+        query = _BY_CALL if appointment_id is None else _BY_ID
+        row = connection.execute(
+            query, {"call_id": call_id, "appointment_id": appointment_id}
+        ).first()
+        return self._conclude(row, call_id=call_id, appointment_id=appointment_id, started=started)
+
+    async def validate_async(
+        self,
+        database: AsyncPostgres,
+        connection: AsyncConnection,
+        *,
+        call_id: int,
+        appointment_id: int | None = None,
+    ) -> ValidationResult:
+        """``validate`` over one of ``database``'s async connections (PostgreSQL)."""
+        started = self._timer()
+        query = _BY_CALL if appointment_id is None else _BY_ID
+        row = await database.first(
+            connection, query, {"call_id": call_id, "appointment_id": appointment_id}
+        )
+        return self._conclude(row, call_id=call_id, appointment_id=appointment_id, started=started)
+
+    def _conclude(
+        self, row: Any, *, call_id: int, appointment_id: int | None, started: float
+    ) -> ValidationResult:
+        """The checks' verdict on the row read, timed from ``started`` and counted."""
+        result = self._checks(row, call_id=call_id, appointment_id=appointment_id)
         duration = self._timer() - started
         result.details["duration_ms"] = round(duration * 1000, 3)
         if self._metrics is not None:
@@ -103,13 +130,7 @@ class PostBookingValidator:
                 self._metrics.validation_failures.labels(reason=result.reason).inc()
         return result
 
-    def _checks(
-        self, connection: Connection, *, call_id: int, appointment_id: int | None
-    ) -> ValidationResult:
-        query = _BY_CALL if appointment_id is None else _BY_ID
-        row = connection.execute(
-            query, {"call_id": call_id, "appointment_id": appointment_id}
-        ).first()
+    def _checks(self, row: Any, *, call_id: int, appointment_id: int | None) -> ValidationResult:
         details: dict[str, Any] = {"call_id": call_id, "appointment_id": appointment_id}
         # 1. The appointment exists.
         if row is None:
