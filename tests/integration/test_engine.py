@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -268,3 +269,19 @@ async def test_async_errors_are_sqlalchemy_errors_and_a_broken_connection_is_dro
                 await postgres.first(connection, duplicate, {"id": row[0]})
     finally:
         await postgres.aclose()
+
+
+async def test_the_async_pool_gives_up_on_a_server_that_never_answers(silent_server: int) -> None:
+    """The booking path's async connections fail within the URL's connect_timeout too."""
+    engine = make_engine(
+        f"postgresql+psycopg://postgres@127.0.0.1:{silent_server}/x?connect_timeout=2"
+    )
+    postgres = AsyncPostgres(engine)
+    started = time.monotonic()
+    try:
+        with pytest.raises(OperationalError):
+            await asyncio.wait_for(_async_backend_pid(postgres), timeout=10)
+    finally:
+        await postgres.aclose()
+        engine.dispose()
+    assert 1.5 <= time.monotonic() - started <= 6

@@ -110,6 +110,8 @@ class AsyncPostgres:
                     },
                     min_size=1,
                     max_size=self._max_size,
+                    # A caller waits for a connection no longer than the engine's would.
+                    timeout=self._connect_timeout,
                     open=False,
                     configure=self._stamp,
                     check=self._ping_if_idle,
