@@ -19,7 +19,7 @@ from bookingguard.calcom import (
 )
 from tests.support.calcom_standin import CalcomStandin
 
-START = datetime(2026, 12, 1, 15, 30, tzinfo=UTC)
+START = datetime(2036, 12, 1, 15, 30, tzinfo=UTC)  # in the future: "upcoming" is by the real clock
 
 
 def _client(standin: CalcomStandin, *, read_timeout: float = 2.0) -> CalcomClient:
