@@ -29,6 +29,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    union_all,
 )
 from sqlalchemy.orm import Session
 
@@ -261,30 +262,32 @@ def _missing_appointment_window(reach: Reach, in_window: ColumnElement[bool]) ->
 def _orphaned_appointment_window(
     reach: Reach, in_window: ColumnElement[bool]
 ) -> Select[tuple[int]]:
-    # Anti-joined to the flagged calls the window reaches, made distinct, as the call rules
-    # are to the live appointments: the planner hashes or merges them. As a NOT EXISTS it
-    # probed the calls' index once per appointment whenever its statistics said the last
-    # hour held a few dozen rows (19 ms against 7.5 for the bench's 9 000).
+    # Two parts: the window's appointments of a call, anti-joined to the flagged calls the
+    # window reaches, and those of no call. Split so, the first part reads the live
+    # appointments' index from the reach on, in call order, and merges it with the calls'
+    # primary key, nothing sorted or made distinct (3.1-3.6 ms against 6.3-6.8 for the
+    # bench's 9 000, where one OR over both parts read the window by time and sorted it).
+    # As a NOT EXISTS it probed the calls' index once per appointment (19 ms).
     appointment_calls_from = _bound(reach.appointment_calls_from)
+    live = appointments.c.status != "cancelled"
     flagged = (
         select(calls.c.id)
         .where(calls.c.appointment_made.is_(True), calls.c.id >= appointment_calls_from)
-        .distinct()
         .subquery("flagged")
     )
-    return (
+    of_a_call = (
         select(appointments.c.id)
         .select_from(appointments.outerjoin(flagged, flagged.c.id == appointments.c.call_id))
         .where(
             in_window,
-            or_(
-                appointments.c.call_id.is_(None),
-                appointments.c.call_id >= appointment_calls_from,
-            ),
-            appointments.c.status != "cancelled",
+            live,
+            appointments.c.call_id >= appointment_calls_from,
             flagged.c.id.is_(None),
         )
     )
+    of_no_call = select(appointments.c.id).where(in_window, live, appointments.c.call_id.is_(None))
+    found = union_all(of_a_call, of_no_call).subquery("orphaned")
+    return select(found.c.id)
 
 
 def _inconsistent_link_status_window(

@@ -150,6 +150,7 @@ def craft_out_of_order(database: TestDatabase) -> None:
         add_call(connection, "unflagged", id=5, created_at=yesterday)
         add_appointment(connection, 5)
         add_appointment(connection, None)
+        add_appointment(connection, None, status="cancelled")
         add_call(connection, "mismatch", id=60, session_outcome="appointment_booked")
         add_call(connection, "no direction", id=80, direction=None, booking_failed=True)
         add_call(connection, "failed yesterday", id=3, created_at=yesterday, booking_failed=True)
