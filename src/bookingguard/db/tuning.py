@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from sqlalchemy import BigInteger, TextualSelect, bindparam, column, text
 from sqlalchemy.orm import Session
 
-__all__ = ["bound_ids", "plan_monitor_run"]
+__all__ = ["bound_ids", "ids_parameter", "ids_value", "plan_monitor_run"]
 
 
 def plan_monitor_run(session: Session) -> None:
@@ -47,13 +47,29 @@ def bound_ids(session: Session, ids: Sequence[int]) -> TextualSelect:
     plan before the statement does anything; one ``BIGINT[]`` (PostgreSQL) or one JSON
     array (SQLite, which has no arrays) costs nothing.
     """
-    value: list[int] | str = list(ids)
-    if session.get_bind().dialect.name == "postgresql":
-        rows = "SELECT unnest(CAST(:ids AS BIGINT[])) AS id"
+    dialect = session.get_bind().dialect.name
+    return ids_parameter(dialect, "ids", unique=True, value=ids_value(dialect, ids))
+
+
+def ids_parameter(
+    dialect: str, name: str, *, unique: bool = False, value: object = None
+) -> TextualSelect:
+    """A one-column select (``id``) of the ids bound to parameter ``name`` (see ``ids_value``).
+
+    For a statement built once and run with its parameters, as ``bound_ids`` is for one
+    built with its values.
+    """
+    if dialect == "postgresql":
+        rows = f"SELECT unnest(CAST(:{name} AS BIGINT[])) AS id"
     else:
-        rows, value = "SELECT value AS id FROM json_each(:ids)", json.dumps(value)
+        rows = f"SELECT value AS id FROM json_each(:{name})"
     return (
         text(rows)
-        .bindparams(bindparam("ids", value=value, unique=True))
+        .bindparams(bindparam(name, value=value, unique=unique))
         .columns(column("id", BigInteger))
     )
+
+
+def ids_value(dialect: str, ids: Sequence[int]) -> list[int] | str:
+    """What an ``ids_parameter`` is given: a list (PostgreSQL) or a JSON array (SQLite)."""
+    return list(ids) if dialect == "postgresql" else json.dumps(list(ids))

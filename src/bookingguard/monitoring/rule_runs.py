@@ -11,13 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import Select, Table, select
 from sqlalchemy.orm import Session
 
 from bookingguard.db.models import ConsistencyAlert
-from bookingguard.db.tuning import bound_ids, plan_monitor_run
+from bookingguard.db.tuning import bound_ids, ids_parameter, ids_value, plan_monitor_run
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.monitoring.alerting import RuleOutcome
 from bookingguard.monitoring.rules import Rule, Window, reach, shared_call_scan
@@ -288,17 +289,14 @@ class RuleRunner:
         """The sample columns of these entities, in id order: one statement per table."""
         rules = [rule for rule in self._rules if rule.name in ids_by_rule]
         samples: dict[str, list[dict[str, Any]]] = {rule.name: [] for rule in rules}
+        dialect = session.get_bind().dialect.name
         for table in {rule.table for rule in rules if ids_by_rule[rule.name]}:
             of_table = [rule for rule in rules if rule.table is table]
             names = sorted({name for rule in of_table for name in rule.sample_columns})
             ids = sorted({entity_id for rule in of_table for entity_id in ids_by_rule[rule.name]})
+            statement = _samples_statement(dialect, table, tuple(names))
             rows = {
-                row.id: row
-                for row in session.execute(
-                    select(table.c.id, *(table.c[name] for name in names)).where(
-                        table.c.id.in_(ids)
-                    )
-                )
+                row.id: row for row in session.execute(statement, {"ids": ids_value(dialect, ids)})
             }
             for rule in of_table:
                 samples[rule.name] = [
@@ -311,6 +309,14 @@ class RuleRunner:
                     if entity_id in rows
                 ]
         return samples
+
+
+@lru_cache(maxsize=16)
+def _samples_statement(dialect: str, table: Table, names: tuple[str, ...]) -> Select[Any]:
+    """Built once for a table's sample columns: only the ids (one parameter) change."""
+    return select(table.c.id, *(table.c[name] for name in names)).where(
+        table.c.id.in_(ids_parameter(dialect, "ids"))
+    )
 
 
 def describe_error(exc: BaseException) -> str:

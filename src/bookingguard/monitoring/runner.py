@@ -206,37 +206,36 @@ class Monitor:
             report.errors.append({"rule": "notifications", "message": describe_error(exc)})
 
 
+#: Built once: a run's row is its parameters.
+_INSERT_RUN = insert(check_runs).returning(check_runs.c.id)
+
+
 def _keep_run(session: Session, report: RunReport, *, trigger: str) -> int:
     """The finished run as one ``check_runs`` row, written with its findings (one INSERT)."""
-    return int(
-        session.execute(
-            insert(check_runs)
-            .values(
-                started_at=report.started_at,
-                finished_at=report.finished_at,
-                window_since=report.window.since,
-                window_until=report.window.until,
-                status="failed" if report.errors else "succeeded",
-                trigger=trigger,
-                results={
-                    name: {
-                        "severity": outcome.severity,
-                        "count": outcome.count,
-                        "duration_ms": round(outcome.duration_seconds * 1000, 3),
-                        "errored": outcome.errored,
-                        "auto_corrected": outcome.corrected,
-                        "opened": outcome.opened,
-                        "resolved": len(outcome.resolved),
-                        "review_filed": outcome.review_filed,
-                    }
-                    for name, outcome in report.outcomes.items()
-                },
-                totals=report.totals,
-                auto_corrected=report.auto_corrected,
-                alerts_opened=report.alerts_opened,
-                alerts_resolved=report.alerts_resolved,
-                errors=list(report.errors),
-            )
-            .returning(check_runs.c.id)
-        ).scalar_one()
-    )
+    row = {
+        "started_at": report.started_at,
+        "finished_at": report.finished_at,
+        "window_since": report.window.since,
+        "window_until": report.window.until,
+        "status": "failed" if report.errors else "succeeded",
+        "trigger": trigger,
+        "results": {
+            name: {
+                "severity": outcome.severity,
+                "count": outcome.count,
+                "duration_ms": round(outcome.duration_seconds * 1000, 3),
+                "errored": outcome.errored,
+                "auto_corrected": outcome.corrected,
+                "opened": outcome.opened,
+                "resolved": len(outcome.resolved),
+                "review_filed": outcome.review_filed,
+            }
+            for name, outcome in report.outcomes.items()
+        },
+        "totals": report.totals,
+        "auto_corrected": report.auto_corrected,
+        "alerts_opened": report.alerts_opened,
+        "alerts_resolved": report.alerts_resolved,
+        "errors": list(report.errors),
+    }
+    return int(session.execute(_INSERT_RUN, row).scalar_one())

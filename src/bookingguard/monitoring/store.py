@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -18,7 +19,9 @@ from sqlalchemy import (
     String,
     Table,
     TextualSelect,
+    Update,
     and_,
+    bindparam,
     exists,
     func,
     insert,
@@ -36,7 +39,7 @@ from sqlalchemy.sql.util import ClauseAdapter
 
 from bookingguard.db.alerts import fingerprint, json_object
 from bookingguard.db.models import ConsistencyAlert
-from bookingguard.db.tuning import bound_ids
+from bookingguard.db.tuning import bound_ids, ids_parameter, ids_value
 from bookingguard.db.types import JSONDocument, UTCDateTime
 from bookingguard.monitoring.rules import Rule
 
@@ -99,22 +102,47 @@ def _bump(
     now: datetime,
 ) -> set[int]:
     """Bump the open alerts of these entities; returns the entities that had one."""
-    return bump_found(session, [(alert_type, entity_type, ids)], now=now)[alert_type]
+    if isinstance(ids, list):
+        return bump_found(session, [(alert_type, entity_type, ids)], now=now)[alert_type]
+    statement = _bump_statement([(alert_type, entity_type, ids)])
+    return _bumped(session.execute(statement, {"now": now})).get(alert_type, set())
 
 
 def bump_found(
-    session: Session,
-    found: Sequence[tuple[str, str, Select[tuple[int]] | list[int]]],
-    *,
-    now: datetime,
+    session: Session, found: Sequence[tuple[str, str, Sequence[int]]], *, now: datetime
 ) -> dict[str, set[int]]:
     """Bump the open alerts of several rules' findings in one statement.
 
     ``found`` holds (alert type, entity type, ids) for each rule; returns, per alert type,
-    the entities that had an open alert.
+    the entities that had an open alert. The statement is built once for a set of rules:
+    only its parameters change from run to run.
     """
-    bumped: dict[str, set[int]] = {alert_type: set() for alert_type, _, _ in found}
-    result = session.execute(
+    dialect = session.get_bind().dialect.name
+    statement = _listed_bump_statement(
+        dialect, tuple((alert_type, entity_type) for alert_type, entity_type, _ in found)
+    )
+    parameters: dict[str, Any] = {"now": now}
+    for index, (_, _, ids) in enumerate(found):
+        parameters[f"ids_{index}"] = ids_value(dialect, ids)
+    bumped = _bumped(session.execute(statement, parameters))
+    return {alert_type: bumped.get(alert_type, set()) for alert_type, _, _ in found}
+
+
+@lru_cache(maxsize=32)
+def _listed_bump_statement(dialect: str, kinds: tuple[tuple[str, str], ...]) -> Update:
+    return _bump_statement(
+        [
+            (alert_type, entity_type, ids_parameter(dialect, f"ids_{index}"))
+            for index, (alert_type, entity_type) in enumerate(kinds)
+        ]
+    )
+
+
+def _bump_statement(
+    found: Sequence[tuple[str, str, Select[tuple[int]] | TextualSelect]],
+) -> Update:
+    now = bindparam("now", type_=UTCDateTime())
+    return (
         update(alerts)
         .where(
             alerts.c.status.in_(OPEN),
@@ -123,7 +151,7 @@ def bump_found(
                     and_(
                         alerts.c.entity_type == entity_type,
                         alerts.c.alert_type == alert_type,
-                        _among(session, alerts.c.entity_id, ids),
+                        alerts.c.entity_id.in_(ids),
                     )
                     for alert_type, entity_type, ids in found
                 )
@@ -132,8 +160,12 @@ def bump_found(
         .values(occurrences=alerts.c.occurrences + 1, last_seen_at=now, updated_at=now)
         .returning(alerts.c.alert_type, alerts.c.entity_id)
     )
-    for alert_type, entity_id in result.all():
-        bumped[str(alert_type)].add(int(entity_id))
+
+
+def _bumped(result: Result[str, int]) -> dict[str, set[int]]:
+    bumped: dict[str, set[int]] = {}
+    for alert_type, entity_id in result.tuples():
+        bumped.setdefault(str(alert_type), set()).add(int(entity_id))
     return bumped
 
 
@@ -143,12 +175,17 @@ def _rowcount(result: Result[Any]) -> int:
 
 def open_alert_counts(session: Session, alert_types: Sequence[str]) -> dict[str, int]:
     """How many alerts of each of these types are open (a type with none is left out)."""
-    rows = session.execute(
+    rows = session.execute(_open_counts_statement(tuple(alert_types)))
+    return {str(alert_type): int(count) for alert_type, count in rows}
+
+
+@lru_cache(maxsize=32)
+def _open_counts_statement(alert_types: tuple[str, ...]) -> Select[Any]:
+    return (
         select(alerts.c.alert_type, func.count())
         .where(alerts.c.alert_type.in_(alert_types), alerts.c.status.in_(OPEN))
         .group_by(alerts.c.alert_type)
     )
-    return {str(alert_type): int(count) for alert_type, count in rows}
 
 
 def resolve_gone(
