@@ -164,7 +164,7 @@ def _bump_statement(
 
 def _bumped(result: Result[str, int]) -> dict[str, set[int]]:
     bumped: dict[str, set[int]] = {}
-    for alert_type, entity_id in result.tuples():
+    for alert_type, entity_id in result.all():
         bumped.setdefault(str(alert_type), set()).add(int(entity_id))
     return bumped
 
