@@ -21,7 +21,7 @@ from bookingguard.db.models import ConsistencyAlert
 from bookingguard.db.tuning import bound_ids, ids_parameter, ids_value, plan_monitor_run
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.monitoring.alerting import RuleOutcome
-from bookingguard.monitoring.rules import Rule, Window, reach, shared_call_scan
+from bookingguard.monitoring.rules import Rule, Window, reach, shared_call_scan, windowed
 from bookingguard.monitoring.store import (
     StoreOutcome,
     bump_found,
@@ -173,7 +173,9 @@ class RuleRunner:
         # of re-running the rule. Joining the table back for the sample columns made the
         # planner hash the whole table whenever it misjudged how many rows a predicate keeps.
         # Select[tuple[int]] is a one-column select of ints; the scalars are the ids.
-        return sorted(int(cast(int, entity_id)) for entity_id in session.scalars(rule.ids(window)))
+        built = windowed(rule, window)
+        entity_ids = session.scalars(*built) if built else session.scalars(rule.ids(window))
+        return sorted(int(cast(int, entity_id)) for entity_id in entity_ids)
 
     def _reach(self, session: Session, window: Window) -> Window:
         """The window with its reach, or as it is when the reach cannot be read.

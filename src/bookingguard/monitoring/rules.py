@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    BindParameter,
     Column,
     ColumnElement,
     ScalarSelect,
@@ -39,12 +40,14 @@ from bookingguard.db.models import Appointment, Call
 __all__ = [
     "RULES",
     "Reach",
+    "ReachBounds",
     "Rule",
     "SharedScan",
     "Window",
     "reach",
     "rule_named",
     "shared_call_scan",
+    "windowed",
 ]
 
 calls: Table = Call.__table__  # type: ignore[assignment]
@@ -65,6 +68,14 @@ class Reach:
     calls_from: int | None
     #: The lowest ``call_id`` of the window's appointments.
     appointment_calls_from: int | None
+
+
+@dataclass(frozen=True)
+class ReachBounds:
+    """A ``Reach`` in SQL: bound values, or parameters of a statement built once."""
+
+    calls_from: ColumnElement[int | None]
+    appointment_calls_from: ColumnElement[int | None]
 
 
 @dataclass(frozen=True)
@@ -92,7 +103,7 @@ class Rule:
     ids_all: Callable[[datetime], Select[tuple[int]]] | None = None
     #: The same finding phrased for a window with its ``Reach``, given the window's
     #: condition on ``table``: a hash join over the ids the window can reach.
-    ids_window: Callable[[Reach, ColumnElement[bool]], Select[tuple[int]]] | None = None
+    ids_window: Callable[[ReachBounds, ColumnElement[bool]], Select[tuple[int]]] | None = None
     #: The predicate given whether the call has a live appointment (a rule over ``calls``
     #: that tests it): lets a window's call rules share one scan joined once to them.
     given_live: Callable[[ColumnElement[bool]], ColumnElement[bool]] | None = None
@@ -110,13 +121,23 @@ class Rule:
 
     def in_window(self, window: Window) -> ColumnElement[bool]:
         """The rows of ``table`` the window (and ``holds_for``) covers, whatever they hold."""
+        held_since = None if self.holds_for is None else window.until - self.holds_for
+        return self.within(window.since, window.until, held_since)
+
+    def within(
+        self,
+        since: datetime | BindParameter[datetime] | None,
+        until: datetime | BindParameter[datetime],
+        held_since: datetime | BindParameter[datetime] | None,
+    ) -> ColumnElement[bool]:
+        """``in_window`` from its bounds: values, or bound parameters (``windowed``)."""
         time = self.table.c[self.time_column]
         parts = []
-        if window.since is not None:
-            parts.append(time >= window.since)
-        parts.append(time <= window.until)
-        if self.holds_for is not None:
-            parts.append(time >= window.until - self.holds_for)
+        if since is not None:
+            parts.append(time >= since)
+        parts.append(time <= until)
+        if held_since is not None:
+            parts.append(time >= held_since)
         return and_(*parts)
 
     def still_holds(
@@ -133,8 +154,48 @@ class Rule:
         if window.since is None and self.ids_all is not None and self.holds_for is None:
             return self.ids_all(window.until)
         if window.reach is not None and self.ids_window is not None:
-            return self.ids_window(window.reach, self.in_window(window))
+            bounds = ReachBounds(
+                _bound(window.reach.calls_from), _bound(window.reach.appointment_calls_from)
+            )
+            return self.ids_window(bounds, self.in_window(window))
         return select(self.table.c.id).where(self.condition(window))
+
+
+def windowed(rule: Rule, window: Window) -> tuple[Select[tuple[int]], dict[str, Any]] | None:
+    """``rule.ids(window)`` as a statement built once for the rule, and its parameters.
+
+    For a window with its reach, when the rule has a form for it (None otherwise): run
+    every minute, the statement is built, keyed and cached once instead of every run.
+    """
+    ids_window = rule.ids_window
+    if window.since is None or window.reach is None or ids_window is None:
+        return None
+    parameters: dict[str, Any] = {
+        "since": window.since,
+        "until": window.until,
+        "calls_from": window.reach.calls_from,
+        "appointment_calls_from": window.reach.appointment_calls_from,
+    }
+    if rule.holds_for is not None:
+        parameters["held_since"] = window.until - rule.holds_for
+    return _windowed_statement(rule, ids_window), parameters
+
+
+@lru_cache(maxsize=16)
+def _windowed_statement(
+    rule: Rule, ids_window: Callable[[ReachBounds, ColumnElement[bool]], Select[tuple[int]]]
+) -> Select[tuple[int]]:
+    time_type = rule.table.c[rule.time_column].type
+    bounds = ReachBounds(
+        bindparam("calls_from", type_=BigInteger()),
+        bindparam("appointment_calls_from", type_=BigInteger()),
+    )
+    in_window = rule.within(
+        bindparam("since", type_=time_type),
+        bindparam("until", type_=time_type),
+        None if rule.holds_for is None else bindparam("held_since", type_=time_type),
+    )
+    return ids_window(bounds, in_window)
 
 
 def reach(session: Session, window: Window) -> Window:
@@ -233,10 +294,10 @@ def _bound(call_id: int | None) -> ColumnElement[int | None]:
     return literal(call_id, BigInteger())
 
 
-def _live_call_ids(calls_from: int | None) -> Select[tuple[int]]:
+def _live_call_ids(calls_from: ColumnElement[int | None]) -> Select[tuple[int]]:
     return (
         select(appointments.c.call_id)
-        .where(appointments.c.status != "cancelled", appointments.c.call_id >= _bound(calls_from))
+        .where(appointments.c.status != "cancelled", appointments.c.call_id >= calls_from)
         .distinct()
     )
 
@@ -245,14 +306,16 @@ def _live_call_ids(calls_from: int | None) -> Select[tuple[int]]:
 # with an older id) are left to the next run rather than judged against a bounded set.
 
 
-def _missing_appointment_window(reach: Reach, in_window: ColumnElement[bool]) -> Select[tuple[int]]:
+def _missing_appointment_window(
+    reach: ReachBounds, in_window: ColumnElement[bool]
+) -> Select[tuple[int]]:
     live = _live_call_ids(reach.calls_from).subquery("live")
     return (
         select(calls.c.id)
         .select_from(calls.outerjoin(live, live.c.call_id == calls.c.id))
         .where(
             in_window,
-            calls.c.id >= _bound(reach.calls_from),
+            calls.c.id >= reach.calls_from,
             calls.c.appointment_made.is_(True),
             live.c.call_id.is_(None),
         )
@@ -260,7 +323,7 @@ def _missing_appointment_window(reach: Reach, in_window: ColumnElement[bool]) ->
 
 
 def _orphaned_appointment_window(
-    reach: Reach, in_window: ColumnElement[bool]
+    reach: ReachBounds, in_window: ColumnElement[bool]
 ) -> Select[tuple[int]]:
     # Two parts: the window's appointments of a call, anti-joined to the flagged calls the
     # window reaches, and those of no call. Split so, the first part reads the live
@@ -268,7 +331,7 @@ def _orphaned_appointment_window(
     # primary key, nothing sorted or made distinct (3.1-3.6 ms against 6.3-6.8 for the
     # bench's 9 000, where one OR over both parts read the window by time and sorted it).
     # As a NOT EXISTS it probed the calls' index once per appointment (19 ms).
-    appointment_calls_from = _bound(reach.appointment_calls_from)
+    appointment_calls_from = reach.appointment_calls_from
     live = appointments.c.status != "cancelled"
     flagged = (
         select(calls.c.id)
@@ -291,16 +354,14 @@ def _orphaned_appointment_window(
 
 
 def _inconsistent_link_status_window(
-    reach: Reach, in_window: ColumnElement[bool]
+    reach: ReachBounds, in_window: ColumnElement[bool]
 ) -> Select[tuple[int]]:
     live = _live_call_ids(reach.calls_from).subquery("live")
     linked = calls.c.appointment_link_status.is_not_distinct_from("linked")
     return (
         select(calls.c.id)
         .select_from(calls.outerjoin(live, live.c.call_id == calls.c.id))
-        .where(
-            in_window, calls.c.id >= _bound(reach.calls_from), linked != live.c.call_id.is_not(None)
-        )
+        .where(in_window, calls.c.id >= reach.calls_from, linked != live.c.call_id.is_not(None))
     )
 
 

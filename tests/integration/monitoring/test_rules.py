@@ -9,7 +9,14 @@ import pytest
 from sqlalchemy import Connection
 
 from bookingguard.monitoring import AlertPolicy, Monitor
-from bookingguard.monitoring.rules import RULES, Reach, Window, reach, shared_call_scan
+from bookingguard.monitoring.rules import (
+    RULES,
+    Reach,
+    Window,
+    reach,
+    shared_call_scan,
+    windowed,
+)
 from tests.conftest import TestDatabase
 from tests.integration.monitoring.helpers import (
     NOW,
@@ -164,8 +171,17 @@ def test_window_reach_finds_what_the_plain_predicates_find(database: TestDatabas
         reached = reach(session, plain)
         found = {rule.name: sorted(session.scalars(rule.ids(reached))) for rule in RULES}
         expected = {rule.name: sorted(session.scalars(rule.ids(plain))) for rule in RULES}
+        built = {rule.name: windowed(rule, reached) for rule in RULES}
+        found_built = {
+            name: sorted(session.scalars(*statement))
+            for name, statement in built.items()
+            if statement is not None
+        }
     assert reached.reach == Reach(calls_from=10, appointment_calls_from=5)
     assert found == expected
+    # Built once with parameters, the window forms find what they find built with values.
+    assert set(found_built) == {rule.name for rule in RULES if rule.ids_window is not None}
+    assert found_built == {name: found[name] for name in found_built}
     assert found["missing_appointment"] == [10, 30]
     assert found["inconsistent_link_status"] == [30, 70]
     assert len(found["orphaned_appointment"]) == 2
