@@ -132,7 +132,9 @@ class Monitor:
         self._rules = tuple(rules)
         self._clock = clock
         self._metrics = metrics
-        self._runner = RuleRunner(self._rules, sample_size=sample_size, clock=clock)
+        self._runner = RuleRunner(
+            self._rules, sample_size=sample_size, clock=clock, sessions=sessions
+        )
 
     @property
     def rules(self) -> tuple[Rule, ...]:

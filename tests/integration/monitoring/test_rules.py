@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import Connection
+from sqlalchemy import Connection, event
 
 from bookingguard.monitoring import AlertPolicy, Monitor
 from bookingguard.monitoring.rules import (
@@ -185,6 +187,49 @@ def test_window_reach_finds_what_the_plain_predicates_find(database: TestDatabas
     assert found["missing_appointment"] == [10, 30]
     assert found["inconsistent_link_status"] == [30, 70]
     assert len(found["orphaned_appointment"]) == 2
+
+
+def test_rules_outside_the_shared_scan_run_beside_it_on_postgresql(
+    database: TestDatabase,
+) -> None:
+    """On PostgreSQL the orphaned-appointment rule runs at the same time as the shared scan
+    of calls, on another connection: the scan waits here until the rule's statement has
+    returned, which a run doing one after the other could not. On SQLite they share one."""
+    craft_out_of_order(database)
+    connections: dict[str, set[int]] = {"scan": set(), "orphans": set()}
+    orphans_found = threading.Event()
+    waited: list[bool] = []
+
+    def kind(statement: str) -> str | None:
+        return "orphans" if "orphaned" in statement else "scan" if "found_0" in statement else None
+
+    def before(connection: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if (found := kind(statement)) is not None:
+            connections[found].add(id(connection.connection.dbapi_connection))
+        if found == "scan" and database.dialect == "postgresql":
+            waited.append(orphans_found.wait(timeout=10))
+
+    def after(connection: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if kind(statement) == "orphans":
+            orphans_found.set()
+
+    event.listen(database.engine, "before_cursor_execute", before)
+    event.listen(database.engine, "after_cursor_execute", after)
+    try:
+        report = monitor_for(database).check(fix=False, notify=False)
+    finally:
+        event.remove(database.engine, "before_cursor_execute", before)
+        event.remove(database.engine, "after_cursor_execute", after)
+    assert report.errors == []
+    assert report.outcomes["orphaned_appointment"].count == 2
+    assert report.outcomes["missing_appointment"].count == 2
+    assert connections["scan"]
+    assert connections["orphans"]
+    if database.dialect == "postgresql":
+        assert waited == [True]
+        assert connections["scan"].isdisjoint(connections["orphans"])
+    else:
+        assert connections["scan"] == connections["orphans"]
 
 
 def test_shared_scan_finds_what_each_call_rule_finds_alone(database: TestDatabase) -> None:
