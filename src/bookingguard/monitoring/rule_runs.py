@@ -15,7 +15,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, select
+from sqlalchemy import CompoundSelect, Select, Table, literal, null, select, union_all
 from sqlalchemy.orm import Session, sessionmaker
 
 from bookingguard.db.models import ConsistencyAlert
@@ -326,37 +326,64 @@ class RuleRunner:
     def _samples(
         self, session: Session, ids_by_rule: dict[str, list[int]]
     ) -> dict[str, list[dict[str, Any]]]:
-        """The sample columns of these entities, in id order: one statement per table."""
+        """The sample columns of these entities, in id order: one statement for all tables."""
         rules = [rule for rule in self._rules if rule.name in ids_by_rule]
         samples: dict[str, list[dict[str, Any]]] = {rule.name: [] for rule in rules}
+        tables = sorted(
+            {rule.table for rule in rules if ids_by_rule[rule.name]}, key=lambda t: t.name
+        )
+        if not tables:
+            return samples
         dialect = session.get_bind().dialect.name
-        for table in {rule.table for rule in rules if ids_by_rule[rule.name]}:
-            of_table = [rule for rule in rules if rule.table is table]
-            names = sorted({name for rule in of_table for name in rule.sample_columns})
-            ids = sorted({entity_id for rule in of_table for entity_id in ids_by_rule[rule.name]})
-            statement = _samples_statement(dialect, table, tuple(names))
-            rows = {
-                row.id: row for row in session.execute(statement, {"ids": ids_value(dialect, ids)})
-            }
-            for rule in of_table:
-                samples[rule.name] = [
-                    {
-                        "entity_type": rule.entity_type,
-                        "entity_id": entity_id,
-                        **{name: getattr(rows[entity_id], name) for name in rule.sample_columns},
-                    }
-                    for entity_id in ids_by_rule[rule.name]
-                    if entity_id in rows
-                ]
+        of_table = {table: [rule for rule in rules if rule.table is table] for table in tables}
+        wanted = tuple(
+            (
+                table,
+                tuple(sorted({name for rule in of_table[table] for name in rule.sample_columns})),
+            )
+            for table in tables
+        )
+        parameters = {
+            f"ids_{index}": ids_value(
+                dialect, sorted({id_ for rule in of_table[table] for id_ in ids_by_rule[rule.name]})
+            )
+            for index, table in enumerate(tables)
+        }
+        rows: dict[str, dict[int, Any]] = {table.name: {} for table in tables}
+        for row in session.execute(_samples_statement(dialect, wanted), parameters):
+            rows[row.sampled_table][row.id] = row
+        for rule in rules:
+            sampled = rows.get(rule.table.name, {})
+            samples[rule.name] = [
+                {
+                    "entity_type": rule.entity_type,
+                    "entity_id": entity_id,
+                    **{name: getattr(sampled[entity_id], name) for name in rule.sample_columns},
+                }
+                for entity_id in ids_by_rule[rule.name]
+                if entity_id in sampled
+            ]
         return samples
 
 
 @lru_cache(maxsize=16)
-def _samples_statement(dialect: str, table: Table, names: tuple[str, ...]) -> Select[Any]:
-    """Built once for a table's sample columns: only the ids (one parameter) change."""
-    return select(table.c.id, *(table.c[name] for name in names)).where(
-        table.c.id.in_(ids_parameter(dialect, "ids"))
-    )
+def _samples_statement(
+    dialect: str, wanted: tuple[tuple[Table, tuple[str, ...]], ...]
+) -> Select[Any] | CompoundSelect[Any]:
+    """Built once for the tables' sample columns: only their ids (one parameter each) change.
+
+    Each table's rows carry every table's sample columns, NULL where they are another's.
+    """
+    every = sorted({name for _, names in wanted for name in names})
+    parts = [
+        select(
+            literal(table.name).label("sampled_table"),
+            table.c.id,
+            *(table.c[name] if name in names else null().label(name) for name in every),
+        ).where(table.c.id.in_(ids_parameter(dialect, f"ids_{index}")))
+        for index, (table, names) in enumerate(wanted)
+    ]
+    return parts[0] if len(parts) == 1 else union_all(*parts)
 
 
 def describe_error(exc: BaseException) -> str:

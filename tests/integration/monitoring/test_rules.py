@@ -189,6 +189,36 @@ def test_window_reach_finds_what_the_plain_predicates_find(database: TestDatabas
     assert len(found["orphaned_appointment"]) == 2
 
 
+def test_samples_of_calls_and_appointments_in_one_run(database: TestDatabase) -> None:
+    """Read in one statement for both tables, each rule's samples are its own rows' columns."""
+    craft_out_of_order(database)
+    findings = monitor_for(database).check(fix=False, notify=False).to_dict()["findings"]
+    phantoms = findings["missing_appointment"]["samples"]
+    assert [(sample["entity_id"], sample["retell_call_id"]) for sample in phantoms] == [
+        (10, "phantom"),
+        (30, "cancelled"),
+    ]
+    assert {key for sample in phantoms for key in sample} == {
+        "entity_type",
+        "entity_id",
+        "retell_call_id",
+        "session_outcome",
+    }
+    orphans = findings["orphaned_appointment"]["samples"]
+    assert sorted((sample["call_id"] or 0, sample["status"]) for sample in orphans) == [
+        (0, "booked"),
+        (5, "booked"),
+    ]
+    assert {key for sample in orphans for key in sample} == {
+        "entity_type",
+        "entity_id",
+        "call_id",
+        "calcom_booking_uid",
+        "status",
+    }
+    assert {sample["entity_type"] for sample in orphans} == {"appointment"}
+
+
 def test_rules_outside_the_shared_scan_run_beside_it_on_postgresql(
     database: TestDatabase,
 ) -> None:
