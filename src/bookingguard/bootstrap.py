@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
 import httpx
@@ -26,6 +26,7 @@ from bookingguard.booking import (
 )
 from bookingguard.booking.calls import CallEventRecorder
 from bookingguard.calcom import CalcomClient
+from bookingguard.clock import utc_now
 from bookingguard.db.engine import make_engine
 from bookingguard.db.uow import session_factory
 from bookingguard.resilience import CircuitBreaker
@@ -49,11 +50,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-def utc_now() -> datetime:
-    """The wall clock, as an aware UTC datetime (what services are given as ``clock``)."""
-    return datetime.now(UTC)
 
 
 def build_engine(settings: Settings) -> Engine:
