@@ -93,14 +93,18 @@ class CircuitBreaker:
         cls,
         settings: Settings,
         *,
-        engine: Engine | None = None,
+        engine: Engine,
         redis_client: Redis | RedisCluster | None = None,
         clock: Callable[[], float] = time.time,
         classifier: Classifier = classify_exception,
         listeners: Iterable[Listener] = (),
         registry: CollectorRegistry | None = None,
     ) -> CircuitBreaker:
-        """A breaker over ``store_from_settings`` with the settings' policies, audited to SQL."""
+        """A breaker over ``store_from_settings`` with the settings' policies, audited to SQL.
+
+        ``engine`` and ``redis_client`` (the process's own, from ``bootstrap``) are
+        shared, not built here: with no ``redis_client`` the SQL store leads.
+        """
         store = store_from_settings(settings, engine=engine, redis_client=redis_client, clock=clock)
         sql = next((s for s in store.stores if isinstance(s, SqlStore)), None)
         return cls(
