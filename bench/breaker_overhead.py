@@ -22,6 +22,7 @@ import pybreaker
 import redis
 from prometheus_client import CollectorRegistry
 
+from bookingguard.bootstrap import build_async_redis
 from bookingguard.resilience import CircuitBreaker, MemoryStore, RedisStore
 from bookingguard.resilience.policy import BreakerPolicy
 
@@ -71,7 +72,8 @@ async def measure(redis_url: str, run: str) -> dict[str, float]:
     ours_memory = CircuitBreaker(
         MemoryStore(), policy=BreakerPolicy(), registry=CollectorRegistry()
     )
-    store = RedisStore.from_url(redis_url, key_prefix=f"bench:{run}:cb:")
+    async_client = build_async_redis(redis_url, timeout_seconds=0.1)
+    store = RedisStore(async_client, key_prefix=f"bench:{run}:cb:")
     ours_redis = CircuitBreaker(store, policy=BreakerPolicy(), registry=CollectorRegistry())
     theirs_redis.call(noop)
     await ours_redis.call(key, async_noop)
@@ -106,6 +108,7 @@ async def measure(redis_url: str, run: str) -> dict[str, float]:
         client.delete(*stale)
     client.close()
     await ours_redis.aclose()
+    await async_client.aclose()
     return {
         "ours_memory": best["ours_memory"] - best["bare_async"],
         "theirs_memory": best["theirs_memory"] - best["bare_sync"],

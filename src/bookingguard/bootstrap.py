@@ -1,6 +1,13 @@
 """Composition root: builds engines, clients, stores and services from ``Settings``.
 
 Nothing is built at import time; the CLI and the HTTP app call these functions.
+Nothing else in the package builds an engine or a Redis client: the rest take them
+as arguments. A process has one engine and, when ``redis_url`` is set, one
+``RedisClients``: an asyncio pool for the breaker store and the readiness check,
+and a blocking pool for the rate limiter and the job leases. Two, because those
+two run outside the event loop (``limits``' synchronous storage in a sync request
+dependency, the leases in the scheduler's worker threads) and an asyncio client
+belongs to one event loop.
 """
 
 from __future__ import annotations
@@ -8,10 +15,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
 import httpx
+import redis
+import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,6 +35,7 @@ from bookingguard.booking import (
 )
 from bookingguard.booking.calls import CallEventRecorder
 from bookingguard.calcom import CalcomClient
+from bookingguard.clock import utc_now
 from bookingguard.db.engine import make_engine
 from bookingguard.db.uow import session_factory
 from bookingguard.resilience import CircuitBreaker
@@ -38,11 +48,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PolicyRetrier",
+    "RedisClients",
     "Services",
+    "build_async_redis",
+    "build_blocking_redis",
     "build_booking_service",
     "build_circuit_breaker",
     "build_engine",
     "build_monitoring",
+    "build_redis",
     "build_services",
     "calcom_booking_source",
     "utc_now",
@@ -51,22 +65,80 @@ __all__ = [
 T = TypeVar("T")
 
 
-def utc_now() -> datetime:
-    """The wall clock, as an aware UTC datetime (what services are given as ``clock``)."""
-    return datetime.now(UTC)
-
-
 def build_engine(settings: Settings) -> Engine:
     """The database engine for the configured URL."""
     return make_engine(settings.database_url)
 
 
+#: Socket timeouts of the blocking pool: a rate-limit check or a lease waits no longer.
+BLOCKING_REDIS_TIMEOUT_SECONDS = 1.0
+
+
+def build_async_redis(url: str, *, timeout_seconds: float) -> aioredis.Redis:
+    """An asyncio client (one pool) whose connect and read timeouts bound every command.
+
+    It retries once at once, so a pooled connection that died with a restarted
+    server is replaced instead of failing the call.
+    """
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=timeout_seconds,
+        socket_connect_timeout=timeout_seconds,
+        retry=Retry(NoBackoff(), 1),
+        health_check_interval=0,
+    )
+
+
+def build_blocking_redis(
+    url: str, *, timeout_seconds: float = BLOCKING_REDIS_TIMEOUT_SECONDS
+) -> redis.Redis:
+    """A blocking client (one thread-safe pool) for code that runs outside the event loop."""
+    return redis.Redis.from_url(
+        url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds
+    )
+
+
+@dataclass(frozen=True)
+class RedisClients:
+    """The process's Redis connections: one asyncio pool and one blocking pool."""
+
+    #: The breaker store and ``/readyz`` (short timeouts: the breaker's own).
+    asyncio: aioredis.Redis
+    #: The rate limiter and the job leases.
+    blocking: redis.Redis
+
+    async def aclose(self) -> None:
+        await self.asyncio.aclose()
+        self.blocking.close()
+
+
+def build_redis(settings: Settings) -> RedisClients | None:
+    """The process's Redis clients when ``redis_url`` is set, else None (in-process state)."""
+    if not settings.redis_url:
+        return None
+    return RedisClients(
+        asyncio=build_async_redis(
+            settings.redis_url, timeout_seconds=settings.circuit_breaker.redis_timeout_seconds
+        ),
+        blocking=build_blocking_redis(settings.redis_url),
+    )
+
+
 def build_monitoring(
-    settings: Settings, engine: Engine, *, registry: CollectorRegistry | None = None
+    settings: Settings,
+    engine: Engine,
+    *,
+    registry: CollectorRegistry | None = None,
+    redis_client: redis.Redis | None = None,
 ) -> MonitoringService:
     """The monitoring service (checks, alerts, delivery, report) over ``engine``.
 
     With a Prometheus ``registry`` its metrics are registered there (``/metrics``).
+    Its job leases use ``redis_client`` (the process's blocking client); with none
+    and a ``redis_url``, one is built for it (a CLI run that builds nothing else).
     """
     from bookingguard.monitoring.locks import job_lock_from_settings
     from bookingguard.monitoring.metrics import MonitorMetrics
@@ -81,7 +153,12 @@ def build_monitoring(
         session_factory(engine),
         settings,
         metrics=metrics,
-        lock=job_lock_from_settings(settings),
+        lock=job_lock_from_settings(
+            settings,
+            redis_client=redis_client
+            if redis_client is not None or not settings.redis_url
+            else build_blocking_redis(settings.redis_url),
+        ),
         booking_source=booking_source if settings.calcom.api_key is not None else None,
     )
 
@@ -97,10 +174,19 @@ async def calcom_booking_source(settings: Settings) -> AsyncIterator[BookingSour
 
 
 def build_circuit_breaker(
-    settings: Settings, engine: Engine, *, registry: CollectorRegistry | None = None
+    settings: Settings,
+    engine: Engine,
+    *,
+    registry: CollectorRegistry | None = None,
+    redis_client: aioredis.Redis | None = None,
 ) -> CircuitBreaker:
-    """The circuit breaker over Redis → SQL (on ``engine``) → memory, audited to ``engine``."""
-    return CircuitBreaker.from_settings(settings, engine=engine, registry=registry)
+    """The circuit breaker over Redis → SQL (on ``engine``) → memory, audited to ``engine``.
+
+    Redis leads when ``redis_client`` (the process's asyncio client) is given.
+    """
+    return CircuitBreaker.from_settings(
+        settings, engine=engine, redis_client=redis_client, registry=registry
+    )
 
 
 class PolicyRetrier:
@@ -172,12 +258,15 @@ class Services:
     booking: BookingService
     call_events: CallEventRecorder
     clock: Callable[[], datetime]
+    redis: RedisClients | None = None
 
     async def aclose(self) -> None:
         await self.calcom.aclose()
         await self.booking.aclose()
         if self.breaker is not None:
             await self.breaker.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
         self.engine.dispose()
 
 
@@ -190,20 +279,27 @@ def build_services(
     clock: Callable[[], datetime] = utc_now,
     calcom_transport: httpx.AsyncBaseTransport | None = None,
     metrics: BookingMetrics | None = None,
+    redis_clients: RedisClients | None = None,
 ) -> Services:
     """Build the services for ``settings`` (the caller closes them with ``aclose()``).
 
     By default the booking path runs under ``CircuitBreaker.from_settings`` (Redis →
     SQL → memory) and ``retry_async`` with ``RetryPolicy.from_settings``; tests may
-    hand in their own ``breaker`` and ``retrier``.
+    hand in their own ``breaker`` and ``retrier``. The Services own (and close) the
+    ``redis_clients`` given or, when ``redis_url`` is set, the ones built here.
     """
     engine = engine if engine is not None else build_engine(settings)
+    redis_clients = redis_clients if redis_clients is not None else build_redis(settings)
     sessions = session_factory(engine)
     metrics = metrics if metrics is not None else default_booking_metrics()
     calcom = CalcomClient.from_settings(settings, transport=calcom_transport)
     circuit_breaker: CircuitBreaker | None = None
     if breaker is None:
-        circuit_breaker = build_circuit_breaker(settings, engine)
+        circuit_breaker = build_circuit_breaker(
+            settings,
+            engine,
+            redis_client=redis_clients.asyncio if redis_clients is not None else None,
+        )
         breaker = circuit_breaker
     booking = build_booking_service(
         settings,
@@ -226,4 +322,5 @@ def build_services(
             sessions, clock=clock, outcome_mapping=settings.retell.outcome_mapping
         ),
         clock=clock,
+        redis=redis_clients,
     )

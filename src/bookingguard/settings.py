@@ -30,6 +30,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from bookingguard.errors import ConfigurationError
+from bookingguard.token_format import parse_static_token
+from bookingguard.urls import mask_url
 
 __all__ = [
     "AlertSettings",
@@ -151,8 +153,6 @@ class ApiSettings(_Section):
     @field_validator("tokens")
     @classmethod
     def _check_tokens(cls, value: list[SecretStr]) -> list[SecretStr]:
-        from bookingguard.tokens import parse_static_token
-
         for entry in value:
             parse_static_token(entry.get_secret_value())
         return value
@@ -272,14 +272,6 @@ class Settings(BaseSettings):
     def masked_database_url(self) -> str:
         """The database URL with any password hidden, safe for logs and errors."""
         return mask_url(self.database_url)
-
-
-def mask_url(url: str) -> str:
-    """Hide the password of a URL; leave anything unparsable as ``<unparsable url>``."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparsable url>"
 
 
 def _env_name(location: tuple[int | str, ...]) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,9 +20,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bookingguard.db.models import TOKEN_SCOPES, ApiToken
+from bookingguard.db.models import ApiToken
 from bookingguard.errors import BookingGuardError
 from bookingguard.settings import Settings
+from bookingguard.token_format import (
+    NAME_PATTERN,
+    TOKEN_SCOPES,
+    StaticToken,
+    parse_static_token,
+)
 
 __all__ = [
     "TOKEN_PREFIX",
@@ -42,7 +47,6 @@ __all__ = [
 ]
 
 TOKEN_PREFIX = "bg_"  # noqa: S105 (a public prefix, not a secret)
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 #: ``last_used_at`` is refreshed at most this often, so reads do not write on every request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -62,15 +66,6 @@ class Principal:
 
     def allows(self, required: str) -> bool:
         return scope_allows(self.scope, required)
-
-
-@dataclass(frozen=True)
-class StaticToken:
-    """A token from the configuration (or one ``serve`` makes for the dashboard login)."""
-
-    name: str
-    scope: str
-    secret: str
 
 
 def scope_allows(granted: str, required: str) -> bool:
@@ -95,19 +90,6 @@ def _check(name: str, scope: str) -> None:
         )
     if scope not in TOKEN_SCOPES:
         raise TokenError(f"invalid scope {scope!r}: use one of {', '.join(TOKEN_SCOPES)}")
-
-
-def parse_static_token(entry: str) -> StaticToken:
-    """Parse a configured ``name:scope:secret`` entry; raise ``ValueError`` if malformed."""
-    parts = entry.split(":", 2)
-    if len(parts) != 3 or not parts[2]:
-        raise ValueError("each api.tokens entry must look like 'name:scope:secret'")
-    name, scope, secret = parts
-    if not NAME_PATTERN.match(name) or scope not in TOKEN_SCOPES:
-        raise ValueError("api.tokens entry with a bad name or a scope other than read|operate")
-    if len(secret) < 16:
-        raise ValueError("api.tokens secrets must be at least 16 characters")
-    return StaticToken(name=name, scope=scope, secret=secret)
 
 
 def create_token(session: Session, *, name: str, scope: str, now: datetime) -> str:

@@ -11,6 +11,7 @@ from limits.storage import RedisStorage
 from sqlalchemy import select
 
 from bookingguard.api.ratelimit import RateLimiter
+from bookingguard.bootstrap import build_blocking_redis
 from bookingguard.db.models import ApiToken
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.errors import ConfigurationError
@@ -115,7 +116,12 @@ def test_rate_limit_is_shared_between_replicas_through_redis(
     reader = make_token(database, "reader", "read")
     settings = Settings(database_url=database.url, redis_url=redis_url)
     limiters = [
-        RateLimiter.from_settings(settings, namespace=f"{redis_prefix}ratelimit") for _ in range(2)
+        RateLimiter.from_settings(
+            settings,
+            redis_client=build_blocking_redis(redis_url),
+            namespace=f"{redis_prefix}ratelimit",
+        )
+        for _ in range(2)
     ]
     assert all(isinstance(limiter.storage, RedisStorage) for limiter in limiters)
     headers = {"Authorization": f"Bearer {reader}"}

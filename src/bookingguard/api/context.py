@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
 from fastapi import Request
@@ -12,12 +12,11 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
 from bookingguard.api.ratelimit import RateLimiter
+from bookingguard.clock import Clock, utc_now
 from bookingguard.settings import Settings
 from bookingguard.tokens import StaticToken
 
 __all__ = ["AlertActions", "Clock", "OperatorContext", "operator_context", "utc_now"]
-
-Clock = Callable[[], datetime]
 
 
 class AlertActions(Protocol):
@@ -26,10 +25,6 @@ class AlertActions(Protocol):
     def acknowledge(self, session: Session, alert_id: int, *, by: str, now: datetime) -> object: ...
 
     def resolve(self, session: Session, alert_id: int, *, by: str, now: datetime) -> object: ...
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass

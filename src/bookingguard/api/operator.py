@@ -50,7 +50,7 @@ def install_operator_surface(
     context = OperatorContext(
         settings=settings,
         sessions=session_factory(engine),
-        rate_limiter=rate_limiter or RateLimiter.from_settings(settings),
+        rate_limiter=rate_limiter or RateLimiter.from_settings(settings, redis_client=None),
         static_tokens=[*static_tokens(settings), *extra_tokens],
         clock=clock,
         registry=registry,

@@ -18,6 +18,7 @@ from limits import RateLimitItem, parse
 from limits.errors import StorageError
 from limits.storage import MemoryStorage, RedisStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
+from redis import Redis
 from redis.exceptions import RedisError
 
 from bookingguard.settings import Settings
@@ -56,16 +57,23 @@ class RateLimiter:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, namespace: str = "bookingguard:ratelimit"
+        cls,
+        settings: Settings,
+        *,
+        redis_client: Redis | None,
+        namespace: str = "bookingguard:ratelimit",
     ) -> RateLimiter:
-        """Redis-backed when ``redis_url`` is set, in memory otherwise."""
+        """Over ``redis_client``'s pool (the process's blocking client) if given, else in memory.
+
+        ``limits`` wraps the pool in a client of its own: the connections are shared.
+        """
         storage: Storage = MemoryStorage()
-        if settings.redis_url:
+        if redis_client is not None and settings.redis_url:
             url = settings.redis_url
             if url.startswith("unix://"):
                 url = "redis+" + url
             storage = RedisStorage(
-                url, wrap_exceptions=True, socket_timeout=1.0, socket_connect_timeout=1.0
+                url, connection_pool=redis_client.connection_pool, wrap_exceptions=True
             )
         return cls(settings.api.rate_limit, storage, namespace=namespace)
 

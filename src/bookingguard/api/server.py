@@ -18,7 +18,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-import redis.asyncio as aioredis
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -29,6 +28,7 @@ from bookingguard.api.access import login_token
 from bookingguard.api.app import create_app
 from bookingguard.api.observability import RequestIdMiddleware, configure_logging
 from bookingguard.api.operator import install_operator_surface
+from bookingguard.api.ratelimit import RateLimiter
 from bookingguard.api.v1 import breakers, monitoring
 from bookingguard.api.v1.backends import ApiBackends
 from bookingguard.booking import BookingMetrics
@@ -36,6 +36,7 @@ from bookingguard.bootstrap import (
     build_circuit_breaker,
     build_engine,
     build_monitoring,
+    build_redis,
     build_services,
 )
 from bookingguard.db import migrate
@@ -99,11 +100,18 @@ def build_server_app(
     the configured and stored tokens; ``background`` starts the monitor's scheduler.
     """
     engine = engine if engine is not None else build_engine(settings)
+    redis_clients = build_redis(settings)
+    redis_client = redis_clients.asyncio if redis_clients is not None else None
+    blocking_redis = redis_clients.blocking if redis_clients is not None else None
     registry = CollectorRegistry()
-    breaker = build_circuit_breaker(settings, engine, registry=registry)
-    monitor = build_monitoring(settings, engine, registry=registry)
+    breaker = build_circuit_breaker(settings, engine, registry=registry, redis_client=redis_client)
+    monitor = build_monitoring(settings, engine, registry=registry, redis_client=blocking_redis)
     services = build_services(
-        settings, breaker=breaker, engine=engine, metrics=BookingMetrics(registry)
+        settings,
+        breaker=breaker,
+        engine=engine,
+        metrics=BookingMetrics(registry),
+        redis_clients=redis_clients,
     )
     app = create_app(settings, services=services)
     readable = metrics_view(registry)
@@ -113,13 +121,13 @@ def build_server_app(
         engine=engine,
         api_routers=[monitoring.router, breakers.router],
         extra_tokens=extra_tokens,
+        rate_limiter=RateLimiter.from_settings(settings, redis_client=blocking_redis),
         registry=readable,
         alert_actions=admin,
     )
     app.state.backends = ApiBackends(monitoring=monitor, breaker=breaker)
     app.add_middleware(RequestIdMiddleware)
     head = migrate.head_revision(engine)
-    redis_client = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
 
     inner_lifespan = app.router.lifespan_context
 
@@ -132,8 +140,6 @@ def build_server_app(
         finally:
             if jobs is not None:
                 await anyio.to_thread.run_sync(jobs.shutdown)
-            if redis_client is not None:
-                await redis_client.aclose()
             await breaker.aclose()
             await services.aclose()
 

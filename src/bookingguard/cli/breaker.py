@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from bookingguard.bootstrap import build_circuit_breaker, build_redis
 from bookingguard.cli.state import console, print_json, state_of
 from bookingguard.resilience import CircuitBreaker, CircuitStatistics
 
@@ -33,11 +34,18 @@ def _with_breaker(ctx: typer.Context, action: Callable[[CircuitBreaker], Awaitab
     settings, engine = state.settings, state.engine
 
     async def run() -> T:
-        breaker = CircuitBreaker.from_settings(settings, engine=engine)
+        redis_clients = build_redis(settings)
+        breaker = build_circuit_breaker(
+            settings,
+            engine,
+            redis_client=redis_clients.asyncio if redis_clients is not None else None,
+        )
         try:
             return await action(breaker)
         finally:
             await breaker.aclose()
+            if redis_clients is not None:
+                await redis_clients.aclose()
 
     return asyncio.run(run())
 

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 
 from bookingguard.errors import DatabaseUnavailableError
-from bookingguard.settings import mask_url
+from bookingguard.urls import mask_url
 
 __all__ = [
     "CONNECT_TIMEOUT_SECONDS",

@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from bookingguard.db.types import BigIntPK, JSONDocument, UTCDateTime
+from bookingguard.token_format import TOKEN_SCOPES
 
 __all__ = [
     "ALERT_STATUSES",
@@ -88,7 +89,6 @@ ALERT_STATUSES = ("open", "acknowledged", "resolved")
 REVIEW_STATUSES = ("pending", "in_progress", "resolved", "dismissed")
 BREAKER_STATES = ("closed", "open", "half_open")
 OUTBOX_STATUSES = ("pending", "sent", "failed")
-TOKEN_SCOPES = ("read", "operate")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

@@ -14,6 +14,7 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -56,9 +57,16 @@ class JobLock(Protocol):
 class RedisJobLock:
     """Leases in Redis, shared by every replica."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "bookingguard:job:") -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = "bookingguard:job:",
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._redis = client
         self._prefix = prefix
+        self._monotonic = monotonic
         self._release = client.register_script(_RELEASE)
 
     def acquire(self, name: str, *, hold: timedelta) -> Lease | None:
@@ -66,10 +74,10 @@ class RedisJobLock:
         ttl = int(max(hold, RUNNING_TTL).total_seconds() * 1000)
         if not self._redis.set(self._prefix + name, token, nx=True, px=ttl):
             return None
-        return Lease(name=name, token=token, taken_at=time.monotonic(), hold=hold)
+        return Lease(name=name, token=token, taken_at=self._monotonic(), hold=hold)
 
     def release(self, lease: Lease) -> None:
-        elapsed = time.monotonic() - lease.taken_at
+        elapsed = self._monotonic() - lease.taken_at
         rest_ms = int((lease.hold.total_seconds() - elapsed) * 1000)
         self._release(keys=[self._prefix + lease.name], args=[lease.token, max(rest_ms, 0)])
 
@@ -77,8 +85,9 @@ class RedisJobLock:
 class FileJobLock:
     """Leases as locked files holding the time the job last started (one host only)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, clock: Callable[[], float] = time.time) -> None:
         self._directory = directory
+        self._clock = clock
         directory.mkdir(parents=True, exist_ok=True)
 
     def acquire(self, name: str, *, hold: timedelta) -> Lease | None:
@@ -90,7 +99,7 @@ class FileJobLock:
             return None
         handle.seek(0)
         last = handle.read().strip()
-        now = time.time()
+        now = self._clock()
         if last and now - float(last) < hold.total_seconds():
             fcntl.flock(handle, fcntl.LOCK_UN)
             handle.close()
@@ -109,13 +118,16 @@ class FileJobLock:
             lease.handle.close()
 
 
-def job_lock_from_settings(settings: Settings) -> JobLock:
-    """Redis leases when ``redis_url`` is set, else lock files on this host."""
+def job_lock_from_settings(settings: Settings, *, redis_client: redis.Redis | None) -> JobLock:
+    """Redis leases when ``redis_url`` is set (over ``redis_client``), else lock files here.
+
+    The client is the process's blocking one, built by ``bootstrap``; a configured
+    ``redis_url`` with no client is a mistake, not a reason to lock one host only.
+    """
     if settings.redis_url:
-        client = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=2, socket_connect_timeout=2
-        )
-        return RedisJobLock(client, prefix=settings.monitoring.lock_key_prefix)
+        if redis_client is None:
+            raise ValueError("redis_url is set: pass the process's Redis client for the leases")
+        return RedisJobLock(redis_client, prefix=settings.monitoring.lock_key_prefix)
     if settings.monitoring.lock_dir:
         return FileJobLock(Path(settings.monitoring.lock_dir))
     digest = hashlib.sha256(settings.database_url.encode()).hexdigest()[:12]

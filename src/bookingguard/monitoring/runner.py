@@ -16,12 +16,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from bookingguard.clock import utc_now
 from bookingguard.db.models import CheckRun
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.monitoring.alerting import AlertPolicy, RuleOutcome, plan_notifications
@@ -35,10 +36,6 @@ EXIT_CLEAN, EXIT_WARNINGS, EXIT_CRITICAL, EXIT_FAILED = 0, 1, 2, 3
 SEVERITY_ORDER = ("critical", "warning", "info")
 
 check_runs: Table = CheckRun.__table__  # type: ignore[assignment]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass

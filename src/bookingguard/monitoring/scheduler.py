@@ -70,7 +70,7 @@ def start_background(
 
     Delivery runs on every replica: each outbox row is claimed by one of them.
     """
-    chosen = lock or service.lock or job_lock_from_settings(service.settings)
+    chosen = lock or service.lock or job_lock_from_settings(service.settings, redis_client=None)
     scheduler = BackgroundScheduler(timezone="UTC")
     for name, (interval, job) in scheduled_jobs(service).items():
         # The lease is held a little under the interval, so the next tick anywhere may run.

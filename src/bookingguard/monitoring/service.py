@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from bookingguard.clock import utc_now
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.errors import BookingGuardError
 from bookingguard.monitoring import admin
@@ -23,7 +24,7 @@ from bookingguard.monitoring.metrics import MonitorMetrics
 from bookingguard.monitoring.reconcile import BookingSource, Reconciler, ReconcileReport
 from bookingguard.monitoring.report import daily_report
 from bookingguard.monitoring.rules import Window
-from bookingguard.monitoring.runner import Monitor, RunReport, utc_now
+from bookingguard.monitoring.runner import Monitor, RunReport
 from bookingguard.notify.channels import Channel, channels_from_settings
 from bookingguard.notify.delivery import DeliveryStats, OutboxDelivery
 from bookingguard.notify.outbox import Message, enqueue

@@ -15,21 +15,18 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
+from bookingguard.clock import utc_now
 from bookingguard.db.models import AlertSend, NotificationOutbox
 from bookingguard.notify.channels import Channel, DeliveryError, OutgoingMessage
 
 __all__ = ["Backoff", "DeliveryStats", "OutboxDelivery"]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -61,7 +58,7 @@ class OutboxDelivery:
         sessions: sessionmaker[Session],
         channels: Mapping[str, Channel],
         *,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
         lease: timedelta = timedelta(seconds=60),

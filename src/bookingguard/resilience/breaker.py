@@ -7,13 +7,13 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis, RedisCluster
 from sqlalchemy import Engine
 
+from bookingguard.clock import utc_now
 from bookingguard.resilience.audit import TransitionAudit
 from bookingguard.resilience.deadlines import Deadlines
 from bookingguard.resilience.errors import CircuitOpenError, OperationTimeoutError
@@ -93,14 +93,18 @@ class CircuitBreaker:
         cls,
         settings: Settings,
         *,
-        engine: Engine | None = None,
+        engine: Engine,
         redis_client: Redis | RedisCluster | None = None,
         clock: Callable[[], float] = time.time,
         classifier: Classifier = classify_exception,
         listeners: Iterable[Listener] = (),
         registry: CollectorRegistry | None = None,
     ) -> CircuitBreaker:
-        """A breaker over ``store_from_settings`` with the settings' policies, audited to SQL."""
+        """A breaker over ``store_from_settings`` with the settings' policies, audited to SQL.
+
+        ``engine`` and ``redis_client`` (the process's own, from ``bootstrap``) are
+        shared, not built here: with no ``redis_client`` the SQL store leads.
+        """
         store = store_from_settings(settings, engine=engine, redis_client=redis_client, clock=clock)
         sql = next((s for s in store.stores if isinstance(s, SqlStore)), None)
         return cls(
@@ -160,7 +164,7 @@ class CircuitBreaker:
             self._publish(admission.transitions, admission.store)
         if not admission.permitted:
             self._metrics.not_permitted.labels(circuit=circuit_key).inc()
-            self._emit(BreakerEvent(EventKind.NOT_PERMITTED, circuit_key, at=_now()))
+            self._emit(BreakerEvent(EventKind.NOT_PERMITTED, circuit_key, at=utc_now()))
             raise CircuitOpenError(
                 circuit_key, state=admission.state, retry_after=admission.retry_after
             )
@@ -292,7 +296,7 @@ class CircuitBreaker:
         degraded = names.index(to_store) > names.index(from_store)
         kind = EventKind.STORAGE_DEGRADED if degraded else EventKind.STORAGE_RECOVERED
         self._metrics.store_switches.labels(from_store=from_store, to_store=to_store).inc()
-        self._emit(BreakerEvent(kind, from_store=from_store, to_store=to_store, at=_now()))
+        self._emit(BreakerEvent(kind, from_store=from_store, to_store=to_store, at=utc_now()))
 
     def _emit(self, event: BreakerEvent) -> None:
         for listener in self._listeners:
@@ -307,7 +311,3 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     if code is not None:
         return bool(code.co_flags & inspect.CO_COROUTINE)
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)

@@ -1,4 +1,8 @@
-"""Per-circuit thresholds: the settings' defaults, overridden by the longest matching key prefix."""
+"""Per-circuit thresholds: the settings' defaults, overridden by the longest matching key prefix.
+
+``BreakerPolicy()`` is the policy of a default ``CircuitBreakerSettings``; every
+default lives in ``settings.py`` and nowhere else.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,9 @@ from typing import Self
 from bookingguard.settings import CircuitBreakerSettings
 
 __all__ = ["BreakerPolicy", "PolicyResolver"]
+
+#: The defaults are the settings model's: written once, in ``settings.py``.
+_DEFAULTS = CircuitBreakerSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,15 +26,15 @@ class BreakerPolicy:
     when at least ``minimum_calls`` calls in ``window_seconds`` reach the rate.
     """
 
-    failure_threshold: int = 3
-    cooldown_seconds: float = 30.0
-    success_threshold: int = 2
-    timeout_seconds: float = 10.0
-    failure_rate_threshold: float | None = None
-    window_seconds: int = 60
-    minimum_calls: int = 5
-    slow_call_seconds: float | None = None
-    slow_call_rate_threshold: float = 50.0
+    failure_threshold: int = _DEFAULTS.failure_threshold
+    cooldown_seconds: float = _DEFAULTS.cooldown_seconds
+    success_threshold: int = _DEFAULTS.success_threshold
+    timeout_seconds: float = _DEFAULTS.timeout_seconds
+    failure_rate_threshold: float | None = _DEFAULTS.failure_rate_threshold
+    window_seconds: int = _DEFAULTS.window_seconds
+    minimum_calls: int = _DEFAULTS.minimum_calls
+    slow_call_seconds: float | None = _DEFAULTS.slow_call_seconds
+    slow_call_rate_threshold: float = _DEFAULTS.slow_call_rate_threshold
     #: whether every call must be recorded in the time window (derived, read on the hot path)
     windowed: bool = field(init=False, repr=False, compare=False)
 
@@ -54,6 +61,7 @@ class BreakerPolicy:
 
     @classmethod
     def from_settings(cls, section: CircuitBreakerSettings) -> Self:
+        """The policy the section's values describe (its per-circuit fields)."""
         return cls(**{f.name: getattr(section, f.name) for f in fields(cls) if f.init})
 
 

@@ -2,28 +2,53 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import redis
 
+from bookingguard.bootstrap import build_blocking_redis
 from bookingguard.monitoring.locks import FileJobLock, JobLock, RedisJobLock
 
 
+class FakeClock:
+    """Seconds that pass only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Leases:
+    lock: JobLock
+    clock: FakeClock
+    client: redis.Redis | None = None
+    prefix: str = ""
+
+
 @pytest.fixture(params=["redis", "file"])
-def lock(request: pytest.FixtureRequest, tmp_path: Path) -> JobLock:
-    """A Redis lease store (namespaced) or a lock-file directory."""
+def leases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Leases]:
+    """A Redis lease store (namespaced) or a lock-file directory, on a fake clock."""
+    clock = FakeClock()
     if request.param == "file":
-        return FileJobLock(tmp_path / "locks")
+        yield Leases(FileJobLock(tmp_path / "locks", clock=clock), clock)
+        return
     url: str = request.getfixturevalue("redis_url")
     prefix: str = request.getfixturevalue("redis_prefix")
-    return RedisJobLock(redis.Redis.from_url(url), prefix=prefix)
+    client = build_blocking_redis(url)
+    yield Leases(RedisJobLock(client, prefix=prefix, monotonic=clock), clock, client, prefix)
+    client.close()
 
 
-def test_second_replica_is_refused_while_the_job_runs(lock: JobLock) -> None:
+def test_second_replica_is_refused_while_the_job_runs(leases: Leases) -> None:
     """While one replica holds the lease, another cannot take it."""
+    lock = leases.lock
     first = lock.acquire("check", hold=timedelta(0))
     assert first is not None
     assert lock.acquire("check", hold=timedelta(0)) is None
@@ -33,13 +58,23 @@ def test_second_replica_is_refused_while_the_job_runs(lock: JobLock) -> None:
     lock.release(again)
 
 
-def test_lease_is_held_for_the_interval_after_a_quick_job(lock: JobLock) -> None:
-    """A job that ends early keeps the tick: no other replica runs it until hold has passed."""
+def test_lease_is_held_for_the_interval_after_a_quick_job(leases: Leases) -> None:
+    """A job that ends early keeps the tick: no other replica runs it until hold has passed.
+
+    Redis frees the lease itself when the rest of the hold runs out: the test reads
+    that expiry (PTTL) instead of waiting for it; the lock file is read against the clock.
+    """
+    lock = leases.lock
     lease = lock.acquire("check", hold=timedelta(seconds=0.5))
     assert lease is not None
+    leases.clock.now += 0.2
     lock.release(lease)
     assert lock.acquire("check", hold=timedelta(seconds=0.5)) is None
-    time.sleep(0.6)
+    if leases.client is not None:
+        assert 0 < leases.client.pttl(leases.prefix + "check") <= 300
+        leases.client.delete(leases.prefix + "check")
+    else:
+        leases.clock.now += 0.4
     later = lock.acquire("check", hold=timedelta(seconds=0.5))
     assert later is not None
     lock.release(later)

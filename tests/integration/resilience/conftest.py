@@ -13,6 +13,7 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
+from bookingguard.bootstrap import build_async_redis
 from bookingguard.resilience import (
     BreakerEvent,
     BreakerPolicy,
@@ -51,7 +52,9 @@ class StoreFactory:
             self._memory = self._memory or MemoryStore()
             return self._memory
         if self.kind == "redis":
-            return RedisStore.from_url(self.redis_url, key_prefix=self.prefix)
+            return RedisStore(
+                build_async_redis(self.redis_url, timeout_seconds=0.1), key_prefix=self.prefix
+            )
         assert self.database is not None
         return SqlStore(self.database.engine)
 

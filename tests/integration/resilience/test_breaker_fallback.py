@@ -14,6 +14,7 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
+from bookingguard.bootstrap import build_async_redis
 from bookingguard.resilience import (
     BreakerEvent,
     BreakerPolicy,
@@ -114,7 +115,11 @@ async def test_killed_redis_degrades_to_sql_and_recovers(
     """Kill Redis mid-run: no store error reaches callers, it opens on SQL, Redis takes it back."""
     events: list[BreakerEvent] = []
     chain = FallbackStore(
-        [RedisStore.from_url(redis_server.url), SqlStore(database.engine), MemoryStore()],
+        [
+            RedisStore(build_async_redis(redis_server.url, timeout_seconds=0.1)),
+            SqlStore(database.engine),
+            MemoryStore(),
+        ],
         recheck_seconds=0.2,
     )
     breaker = CircuitBreaker(chain, policy=POLICY, registry=CollectorRegistry())
@@ -161,7 +166,11 @@ async def test_unanswering_redis_is_given_up_on_within_the_store_timeout() -> No
     port = silent.getsockname()[1]
     events: list[BreakerEvent] = []
     chain = FallbackStore(
-        [RedisStore.from_url(f"redis://127.0.0.1:{port}/0"), MemoryStore()], recheck_seconds=30
+        [
+            RedisStore(build_async_redis(f"redis://127.0.0.1:{port}/0", timeout_seconds=0.1)),
+            MemoryStore(),
+        ],
+        recheck_seconds=30,
     )
     breaker = CircuitBreaker(chain, policy=POLICY, registry=CollectorRegistry())
     breaker.add_listener(events.append)

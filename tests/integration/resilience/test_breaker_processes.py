@@ -23,6 +23,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+from bookingguard.bootstrap import build_async_redis
 from bookingguard.db import make_engine
 from bookingguard.resilience import (
     BreakerPolicy,
@@ -44,7 +45,7 @@ StoreBuilder = Callable[[], BreakerStore]
 
 
 def redis_builder(url: str, prefix: str) -> StoreBuilder:
-    return lambda: RedisStore.from_url(url, key_prefix=prefix)
+    return lambda: RedisStore(build_async_redis(url, timeout_seconds=0.1), key_prefix=prefix)
 
 
 def sql_builder(url: str) -> StoreBuilder:

@@ -9,6 +9,7 @@ import redis
 from prometheus_client import CollectorRegistry
 from redis.crc import key_slot
 
+from bookingguard.bootstrap import build_async_redis
 from bookingguard.resilience import BreakerPolicy, CircuitBreaker, CircuitOpenError, RedisStore
 
 from .conftest import delete_keys
@@ -20,7 +21,7 @@ async def test_only_the_probe_lease_has_a_ttl(redis_url: str, redis_prefix: str)
     """The circuit's hash never expires; the lease does, within its TTL; both share a slot."""
     policy = BreakerPolicy(cooldown_seconds=0.2, timeout_seconds=1.0)
     breaker = CircuitBreaker(
-        RedisStore.from_url(redis_url, key_prefix=redis_prefix),
+        RedisStore(build_async_redis(redis_url, timeout_seconds=0.1), key_prefix=redis_prefix),
         policy=policy,
         registry=CollectorRegistry(),
     )

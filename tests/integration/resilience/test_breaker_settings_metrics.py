@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
+from bookingguard.bootstrap import build_circuit_breaker, build_redis
 from bookingguard.resilience import (
     CircuitBreaker,
     CircuitOpenError,
@@ -59,8 +60,10 @@ async def test_from_settings_uses_redis_first(
             "circuit_breaker": {"redis_key_prefix": redis_prefix, "failure_threshold": 2},
         }
     )
-    breaker = CircuitBreaker.from_settings(
-        settings, engine=database.engine, registry=CollectorRegistry()
+    clients = build_redis(settings)
+    assert clients is not None
+    breaker = build_circuit_breaker(
+        settings, database.engine, registry=CollectorRegistry(), redis_client=clients.asyncio
     )
     try:
         assert isinstance(breaker.store, FallbackStore)
@@ -75,6 +78,7 @@ async def test_from_settings_uses_redis_first(
         assert (audited.state, audited.failure_count) == ("open", 2)
     finally:
         await breaker.aclose()
+        await clients.aclose()
         delete_keys(redis_url, redis_prefix)
 
 

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 from redis.asyncio import Redis, RedisCluster
 from sqlalchemy import Engine
 
-from bookingguard.db.engine import make_engine
 from bookingguard.resilience.stores.base import BreakerStore
 from bookingguard.resilience.stores.fallback import FallbackStore
 from bookingguard.resilience.stores.memory import MemoryStore
@@ -25,16 +24,16 @@ __all__ = ["store_from_settings"]
 def store_from_settings(
     settings: Settings,
     *,
-    engine: Engine | None = None,
+    engine: Engine,
     redis_client: Redis | RedisCluster | None = None,
     clock: Callable[[], float] = time.time,
 ) -> FallbackStore:
-    """Redis (if ``redis_url`` is set) → SQL over ``database_url`` → memory.
+    """Redis (when a ``redis_client`` is given) → SQL over ``engine`` → memory.
 
     With no Redis (the embedded default) the SQL store leads, which is what makes a
-    ``bookingguard breaker open`` in one process visible to every other. ``engine``
-    and ``redis_client`` reuse existing connections; otherwise the store builds its
-    own (a Redis client with the section's short timeout and no client retries).
+    ``bookingguard breaker open`` in one process visible to every other. The chain
+    builds no connection of its own: ``bootstrap`` builds the engine and, when
+    ``redis_url`` is set, the process's one asyncio Redis client, and passes them in.
     """
     section = settings.circuit_breaker
     stores: list[BreakerStore] = []
@@ -46,21 +45,6 @@ def store_from_settings(
                 timeout_seconds=section.redis_timeout_seconds,
             )
         )
-    elif settings.redis_url:
-        stores.append(
-            RedisStore.from_url(
-                settings.redis_url,
-                key_prefix=section.redis_key_prefix,
-                timeout_seconds=section.redis_timeout_seconds,
-            )
-        )
-    owns_engine = engine is None
-    stores.append(
-        SqlStore(
-            engine or make_engine(settings.database_url),
-            clock=clock,
-            owns_engine=owns_engine,
-        )
-    )
+    stores.append(SqlStore(engine, clock=clock))
     stores.append(MemoryStore(clock=clock))
     return FallbackStore(stores, recheck_seconds=section.store_recheck_seconds)

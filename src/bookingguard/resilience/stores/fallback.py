@@ -12,6 +12,7 @@ from bookingguard.resilience.machine import CLOSED, Admission, CircuitStatistics
 from bookingguard.resilience.outcome import Outcome
 from bookingguard.resilience.policy import BreakerPolicy
 from bookingguard.resilience.stores.base import BreakerStore
+from bookingguard.settings import CircuitBreakerSettings
 
 __all__ = ["FallbackStore", "StoreSwitchListener"]
 
@@ -40,7 +41,7 @@ class FallbackStore:
         self,
         stores: Sequence[BreakerStore],
         *,
-        recheck_seconds: float = 1.0,
+        recheck_seconds: float = CircuitBreakerSettings().store_recheck_seconds,
         monotonic: Callable[[], float] = time.monotonic,
         on_switch: StoreSwitchListener | None = None,
     ) -> None:

@@ -13,8 +13,6 @@ from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -30,10 +28,12 @@ from bookingguard.resilience.machine import (
 from bookingguard.resilience.outcome import Outcome
 from bookingguard.resilience.policy import BreakerPolicy
 from bookingguard.resilience.stores.resp import RespConnection, pack_parts
+from bookingguard.settings import CircuitBreakerSettings
 
 __all__ = ["DEFAULT_KEY_PREFIX", "RedisStore"]
 
-DEFAULT_KEY_PREFIX = "bookingguard:cb:"
+_DEFAULTS = CircuitBreakerSettings()
+DEFAULT_KEY_PREFIX = _DEFAULTS.redis_key_prefix
 _SCRIPT = resources.files(__package__).joinpath("redis_breaker.lua").read_text("utf-8")
 _SCRIPT_SHA = hashlib.sha1(_SCRIPT.encode("utf-8"), usedforsecurity=False).hexdigest()
 _EVALSHA_HEAD = pack_parts("EVALSHA", _SCRIPT_SHA, "2")
@@ -49,7 +49,9 @@ class RedisStore:
     that drops results of calls admitted before a transition, and holds the half-open
     probe as a ``SET NX PX`` lease. A success in closed state costs the admission
     round trip only. Each call is bounded by ``timeout_seconds``; an outage raises
-    ``StoreUnavailableError`` for the fallback chain.
+    ``StoreUnavailableError`` for the fallback chain. The client is the process's
+    asyncio client, built by ``bootstrap``; the store never closes it. EVALSHA goes
+    over a ``RespConnection`` to the same server (see ``resp`` for why and the figures).
 
     On Redis Cluster pass a ``redis.asyncio.RedisCluster``: both keys of a circuit
     carry its key as a hash tag, so each script runs on one node. (Tested against a
@@ -63,13 +65,11 @@ class RedisStore:
         client: aioredis.Redis | aioredis.RedisCluster,
         *,
         key_prefix: str = DEFAULT_KEY_PREFIX,
-        timeout_seconds: float = 0.1,
+        timeout_seconds: float = _DEFAULTS.redis_timeout_seconds,
         name: str = "redis",
-        owns_client: bool = False,
     ) -> None:
         self.name = name
         self._client = client
-        self._owns_client = owns_client
         self._prefix = key_prefix
         self._timeout = timeout_seconds
         self._policy_args: dict[BreakerPolicy, tuple[str, ...]] = {}
@@ -79,25 +79,6 @@ class RedisStore:
         self._token_prefix = uuid.uuid4().hex[:16] + ":"
         self._tokens = itertools.count()
         self._fast = _fast_connection_for(client, timeout_seconds)
-
-    @classmethod
-    def from_url(
-        cls, url: str, *, key_prefix: str = DEFAULT_KEY_PREFIX, timeout_seconds: float = 0.1
-    ) -> RedisStore:
-        """A store with its own client and short socket timeouts.
-
-        The client retries once at once, so a pooled connection that died with a
-        restarted server is replaced instead of failing the call; ``timeout_seconds``
-        still bounds the whole command.
-        """
-        client = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            retry=Retry(NoBackoff(), 1),
-            health_check_interval=0,
-        )
-        return cls(client, key_prefix=key_prefix, timeout_seconds=timeout_seconds, owns_client=True)
 
     def _keys(self, key: str) -> tuple[str, str]:
         base = f"{self._prefix}{{{key}}}"
@@ -245,11 +226,9 @@ class RedisStore:
         return self._fast.commands_sent if self._fast is not None else None
 
     async def aclose(self) -> None:
-        """Close the store's own connections; a client passed in stays open for its owner."""
+        """Close the hot-path connection; the client stays open for its owner (``bootstrap``)."""
         if self._fast is not None:
             self._fast.close()
-        if self._owns_client:
-            await self._client.aclose()
 
 
 def _fast_connection_for(
