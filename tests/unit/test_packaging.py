@@ -17,7 +17,6 @@ USED_WITHOUT_IMPORT = {
     "uvloop": "uvicorn's event loop, picked up by uvicorn itself",
     "jinja2": "starlette's Jinja2Templates renders the dashboard with it",
     "python-multipart": "FastAPI parses the dashboard's form posts with it",
-    "hiredis": "redis-py's reply parser, picked up by redis-py itself",
     "greenlet": "SQLAlchemy's asyncio layer runs on it",
 }
 
