@@ -22,7 +22,7 @@ from bookingguard.db.engine import (
     outside_transaction,
 )
 from bookingguard.db.models import Customer
-from bookingguard.db.tuning import plan_monitor_run
+from bookingguard.db.monitor_queries import tune_monitor_transaction
 from bookingguard.db.uow import UnitOfWork
 from tests.conftest import TestDatabase
 
@@ -163,7 +163,7 @@ def test_monitor_plan_settings_last_for_the_transaction(postgres_database: TestD
     with postgres_database.sessions() as session:
         before = tuple(session.execute(settings).one())
         session.commit()
-        plan_monitor_run(session)
+        tune_monitor_transaction(session)
         assert tuple(session.execute(settings).one()) == ("0", "force_custom_plan")
         session.commit()
         assert tuple(session.execute(settings).one()) == before != ("0", "force_custom_plan")

@@ -242,5 +242,8 @@ def prune(session: Session, *, retention: timedelta, now: datetime) -> int:
 
 
 def ensure_partitions(session: Session, *, today: date, months: int = 2) -> int:
-    """Monthly alert partitions ahead (PostgreSQL); a no-op on SQLite."""
+    """Monthly alert partitions ahead; 0 where the database keeps the alerts in one table.
+
+    The partitioning itself is the database's (``db.ddl.ensure_alert_partitions``).
+    """
     return ddl.ensure_alert_partitions(session.connection(), start=today, months=months)

@@ -3,7 +3,7 @@
 A lease is taken for a job name and held while the job runs and, after it ends,
 until ``hold`` has passed since it was taken: the other replicas skip that tick.
 Redis (``SET NX PX`` and a compare-and-delete script) when configured; otherwise
-an ``flock``-ed file, which is enough for the embedded SQLite deployment on one host.
+an ``flock``-ed file, which is enough for the embedded default deployment on one host.
 """
 
 from __future__ import annotations

@@ -19,7 +19,13 @@ from sqlalchemy import CompoundSelect, Select, Table, literal, null, select, uni
 from sqlalchemy.orm import Session, sessionmaker
 
 from bookingguard.db.models import ConsistencyAlert
-from bookingguard.db.tuning import bound_ids, ids_parameter, ids_value, plan_monitor_run
+from bookingguard.db.monitor_queries import (
+    IdLists,
+    bound_ids,
+    id_lists,
+    runs_side_statements,
+    tune_monitor_transaction,
+)
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.monitoring.alerting import RuleOutcome
 from bookingguard.monitoring.rules import Rule, Window, reach, shared_call_scan, windowed
@@ -55,7 +61,8 @@ class RuleRunner:
         self._rules = tuple(rules)
         self._sample_size = sample_size
         self._clock = clock
-        #: Where the rules outside a shared scan run beside it (PostgreSQL), if given.
+        #: Where the rules outside a shared scan run beside it, if given and the database
+        #: runs a second connection's statement at the same time.
         self._sessions = sessions
 
     def run(
@@ -84,12 +91,12 @@ class RuleRunner:
                 on_rule(name)
 
         session = uow.session
-        plan_monitor_run(session)
+        tune_monitor_transaction(session)
         try:
             return self._run_together(session, window, fix=fix, done=done)
         except Exception:
             uow.rollback()
-            plan_monitor_run(session)
+            tune_monitor_transaction(session)
             reached = self._reach(session, window)
             outcomes: dict[str, RuleOutcome] = {}
             for rule in self._rules:
@@ -152,12 +159,12 @@ class RuleRunner:
     ) -> tuple[dict[str, list[int]], dict[str, float]]:
         """Each rule's ids, and the time of the statement that found them (shared or its own).
 
-        On PostgreSQL the rules outside a shared scan run at the same time as it, on a
-        connection of their own: in a window that is the orphaned-appointment rule, whose
-        6 ms then overlap the scan's 7 instead of following them. Each statement reads
-        its own snapshot either way (read committed). Progress is reported as each rule's
-        statement returns: that is the long part of a run over every row, the writes that
-        follow are short.
+        Where the database runs statements on two connections at the same time, the rules
+        outside a shared scan run beside it, on a connection of their own: in a window that
+        is the orphaned-appointment rule, whose 6 ms then overlap the scan's 7 instead of
+        following them. Each statement reads its own snapshot either way (read committed).
+        Progress is reported as each rule's statement returns: that is the long part of a
+        run over every row, the writes that follow are short.
         """
         found: dict[str, list[int]] = {}
         seconds: dict[str, float] = {}
@@ -169,7 +176,7 @@ class RuleRunner:
                 shared is not None
                 and alone
                 and self._sessions is not None
-                and session.get_bind().dialect.name == "postgresql"
+                and runs_side_statements(session)
             ):
                 beside = pool.submit(self._find_beside, self._sessions, alone, window)
             if shared is not None:
@@ -197,7 +204,7 @@ class RuleRunner:
     ) -> dict[str, tuple[list[int], float]]:
         """These rules' ids and times, read in a transaction of their own."""
         with sessions() as session:
-            plan_monitor_run(session)
+            tune_monitor_transaction(session)
             found: dict[str, tuple[list[int], float]] = {}
             for rule in rules:
                 started = time.perf_counter()
@@ -334,7 +341,7 @@ class RuleRunner:
         )
         if not tables:
             return samples
-        dialect = session.get_bind().dialect.name
+        lists = id_lists(session)
         of_table = {table: [rule for rule in rules if rule.table is table] for table in tables}
         wanted = tuple(
             (
@@ -344,13 +351,13 @@ class RuleRunner:
             for table in tables
         )
         parameters = {
-            f"ids_{index}": ids_value(
-                dialect, sorted({id_ for rule in of_table[table] for id_ in ids_by_rule[rule.name]})
+            f"ids_{index}": lists.ids_value(
+                sorted({id_ for rule in of_table[table] for id_ in ids_by_rule[rule.name]})
             )
             for index, table in enumerate(tables)
         }
         rows: dict[str, dict[int, Any]] = {table.name: {} for table in tables}
-        for row in session.execute(_samples_statement(dialect, wanted), parameters):
+        for row in session.execute(_samples_statement(lists, wanted), parameters):
             rows[row.sampled_table][row.id] = row
         for rule in rules:
             sampled = rows.get(rule.table.name, {})
@@ -368,7 +375,7 @@ class RuleRunner:
 
 @lru_cache(maxsize=16)
 def _samples_statement(
-    dialect: str, wanted: tuple[tuple[Table, tuple[str, ...]], ...]
+    lists: IdLists, wanted: tuple[tuple[Table, tuple[str, ...]], ...]
 ) -> Select[Any] | CompoundSelect[Any]:
     """Built once for the tables' sample columns: only their ids (one parameter each) change.
 
@@ -380,7 +387,7 @@ def _samples_statement(
             literal(table.name).label("sampled_table"),
             table.c.id,
             *(table.c[name] if name in names else null().label(name) for name in every),
-        ).where(table.c.id.in_(ids_parameter(dialect, f"ids_{index}")))
+        ).where(table.c.id.in_(lists.ids_parameter(f"ids_{index}")))
         for index, (table, names) in enumerate(wanted)
     ]
     return parts[0] if len(parts) == 1 else union_all(*parts)

@@ -39,7 +39,7 @@ from sqlalchemy.sql.util import ClauseAdapter
 
 from bookingguard.db.alerts import fingerprint, json_object
 from bookingguard.db.models import ConsistencyAlert
-from bookingguard.db.tuning import bound_ids, ids_parameter, ids_value
+from bookingguard.db.monitor_queries import IdLists, bound_ids, id_lists
 from bookingguard.db.types import JSONDocument, UTCDateTime
 from bookingguard.monitoring.rules import Rule
 
@@ -90,7 +90,7 @@ def _selectable(
 def _among(
     session: Session, column: ColumnElement[Any], ids: Select[tuple[int]] | Sequence[int]
 ) -> ColumnElement[bool]:
-    """``column IN ids``, a listed ``ids`` bound as one parameter where the dialect can."""
+    """``column IN ids``, a listed ``ids`` bound as one parameter."""
     return column.in_(_selectable(session, ids))
 
 
@@ -117,22 +117,22 @@ def bump_found(
     the entities that had an open alert. The statement is built once for a set of rules:
     only its parameters change from run to run.
     """
-    dialect = session.get_bind().dialect.name
+    lists = id_lists(session)
     statement = _listed_bump_statement(
-        dialect, tuple((alert_type, entity_type) for alert_type, entity_type, _ in found)
+        lists, tuple((alert_type, entity_type) for alert_type, entity_type, _ in found)
     )
     parameters: dict[str, Any] = {"now": now}
     for index, (_, _, ids) in enumerate(found):
-        parameters[f"ids_{index}"] = ids_value(dialect, ids)
+        parameters[f"ids_{index}"] = lists.ids_value(ids)
     bumped = _bumped(session.execute(statement, parameters))
     return {alert_type: bumped.get(alert_type, set()) for alert_type, _, _ in found}
 
 
 @lru_cache(maxsize=32)
-def _listed_bump_statement(dialect: str, kinds: tuple[tuple[str, str], ...]) -> Update:
+def _listed_bump_statement(lists: IdLists, kinds: tuple[tuple[str, str], ...]) -> Update:
     return _bump_statement(
         [
-            (alert_type, entity_type, ids_parameter(dialect, f"ids_{index}"))
+            (alert_type, entity_type, lists.ids_parameter(f"ids_{index}"))
             for index, (alert_type, entity_type) in enumerate(kinds)
         ]
     )

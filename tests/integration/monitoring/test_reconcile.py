@@ -6,7 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from bookingguard.monitoring.reconcile import InMemoryBookingSource, Reconciler
+from bookingguard.monitoring.reconcile import Reconciler
+from bookingguard.testing.reconcile import InMemoryBookingSource
 from tests.conftest import TestDatabase
 from tests.integration.monitoring.helpers import (
     NOW,

@@ -1,8 +1,8 @@
 """Read models for the dashboard, straight from the tables (and the in-process metrics).
 
-The consistency rate of a day is the share of that day's calls on which no
-inconsistency (a critical or warning alert) was found: the definition of the
-monitor's daily report, so the dashboard and the report agree.
+The consistency rate of a day is the share of that day's calls not found
+inconsistent, by the one definition in ``monitoring.inconsistency`` that the daily
+report and the API use too, so the dashboard and the report agree.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from bookingguard.db.models import (
     CircuitBreakerTransition,
     ConsistencyAlert,
 )
+from bookingguard.monitoring.inconsistency import INCONSISTENCY_SEVERITIES, found_inconsistent
 from bookingguard.review.queue import open_count
 
 __all__ = [
@@ -40,7 +41,6 @@ __all__ = [
     "validation",
 ]
 
-INCONSISTENCY_SEVERITIES = ("critical", "warning")
 OPEN_ALERT_STATUSES = ("open", "acknowledged")
 MIN_VISIBLE_WIDTH = 0.6
 
@@ -81,18 +81,10 @@ def _day_start(day: date) -> datetime:
 
 
 def day_rates(session: Session, *, now: datetime, days: int = 14) -> list[DayRate]:
-    """Calls and inconsistent calls per UTC day for the last ``days`` days, oldest first."""
+    """Calls, and those found inconsistent, per UTC day for the last ``days`` days, oldest first."""
     first = now.date() - timedelta(days=days - 1)
     since = _day_start(first)
-    flagged = (
-        select(ConsistencyAlert.entity_id)
-        .where(
-            ConsistencyAlert.entity_type == "call",
-            ConsistencyAlert.severity.in_(INCONSISTENCY_SEVERITIES),
-            ConsistencyAlert.entity_id == Call.id,
-        )
-        .exists()
-    )
+    flagged = found_inconsistent(Call.id)
     starts = [_day_start(first + timedelta(days=offset)) for offset in range(1, days)]
     bucket = case(
         *((Call.created_at < start, index) for index, start in enumerate(starts)), else_=days - 1

@@ -166,6 +166,9 @@ class DailyReportOut(BaseModel):
     resolution: dict[str, int]
     runs: dict[str, int]
     top_issues: list[dict[str, Any]]
+    labels: dict[str, str] = Field(
+        description='What each number counts, by its place in the report ("section.key")'
+    )
 
 
 def _aware(moment: datetime) -> datetime:

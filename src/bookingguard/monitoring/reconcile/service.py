@@ -1,23 +1,16 @@
-"""Reconciliation with Cal.com: local appointments against Cal.com bookings in a window.
-
-As data-diff does, both sides are summarised per time bucket (count and a hash of
-uid, start and live/cancelled status); only buckets whose summaries differ are
-compared row by row, and only uids missing from Cal.com's listing are looked up
-one by one. A quiet day therefore costs the listing pages and nothing more.
-Bookings younger than the grace period are in flight and left alone.
+"""The reconciliation service: read both sides, diff them, store the findings as alerts.
 
 Findings become alerts like any rule's: ``calcom_booking_missing`` (critical: a
-phantom at Cal.com), ``unknown_calcom_booking`` and ``calcom_booking_mismatch``.
+phantom at Cal.com), ``unknown_calcom_booking`` and ``calcom_booking_mismatch``;
+critical ones are filed for review.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Table, or_, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,114 +19,25 @@ from bookingguard.db.alerts import severity_of
 from bookingguard.db.models import Appointment
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.monitoring.alerting import RuleOutcome
+from bookingguard.monitoring.reconcile.diff import (
+    MISMATCH,
+    MISSING,
+    Row,
+    bucketed,
+    compare,
+    differing_buckets,
+    normalise,
+    remote_row,
+)
+from bookingguard.monitoring.reconcile.ports import BookingSource, RemoteBooking
 from bookingguard.monitoring.store import store_listed
 from bookingguard.review.queue import PRIORITY_BY_SEVERITY, file_many_for_review
 
-__all__ = [
-    "BookingLister",
-    "BookingSource",
-    "ClientBookingSource",
-    "InMemoryBookingSource",
-    "ReconcileReport",
-    "Reconciler",
-    "RemoteBooking",
-]
+__all__ = ["PAGE_SIZE", "ReconcileReport", "Reconciler"]
 
 appointments: Table = Appointment.__table__  # type: ignore[assignment]
-CANCELLED = frozenset({"cancelled", "rejected"})
+#: Bookings asked of Cal.com per page of its listing.
 PAGE_SIZE = 100
-START_TOLERANCE = timedelta(seconds=1)
-
-
-class RemoteBooking(Protocol):
-    """What reconciliation reads of a Cal.com booking."""
-
-    @property
-    def id(self) -> int: ...
-
-    @property
-    def uid(self) -> str: ...
-
-    @property
-    def start(self) -> datetime: ...
-
-    @property
-    def end(self) -> datetime: ...
-
-    @property
-    def status(self) -> str: ...
-
-    @property
-    def created_at(self) -> datetime | None: ...
-
-
-class BookingSource(Protocol):
-    """Cal.com's bookings, as reconciliation needs them: a window page by page, one by uid."""
-
-    async def list_page(
-        self, *, after_start: datetime, before_end: datetime, take: int, skip: int
-    ) -> tuple[Sequence[RemoteBooking], bool]:
-        """One page of bookings starting in the window, and whether another page follows."""
-        ...
-
-    async def find_booking(self, uid: str) -> RemoteBooking | None:
-        """The booking with ``uid``, or None if Cal.com has none."""
-        ...
-
-
-class BookingPageLike(Protocol):
-    @property
-    def bookings(self) -> Sequence[RemoteBooking]: ...
-
-    @property
-    def has_next_page(self) -> bool: ...
-
-
-class BookingLister(Protocol):
-    """The part of a Cal.com client an adapter needs (``bookingguard.calcom.CalcomClient``)."""
-
-    async def list_bookings(
-        self,
-        *,
-        after_start: datetime | None = None,
-        before_end: datetime | None = None,
-        take: int = 100,
-        skip: int = 0,
-    ) -> BookingPageLike: ...
-
-    async def get_booking(self, uid: str) -> RemoteBooking: ...
-
-
-class ClientBookingSource:
-    """``BookingSource`` over a Cal.com client; ``not_found`` is its "no such booking" error."""
-
-    def __init__(self, client: BookingLister, *, not_found: type[Exception]) -> None:
-        self._client = client
-        self._not_found = not_found
-
-    async def list_page(
-        self, *, after_start: datetime, before_end: datetime, take: int, skip: int
-    ) -> tuple[Sequence[RemoteBooking], bool]:
-        page = await self._client.list_bookings(
-            after_start=after_start, before_end=before_end, take=take, skip=skip
-        )
-        return page.bookings, page.has_next_page
-
-    async def find_booking(self, uid: str) -> RemoteBooking | None:
-        try:
-            return await self._client.get_booking(uid)
-        except self._not_found:
-            return None
-
-
-@dataclass(frozen=True)
-class _Row:
-    uid: str
-    start: datetime
-    live: bool
-
-    def line(self) -> str:
-        return f"{self.uid}|{self.start.isoformat()}|{'live' if self.live else 'cancelled'}"
 
 
 @dataclass
@@ -168,23 +72,6 @@ class ReconcileReport:
         }
 
 
-def _normalise(moment: datetime) -> datetime:
-    return moment.replace(microsecond=0)
-
-
-def _remote_row(booking: RemoteBooking) -> _Row:
-    return _Row(booking.uid, _normalise(booking.start), booking.status.lower() not in CANCELLED)
-
-
-def _bucket_of(moment: datetime, since: datetime, width: timedelta) -> int:
-    return int((moment - since) / width)
-
-
-def _digest(rows: Sequence[_Row]) -> tuple[int, str]:
-    lines = sorted(row.line() for row in rows)
-    return len(lines), hashlib.sha256("\n".join(lines).encode()).hexdigest()
-
-
 class Reconciler:
     """Compares local appointments with Cal.com bookings and stores the differences as alerts."""
 
@@ -213,22 +100,18 @@ class Reconciler:
         local = self._local(since, until, cutoff)
         remote = await self._remote(since, until, cutoff, report)
         report.local_count, report.remote_count = len(local), len(remote)
-        local_buckets: dict[int, list[_Row]] = defaultdict(list)
-        remote_buckets: dict[int, list[_Row]] = defaultdict(list)
-        for uid, (_, start, live) in local.items():
-            local_buckets[_bucket_of(start, since, self._bucket)].append(_Row(uid, start, live))
-        for booking in remote.values():
-            row = _remote_row(booking)
-            remote_buckets[_bucket_of(row.start, since, self._bucket)].append(row)
+        local_buckets = bucketed(
+            (Row(uid, start, live) for uid, (_, start, live) in local.items()),
+            since=since,
+            width=self._bucket,
+        )
+        remote_buckets = bucketed(
+            (remote_row(booking) for booking in remote.values()), since=since, width=self._bucket
+        )
         report.buckets = int((until - since) / self._bucket) + 1
-        differing = [
-            b
-            for b in sorted(set(local_buckets) | set(remote_buckets))
-            if _digest(local_buckets.get(b, [])) != _digest(remote_buckets.get(b, []))
-        ]
+        differing = differing_buckets(local_buckets, remote_buckets)
         report.buckets_differing = len(differing)
-        missing: list[tuple[int, dict[str, Any]]] = []
-        mismatched: list[tuple[int, dict[str, Any]]] = []
+        listed: dict[str, list[tuple[int, dict[str, Any]]]] = {MISSING: [], MISMATCH: []}
         unknown_candidates: dict[str, RemoteBooking] = {}
         for bucket in differing:
             local_rows = {row.uid: row for row in local_buckets.get(bucket, [])}
@@ -237,29 +120,20 @@ class Reconciler:
                 appointment_id = local[uid][0]
                 theirs = remote_rows.get(uid)
                 if theirs is None and uid in remote:
-                    theirs = _remote_row(remote[uid])
+                    theirs = remote_row(remote[uid])
                 if theirs is None:
                     report.remote_requests += 1
                     found = await self._source.find_booking(uid)
-                    theirs = _remote_row(found) if found is not None else None
-                keyed = {"entity_type": "appointment", "entity_id": appointment_id}
-                if theirs is None or (row.live and not theirs.live):
-                    reason = "missing" if theirs is None else "cancelled_at_calcom"
-                    missing.append((appointment_id, {"uid": uid, "reason": reason}))
-                    report.findings.setdefault("calcom_booking_missing", []).append(
-                        {**keyed, "reason": reason}
-                    )
-                elif abs(theirs.start - row.start) > START_TOLERANCE or theirs.live != row.live:
-                    details = {
-                        "uid": uid,
-                        "local_start": row.start.isoformat(),
-                        "calcom_start": theirs.start.isoformat(),
-                        "local_live": row.live,
-                        "calcom_live": theirs.live,
-                    }
-                    mismatched.append((appointment_id, details))
-                    report.findings.setdefault("calcom_booking_mismatch", []).append(
-                        {**keyed, "difference": "start" if theirs.live == row.live else "status"}
+                    theirs = remote_row(found) if found is not None else None
+                difference = compare(row, theirs)
+                if difference is not None:
+                    listed[difference.alert_type].append((appointment_id, difference.metadata))
+                    report.findings.setdefault(difference.alert_type, []).append(
+                        {
+                            "entity_type": "appointment",
+                            "entity_id": appointment_id,
+                            **difference.sample,
+                        }
                     )
             for uid, row in remote_rows.items():
                 if uid not in local and row.live:
@@ -269,7 +143,7 @@ class Reconciler:
             report.findings.setdefault("unknown_calcom_booking", []).append(
                 {"entity_type": "calcom_booking", "entity_id": booking.id}
             )
-        self._store(report, local, remote, missing, mismatched, unknown, now)
+        self._store(report, local, remote, listed[MISSING], listed[MISMATCH], unknown, now)
         return report
 
     def _local(
@@ -294,7 +168,7 @@ class Reconciler:
         return {
             str(row.calcom_booking_uid): (
                 int(row.id),
-                _normalise(row.starts_at),
+                normalise(row.starts_at),
                 row.status != "cancelled",
             )
             for row in rows
@@ -345,14 +219,14 @@ class Reconciler:
         local_ids = [entry[0] for entry in local.values()]
         groups: list[tuple[str, str, str, list[tuple[int, dict[str, Any]]], list[int]]] = [
             (
-                "calcom_booking_missing",
+                MISSING,
                 "appointment",
                 "appointment booked locally but missing or cancelled at Cal.com",
                 missing,
                 local_ids,
             ),
             (
-                "calcom_booking_mismatch",
+                MISMATCH,
                 "appointment",
                 "appointment start or status differs from Cal.com",
                 mismatched,
@@ -403,49 +277,3 @@ class Reconciler:
                     )
                 )
             uow.commit()
-
-
-@dataclass(frozen=True)
-class _MemoryBooking:
-    id: int
-    uid: str
-    start: datetime
-    end: datetime
-    status: str
-    created_at: datetime | None = None
-
-
-class InMemoryBookingSource:
-    """A ``BookingSource`` over a list, counting requests (for unit tests and demos)."""
-
-    def __init__(self) -> None:
-        self.bookings: dict[str, _MemoryBooking] = {}
-        self.requests = 0
-
-    def add(
-        self,
-        *,
-        id: int,
-        uid: str,
-        start: datetime,
-        status: str = "accepted",
-        created_at: datetime | None = None,
-    ) -> None:
-        self.bookings[uid] = _MemoryBooking(
-            id, uid, start, start + timedelta(minutes=30), status, created_at
-        )
-
-    async def list_page(
-        self, *, after_start: datetime, before_end: datetime, take: int, skip: int
-    ) -> tuple[Sequence[RemoteBooking], bool]:
-        self.requests += 1
-        matching = sorted(
-            (b for b in self.bookings.values() if after_start <= b.start < before_end),
-            key=lambda b: (b.start, b.id),
-        )
-        page = matching[skip : skip + take]
-        return page, skip + take < len(matching)
-
-    async def find_booking(self, uid: str) -> RemoteBooking | None:
-        self.requests += 1
-        return self.bookings.get(uid)
