@@ -143,16 +143,94 @@ def _env_names(values: dict[str, object], prefix: str = "BOOKINGGUARD_") -> list
     return names
 
 
+def read_unit(name: str) -> configparser.ConfigParser:
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(DEPLOY / "systemd" / name)
+    return unit
+
+
+def unit_directives(name: str) -> dict[str, list[str]]:
+    """``[Service]`` directive → its values in order (SystemCallFilter, say, repeats)."""
+    directives: dict[str, list[str]] = {}
+    section = None
+    for line in (DEPLOY / "systemd" / name).read_text().splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+        elif section == "[Service]" and line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            directives.setdefault(key, []).append(value)
+    return directives
+
+
+UNITS = ["bookingguard.service", "bookingguard-migrate.service"]
+
+#: The sandbox that systemd-analyze rates 1.1 ("OK"); the score stays <= 2.5 while these hold.
+HARDENING = {
+    "NoNewPrivileges": ["yes"],
+    "CapabilityBoundingSet": [""],
+    "AmbientCapabilities": [""],
+    "ProtectSystem": ["strict"],
+    "ProtectHome": ["yes"],
+    "PrivateTmp": ["yes"],
+    "PrivateDevices": ["yes"],
+    "PrivateMounts": ["yes"],
+    "PrivateUsers": ["yes"],
+    "ProtectKernelTunables": ["yes"],
+    "ProtectKernelModules": ["yes"],
+    "ProtectKernelLogs": ["yes"],
+    "ProtectControlGroups": ["yes"],
+    "ProtectClock": ["yes"],
+    "ProtectHostname": ["yes"],
+    "ProtectProc": ["invisible"],
+    "RestrictAddressFamilies": ["AF_INET AF_INET6 AF_UNIX"],
+    "RestrictNamespaces": ["yes"],
+    "RestrictRealtime": ["yes"],
+    "RestrictSUIDSGID": ["yes"],
+    "RemoveIPC": ["yes"],
+    "LockPersonality": ["yes"],
+    "MemoryDenyWriteExecute": ["yes"],
+    "SystemCallArchitectures": ["native"],
+    "SystemCallFilter": ["@system-service", "~@privileged @resources"],
+    "UMask": ["0077"],
+}
+
+
 def test_systemd_unit_runs_serve_with_the_env_file() -> None:
     """The unit starts `bookingguard serve` with the env file and does not retry exit code 2."""
-    unit = configparser.ConfigParser(strict=False, interpolation=None)
-    unit.optionxform = str
-    unit.read(DEPLOY / "systemd" / "bookingguard.service")
+    unit = read_unit("bookingguard.service")
     service = unit["Service"]
     assert service["ExecStart"].endswith("bookingguard serve")
     assert service["EnvironmentFile"] == "/etc/bookingguard/bookingguard.env"
     assert service["RestartPreventExitStatus"] == "2"
     assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_systemd_units_keep_the_hardening_directives(name: str) -> None:
+    """Both units carry every sandbox directive the security score relies on, unweakened."""
+    directives = unit_directives(name)
+    assert {key: directives.get(key) for key in HARDENING} == HARDENING
+    assert directives["ReadWritePaths"] == ["/var/lib/bookingguard"]
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_systemd_analyze_rates_the_units_at_most_2_5(name: str) -> None:
+    """systemd-analyze security (offline) rates each unit's exposure at 2.5 or lower."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze not installed: the directives test stands in for it")
+    result = subprocess.run(
+        [analyze, "security", "--offline=true", str(DEPLOY / "systemd" / name)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert match is not None, result.stdout + result.stderr
+    assert float(match.group(1)) <= 2.5, result.stdout
 
 
 def test_code_registers_exactly_the_declared_metrics() -> None:
