@@ -20,6 +20,10 @@ from bookingguard.settings import load_settings
 from tests.conftest import service_unavailable
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+README = DEPLOY.parent / "README.md"
+DASHBOARDS = sorted((DEPLOY / "grafana").glob("bookingguard-*.json"))
+PROVISIONING = DEPLOY / "grafana" / "provisioning"
+DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
 METRIC = re.compile(r"\bbookingguard_[a-z_]+\b")
 HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
 
@@ -100,12 +104,10 @@ def test_promtool_checks_and_unit_tests_the_rules() -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(
-    "name", ["consistency", "circuit-breakers", "validation"], ids=lambda name: name
-)
-def test_grafana_dashboard_queries_declared_metrics(name: str) -> None:
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.stem)
+def test_grafana_dashboard_queries_declared_metrics(path: Path) -> None:
     """Each Grafana dashboard is valid JSON with unique panel ids and only declared metrics."""
-    dashboard = json.loads((DEPLOY / "grafana" / f"bookingguard-{name}.json").read_text())
+    dashboard = json.loads(path.read_text())
     assert dashboard["uid"].startswith("bookingguard-")
     panels = dashboard["panels"]
     assert len({panel["id"] for panel in panels}) == len(panels) >= 4
@@ -114,6 +116,59 @@ def test_grafana_dashboard_queries_declared_metrics(name: str) -> None:
         for target in panel["targets"]:
             assert METRIC.search(target["expr"]), panel["title"]
             assert undeclared(target["expr"]) == set(), panel["title"]
+
+
+def test_every_dashboard_file_is_a_provisioned_dashboard() -> None:
+    """The dashboards in deploy/grafana/ are the three named ones, and JSON files only."""
+    assert [path.name for path in DASHBOARDS] == [
+        "bookingguard-circuit-breakers.json",
+        "bookingguard-consistency.json",
+        "bookingguard-validation.json",
+    ]
+    assert sorted(path.name for path in (DEPLOY / "grafana").glob("*.json")) == [
+        path.name for path in DASHBOARDS
+    ]
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda path: path.stem)
+def test_dashboard_panels_query_the_datasource_variable(path: Path) -> None:
+    """A 'datasource' variable (Prometheus type) feeds every panel and query; no __inputs."""
+    dashboard = json.loads(path.read_text())
+    assert "__inputs" not in dashboard
+    assert "DS_PROMETHEUS" not in path.read_text()
+    variables = {variable["name"]: variable for variable in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    for panel in dashboard["panels"]:
+        assert panel["datasource"] == DATASOURCE_REF, panel["title"]
+        for target in panel["targets"]:
+            assert target.get("datasource", DATASOURCE_REF) == DATASOURCE_REF, panel["title"]
+
+
+def test_datasource_provisioning_declares_one_prometheus() -> None:
+    """provisioning/datasources/bookingguard.yml is Grafana's format with one Prometheus."""
+    document = yaml.safe_load((PROVISIONING / "datasources" / "bookingguard.yml").read_text())
+    assert document["apiVersion"] == 1
+    [datasource] = document["datasources"]
+    assert datasource["type"] == "prometheus"
+    assert datasource["access"] == "proxy"
+    assert datasource["url"].startswith("http")
+    assert datasource["name"]
+    assert datasource["uid"]
+
+
+def test_dashboard_provider_loads_the_folder_the_dashboards_are_installed_in() -> None:
+    """The file provider reads the folder that the provider and README copy the dashboards to."""
+    text = (PROVISIONING / "dashboards" / "bookingguard.yml").read_text()
+    document = yaml.safe_load(text)
+    assert document["apiVersion"] == 1
+    [provider] = document["providers"]
+    assert provider["type"] == "file"
+    folder = provider["options"]["path"]
+    assert folder.startswith("/")
+    install = f"install -D -m 0644 -t {folder} deploy/grafana/bookingguard-*.json"
+    assert install in text
+    assert install in README.read_text()
 
 
 def test_example_env_file_is_a_valid_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
