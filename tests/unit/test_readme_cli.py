@@ -12,12 +12,11 @@ from typer.testing import CliRunner
 from bookingguard.cli.app import app
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-FENCE = re.compile(
-    r"^[ \t]*```(?P<info>[^\n]*)\n(?P<body>.*?)^[ \t]*```", re.DOTALL | re.MULTILINE
-)
+FENCE = re.compile(r"^[ \t]*```(?P<info>[^\n]*)\n(?P<body>.*?)^[ \t]*```", re.DOTALL | re.MULTILINE)
 SHELL_BLOCKS = {"", "sh", "bash", "shell", "console"}
 SPAN = re.compile(r"`([^`\n]+)`")
-INVOCATION = re.compile(r"(?:^|[\s/])bookingguard((?:\s+[^\s#]+)+)")
+# The command word: at the start, after a space, or as a path to the installed script.
+INVOCATION = re.compile(r"(?:^|\s|bin/)bookingguard((?:\s+[^\s#]+)+)")
 
 
 def documented_invocations(text: str) -> list[list[str]]:
