@@ -65,7 +65,10 @@ def test_open_in_one_process_is_seen_by_another(database: TestDatabase) -> None:
 def test_show_prints_a_readable_summary(database: TestDatabase) -> None:
     """breaker show without --json prints one field per line, keys verbatim."""
     env = {"BOOKINGGUARD_DATABASE_URL": database.url}
-    shown = CliRunner().invoke(app, ["breaker", "show", "x:b:1"], env=env)
+    runner = CliRunner()
+    assert runner.invoke(app, ["breaker", "open", "x:b:1"], env=env).exit_code == 0
+    runner.invoke(app, ["breaker", "reset", "x:b:1"], env=env)
+    shown = runner.invoke(app, ["breaker", "show", "x:b:1"], env=env)
     assert shown.exit_code == 0, shown.output
     assert "circuit_key: x:b:1" in shown.stdout
     assert "state: closed" in shown.stdout

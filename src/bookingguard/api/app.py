@@ -3,6 +3,10 @@
 The services come from ``bootstrap``: built in the app's lifespan from the
 settings, or handed in ready-made (tests, embedding apps), in which case the
 caller owns and closes them. Routes reach them through ``deps.get_services``.
+
+``/docs`` (Swagger UI) and ``/redoc`` load their scripts and styles from
+``/docs/assets``, files of the ``fastapi-offline`` package, not from a CDN: they
+work on a network without Internet access.
 """
 
 from __future__ import annotations
@@ -11,13 +15,17 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from bookingguard.api.problems import ProblemError, problem_handler
 from bookingguard.api.routes import calcom, retell
 from bookingguard.bootstrap import Services, build_services
 from bookingguard.settings import Settings
 
-__all__ = ["create_app"]
+__all__ = ["DOCS_ASSETS", "create_app"]
+
+#: Where Swagger UI's and ReDoc's JavaScript, CSS and favicon are served.
+DOCS_ASSETS = "/docs/assets"
 
 
 def _build_default(settings: Settings) -> Services:
@@ -50,7 +58,14 @@ def create_app(
         finally:
             await built.aclose()
 
-    app = FastAPI(title="bookingguard", version="0.1.0", lifespan=lifespan)
+    app = FastAPIOffline(
+        title="bookingguard",
+        version="0.1.0",
+        lifespan=lifespan,
+        static_url=DOCS_ASSETS,
+        # Swagger UI's default would send the schema to an online validator.
+        swagger_ui_parameters={"validatorUrl": None},
+    )
     if services is not None:
         app.state.services = services
     app.add_exception_handler(ProblemError, problem_handler)

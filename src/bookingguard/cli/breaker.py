@@ -3,33 +3,41 @@
 The breaker is built from the settings, over the same store chain the service
 uses: Redis when configured, else the SQL store over the configured database, so
 ``breaker open`` here is seen by every process sharing that database or Redis.
+A circuit is known once its store has a record of it (the API's 404 otherwise):
+``show`` and ``reset`` refuse an unknown key, ``open`` creates it open.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from bookingguard.bootstrap import build_circuit_breaker, build_redis
-from bookingguard.cli.state import console, print_json, state_of
-from bookingguard.resilience import CircuitBreaker, CircuitStatistics
+from bookingguard.cli.state import console, fail, print_json, state_of
+
+if TYPE_CHECKING:
+    from bookingguard.resilience import CircuitBreaker, CircuitStatistics
 
 __all__ = ["app"]
 
 T = TypeVar("T")
 
-app = typer.Typer(help="Inspect and control circuit breakers.", no_args_is_help=True)
+app = typer.Typer(
+    help="Inspect and control circuit breakers.", no_args_is_help=True, rich_markup_mode=None
+)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-KeyArg = Annotated[str, typer.Argument(help="Circuit key, e.g. appointment_booking:event_type:42.")]
+KeyArg = Annotated[
+    str, typer.Argument(metavar="KEY", help="Circuit key, e.g. appointment_booking:event_type:42.")
+]
 
 
 def _with_breaker(ctx: typer.Context, action: Callable[[CircuitBreaker], Awaitable[T]]) -> T:
+    import asyncio
+
+    from bookingguard.bootstrap import build_circuit_breaker, build_redis
+
     state = state_of(ctx)
     settings, engine = state.settings, state.engine
 
@@ -50,29 +58,65 @@ def _with_breaker(ctx: typer.Context, action: Callable[[CircuitBreaker], Awaitab
     return asyncio.run(run())
 
 
+def _known(
+    key: str, action: Callable[[CircuitBreaker], Awaitable[T]]
+) -> Callable[[CircuitBreaker], Awaitable[T | None]]:
+    """``action`` on the circuit ``key`` if its store knows it, else ``None``."""
+
+    async def run(breaker: CircuitBreaker) -> T | None:
+        if key not in {circuit.circuit_key for circuit in await breaker.list_circuits()}:
+            return None
+        return await action(breaker)
+
+    return run
+
+
+def _unknown(key: str) -> NoReturn:
+    fail(f"no circuit {key!r} (see 'bookingguard breaker list')", 1)
+
+
 def _when(value: object) -> str:
     return "-" if value is None else str(value)
 
 
-def _table(circuits: list[CircuitStatistics]) -> Table:
-    table = Table(
-        "circuit", "state", "failures", "successes", "rejected", "opened at", "open until", "store"
+_COLUMNS = (
+    "circuit",
+    "state",
+    "failures",
+    "successes",
+    "rejected",
+    "opened at",
+    "open until",
+    "store",
+)
+
+
+def _table(circuits: list[CircuitStatistics]) -> list[str]:
+    """Aligned plain-text lines, header first.
+
+    Never wrapped or cut to the terminal's width (as a Rich table would be): a key
+    is always shown whole, so two circuits cannot read the same.
+    """
+    rows = [_COLUMNS, *(_cells(stats) for stats in circuits)]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(_COLUMNS))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+
+
+def _cells(stats: CircuitStatistics) -> tuple[str, ...]:
+    state = f"{stats.state} (forced)" if stats.forced_open else stats.state
+    return (
+        stats.circuit_key,
+        state,
+        str(stats.failure_count),
+        str(stats.success_count),
+        str(stats.not_permitted_count),
+        _when(stats.opened_at),
+        _when(stats.open_until),
+        stats.store,
     )
-    for stats in circuits:
-        state = f"{stats.state} (forced)" if stats.forced_open else stats.state
-        cells = (
-            stats.circuit_key,
-            state,
-            str(stats.failure_count),
-            str(stats.success_count),
-            str(stats.not_permitted_count),
-            _when(stats.opened_at),
-            _when(stats.open_until),
-            stats.store,
-        )
-        # Text, not markup: a key such as 'x:b:1' must not turn into an emoji.
-        table.add_row(*(Text(cell) for cell in cells))
-    return table
 
 
 def _show(stats: CircuitStatistics, as_json: bool) -> None:
@@ -80,7 +124,7 @@ def _show(stats: CircuitStatistics, as_json: bool) -> None:
         print_json(stats.as_dict())
         return
     for name, value in stats.as_dict().items():
-        console.print(f"{name:>20}: {_when(value)}", highlight=False, markup=False, emoji=False)
+        console().print(f"{name:>20}: {_when(value)}", highlight=False, markup=False, emoji=False)
 
 
 @app.command("list")
@@ -91,24 +135,31 @@ def list_circuits(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         print_json([stats.as_dict() for stats in circuits])
         return
     if not circuits:
-        console.print("no circuits recorded yet")
+        typer.echo("no circuits recorded yet")
         return
-    console.print(_table(circuits))
+    for line in _table(circuits):
+        typer.echo(line)
 
 
 @app.command()
 def show(ctx: typer.Context, key: KeyArg, as_json: JsonFlag = False) -> None:
-    """Show one circuit: state, counts, rates and times."""
-    _show(_with_breaker(ctx, lambda breaker: breaker.statistics(key)), as_json)
+    """Show one circuit: state, counts, rates and times (exit 1 if it is unknown)."""
+    stats = _with_breaker(ctx, _known(key, lambda breaker: breaker.statistics(key)))
+    if stats is None:
+        _unknown(key)
+    _show(stats, as_json)
 
 
 @app.command()
 def reset(ctx: typer.Context, key: KeyArg, as_json: JsonFlag = False) -> None:
-    """Close the circuit and clear its counts (also ends a forced open)."""
-    _show(_with_breaker(ctx, lambda breaker: breaker.reset(key)), as_json)
+    """Close the circuit and clear its counts, also ending a forced open (exit 1 if unknown)."""
+    stats = _with_breaker(ctx, _known(key, lambda breaker: breaker.reset(key)))
+    if stats is None:
+        _unknown(key)
+    _show(stats, as_json)
 
 
 @app.command("open")
 def force_open(ctx: typer.Context, key: KeyArg, as_json: JsonFlag = False) -> None:
-    """Force the circuit open: every call is rejected until 'breaker reset'."""
+    """Force the circuit open, creating it if need be: every call is rejected until reset."""
     _show(_with_breaker(ctx, lambda breaker: breaker.force_open(key)), as_json)

@@ -6,10 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from bookingguard import demo
 from bookingguard.cli.state import console, fail, print_json, state_of
 
 __all__ = ["demo_command"]
@@ -29,10 +26,21 @@ def demo_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
 ) -> None:
     """Load demo customers, calls, appointments and a known share of each inconsistency."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.table import Table
+
+    from bookingguard import demo
+
     state = state_of(ctx)
     existing = demo.count_calls(state.engine)
     if existing and if_empty and not reset:
-        console.print(f"demo data not loaded: the database already has {existing} calls")
+        console().print(f"demo data not loaded: the database already has {existing} calls")
         return
     if existing and not reset:
         fail(f"the database already has {existing} calls; use --reset to replace them", 1)
@@ -43,7 +51,7 @@ def demo_command(
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=console,
+        console=console(),
         disable=as_json,
         transient=False,
     ) as progress:
@@ -75,7 +83,7 @@ def demo_command(
             }
         )
         return
-    console.print(
+    console().print(
         f"{summary.customers} customers, {summary.calls} calls over {summary.days} days, "
         f"{summary.appointments} appointments, {summary.circuits} circuit breakers (seed {seed})",
         highlight=False,
@@ -83,8 +91,8 @@ def demo_command(
     table = Table("inconsistency written past the guarantees", "rows", "% of calls")
     for kind, count in summary.injected.items():
         table.add_row(kind, str(count), f"{summary.shares()[kind]:.2f}")
-    console.print(table)
-    console.print(
+    console().print(table)
+    console().print(
         f"{summary.auto_corrected_by_database} inconsistent writes were auto-corrected by the "
         "database itself. Next: 'bookingguard check --all'.",
         highlight=False,

@@ -6,28 +6,33 @@ itself failed (a rule errored), and delivers what it queued before exiting.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import signal
-import threading
 from datetime import date, timedelta
-from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import Progress
-from rich.table import Table
 
-from bookingguard.bootstrap import build_monitoring
-from bookingguard.cli.state import console, err_console, fail, print_json, run_cli, state_of
-from bookingguard.monitoring.report import render_html, render_text
-from bookingguard.monitoring.runner import EXIT_FAILED
-from bookingguard.monitoring.service import MonitoringService
+from bookingguard.cli.state import (
+    EXIT_COULD_NOT_RUN,
+    cli_errors,
+    console,
+    err_console,
+    fail,
+    print_json,
+    run_cli,
+    state_of,
+)
+from bookingguard.errors import BookingGuardError
+
+if TYPE_CHECKING:
+    from bookingguard.monitoring.service import MonitoringService
 
 __all__ = ["alerts_app", "check", "parse_duration", "reconcile", "report", "worker"]
 
 alerts_app = typer.Typer(
-    help="List, acknowledge, resolve, silence and prune alerts.", no_args_is_help=True
+    help="List, acknowledge, resolve, silence and prune alerts.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -35,8 +40,13 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-def parse_duration(text: str) -> timedelta:
-    """``90s``, ``30m``, ``2h``, ``7d``, ``1w`` → a timedelta (BadParameter otherwise)."""
+def parse_duration(text: str | timedelta) -> timedelta:
+    """``90s``, ``30m``, ``2h``, ``7d``, ``1w`` → a timedelta (BadParameter otherwise).
+
+    A timedelta (an option's default, which click passes through the parser) is kept.
+    """
+    if isinstance(text, timedelta):
+        return text
     match = _DURATION.match(text)
     if match is None:
         raise typer.BadParameter(f"not a duration such as 30m, 2h or 7d: {text!r}")
@@ -44,6 +54,8 @@ def parse_duration(text: str) -> timedelta:
 
 
 def _service(ctx: typer.Context) -> MonitoringService:
+    from bookingguard.bootstrap import build_monitoring
+
     state = state_of(ctx)
     return build_monitoring(state.settings, state.engine)
 
@@ -51,7 +63,13 @@ def _service(ctx: typer.Context) -> MonitoringService:
 def check(
     ctx: typer.Context,
     since: Annotated[
-        str | None, typer.Option("--since", help="Window to scan, e.g. 2h (default recent_hours).")
+        timedelta | None,
+        typer.Option(
+            "--since",
+            parser=parse_duration,
+            metavar="DURATION",
+            help="Window to scan, e.g. 2h (default monitoring.recent_hours).",
+        ),
     ] = None,
     scan_all: Annotated[bool, typer.Option("--all", help="Scan everything, not a window.")] = False,
     as_json: JsonFlag = False,
@@ -60,32 +78,28 @@ def check(
     ] = True,
     no_notify: Annotated[bool, typer.Option("--no-notify", help="Queue and send nothing.")] = False,
 ) -> None:
-    """Run every consistency rule once; exit 0 clean, 1 warnings, 2 critical, 3 failed."""
+    """Run every consistency rule once; exit 0 clean, 1 warnings, 2 critical, 3 could not run."""
+    from rich.progress import Progress
+    from rich.table import Table
+
     if since is not None and scan_all:
-        fail("--since and --all exclude each other", 2)
-    window = parse_duration(since) if since else None
-    state = state_of(ctx)
-    settings = state.settings  # a configuration error keeps its own exit code (2)
-    try:
-        engine = state.engine
-    except typer.Exit as exc:
-        # An unreachable database means the run itself failed.
-        raise typer.Exit(EXIT_FAILED) from exc
-    service = build_monitoring(settings, engine)
-    with Progress(console=err_console, transient=True, disable=as_json) as progress:
+        raise typer.BadParameter("--since and --all exclude each other", param_hint="'--all'")
+    service = _service(ctx)
+    with Progress(console=err_console(), transient=True, disable=as_json) as progress:
         task = progress.add_task("checking", total=len(service.monitor.rules))
         try:
             result = service.check(
-                since=window,
+                since=since,
                 scan_all=scan_all,
                 fix=fix,
                 notify=not no_notify,
                 on_rule=lambda name: progress.update(task, advance=1, description=name),
             )
         except Exception as exc:
-            fail(f"check failed: {type(exc).__name__}: {exc}", EXIT_FAILED)
+            fail(f"check failed: {type(exc).__name__}: {exc}", EXIT_COULD_NOT_RUN)
     if not no_notify:
-        run_cli(service.deliver)
+        with cli_errors(EXIT_COULD_NOT_RUN):
+            service.deliver()
     if as_json:
         print_json(result.to_dict())
     else:
@@ -93,12 +107,12 @@ def check(
         for name, finding in result.to_dict()["findings"].items():
             ids = ", ".join(str(s["entity_id"]) for s in finding["samples"])
             table.add_row(name, finding["severity"], str(finding["count"]), ids)
-        console.print(table)
+        console().print(table)
         for error in result.errors:
-            err_console.print(
+            err_console().print(
                 f"[red]errored:[/] {error['rule']}: {error['message']}", highlight=False
             )
-        console.print(
+        console().print(
             f"run {result.run_id}: totals {result.totals}, auto-corrected {result.auto_corrected}, "
             f"opened {result.alerts_opened}, resolved {result.alerts_resolved}",
             highlight=False,
@@ -109,21 +123,32 @@ def check(
 def report(
     ctx: typer.Context,
     day: Annotated[
-        str | None, typer.Option("--date", help="Day (YYYY-MM-DD, UTC); default yesterday.")
+        str | None,
+        typer.Option("--date", metavar="YYYY-MM-DD", help="Day (UTC); default yesterday."),
     ] = None,
-    output: Annotated[str, typer.Option("--format", help="text, json or html.")] = "text",
+    output: Annotated[
+        str | None, typer.Option("--format", metavar="FORMAT", help="text (default), json or html.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Machine-readable output (same as --format json).")
+    ] = False,
 ) -> None:
     """The daily consistency report."""
-    if output not in ("text", "json", "html"):
-        fail("--format must be text, json or html", 2)
+    from bookingguard.monitoring.report import render_html, render_text
+
+    if output not in (None, "text", "json", "html"):
+        raise typer.BadParameter("must be text, json or html", param_hint="'--format'")
+    if as_json and output not in (None, "json"):
+        raise typer.BadParameter(f"--json and --format {output} exclude each other")
+    chosen_format = "json" if as_json else output or "text"
     try:
         chosen = date.fromisoformat(day) if day else None
     except ValueError:
-        fail(f"--date must be YYYY-MM-DD, got {day!r}", 2)
+        raise typer.BadParameter(f"not a YYYY-MM-DD date: {day!r}", param_hint="'--date'") from None
     document = _service(ctx).daily_report(day=chosen)
-    if output == "json":
+    if chosen_format == "json":
         print_json(document)
-    elif output == "html":
+    elif chosen_format == "html":
         typer.echo(render_html(document))
     else:
         typer.echo(render_text(document))
@@ -150,6 +175,8 @@ def list_alerts(
     if as_json:
         print_json(rows)
         return
+    from rich.table import Table
+
     table = Table("id", "type", "severity", "entity", "status", "seen", "last seen")
     for row in rows:
         table.add_row(
@@ -161,7 +188,7 @@ def list_alerts(
             str(row["occurrences"]),
             str(row["last_seen_at"]),
         )
-    console.print(table)
+    console().print(table)
 
 
 ByOption = Annotated[str, typer.Option("--by", help="Who does it (kept on the alert).")]
@@ -171,7 +198,7 @@ ByOption = Annotated[str, typer.Option("--by", help="Who does it (kept on the al
 def ack(ctx: typer.Context, alert_id: int, by: ByOption = "cli", as_json: JsonFlag = False) -> None:
     """Acknowledge an alert: no more repeats, still deduplicated."""
     row = run_cli(_service(ctx).acknowledge, alert_id, by=by)
-    print_json(row) if as_json else console.print(f"alert {alert_id} {row['status']}")
+    print_json(row) if as_json else console().print(f"alert {alert_id} {row['status']}")
 
 
 @alerts_app.command("resolve")
@@ -180,7 +207,7 @@ def resolve(
 ) -> None:
     """Resolve an alert by hand."""
     row = run_cli(_service(ctx).resolve, alert_id, by=by)
-    print_json(row) if as_json else console.print(f"alert {alert_id} {row['status']}")
+    print_json(row) if as_json else console().print(f"alert {alert_id} {row['status']}")
 
 
 @alerts_app.command("silence")
@@ -188,7 +215,16 @@ def silence(
     ctx: typer.Context,
     author: Annotated[str, typer.Option("--author", help="Who silences.")],
     comment: Annotated[str, typer.Option("--comment", help="Why.")],
-    duration: Annotated[str, typer.Option("--for", help="How long, e.g. 2h.")] = "2h",
+    duration: Annotated[
+        timedelta,
+        typer.Option(
+            "--for",
+            parser=parse_duration,
+            metavar="DURATION",
+            show_default=False,
+            help="How long (default 2h).",
+        ),
+    ] = timedelta(hours=2),
     alert_type: Annotated[str | None, typer.Option("--type", help="Match this rule.")] = None,
     entity_type: Annotated[str | None, typer.Option(help="Match this entity type.")] = None,
     entity_id: Annotated[int | None, typer.Option(help="Match this entity id.")] = None,
@@ -199,12 +235,14 @@ def silence(
         _service(ctx).silence,
         author=author,
         comment=comment,
-        duration=parse_duration(duration),
+        duration=duration,
         alert_type=alert_type,
         entity_type=entity_type,
         entity_id=entity_id,
     )
-    print_json(row) if as_json else console.print(f"silence {row['id']} until {row['expires_at']}")
+    print_json(row) if as_json else console().print(
+        f"silence {row['id']} until {row['expires_at']}"
+    )
 
 
 @alerts_app.command("silences")
@@ -215,7 +253,7 @@ def silences(ctx: typer.Context, as_json: JsonFlag = False) -> None:
         print_json(rows)
         return
     for row in rows:
-        console.print(
+        console().print(
             f"{row['id']}: {row['alert_type'] or '*'} {row['entity_type'] or '*'} "
             f"{row['entity_id'] or '*'} by {row['author']} until {row['expires_at']}: "
             f"{row['comment']}",
@@ -233,35 +271,56 @@ def prune(
 ) -> None:
     """Delete resolved or auto-corrected alerts older than the retention."""
     count = _service(ctx).prune(retention_days=retention_days)
-    print_json({"pruned": count}) if as_json else console.print(f"pruned {count} alerts")
+    print_json({"pruned": count}) if as_json else console().print(f"pruned {count} alerts")
 
 
 def reconcile(
     ctx: typer.Context,
     since: Annotated[
-        str, typer.Option("--since", help="Bookings starting this far back, e.g. 24h.")
-    ] = "24h",
-    ahead: Annotated[str, typer.Option("--ahead", help="…and this far ahead, e.g. 30d.")] = "30d",
+        timedelta,
+        typer.Option(
+            "--since",
+            parser=parse_duration,
+            metavar="DURATION",
+            show_default=False,
+            help="Bookings starting this far back (default 24h).",
+        ),
+    ] = timedelta(hours=24),
+    ahead: Annotated[
+        timedelta,
+        typer.Option(
+            "--ahead",
+            parser=parse_duration,
+            metavar="DURATION",
+            show_default=False,
+            help="…and this far ahead (default 30d).",
+        ),
+    ] = timedelta(days=30),
     as_json: JsonFlag = False,
     no_notify: Annotated[bool, typer.Option("--no-notify", help="Queue and send nothing.")] = False,
 ) -> None:
-    """Compare local appointments with Cal.com bookings; exit as check does."""
+    """Compare local appointments with Cal.com bookings; exit as check does (3: could not run)."""
+    import asyncio
+
     service = _service(ctx)
-    result = run_cli(
-        asyncio.run,
-        service.reconcile_calcom(
-            since=parse_duration(since), ahead=parse_duration(ahead), notify=not no_notify
-        ),
-    )
+    try:
+        result = asyncio.run(
+            service.reconcile_calcom(since=since, ahead=ahead, notify=not no_notify)
+        )
+    except BookingGuardError as exc:
+        fail(exc.message, EXIT_COULD_NOT_RUN)
+    except Exception as exc:
+        fail(f"reconcile failed: {type(exc).__name__}: {exc}", EXIT_COULD_NOT_RUN)
     if not no_notify:
-        run_cli(service.deliver)
+        with cli_errors(EXIT_COULD_NOT_RUN):
+            service.deliver()
     document = result.to_dict()
     if as_json:
         print_json(document)
     else:
         for name, finding in document["findings"].items():
-            console.print(f"{name} ({finding['severity']}): {finding['count']}", highlight=False)
-        console.print(
+            console().print(f"{name} ({finding['severity']}): {finding['count']}", highlight=False)
+        console().print(
             f"{document['local_count']} local, {document['remote_count']} at Cal.com, "
             f"{document['buckets_differing']}/{document['buckets']} buckets differ, "
             f"{document['remote_requests']} requests",
@@ -273,6 +332,10 @@ def reconcile(
 
 def worker(ctx: typer.Context) -> None:
     """Run the scheduled check, delivery, daily report, retention and partition upkeep."""
+    import signal
+    import threading
+    from types import FrameType
+
     from bookingguard.monitoring.scheduler import run_worker
 
     service = _service(ctx)

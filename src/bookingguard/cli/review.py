@@ -7,19 +7,19 @@ from __future__ import annotations
 
 import getpass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich.table import Table
 
 from bookingguard.cli.state import console, fail, print_json, state_of
-from bookingguard.db.models import ManualReviewItem
-from bookingguard.db.uow import UnitOfWork, session_factory
-from bookingguard.review import queue
+
+if TYPE_CHECKING:
+    from bookingguard.db.models import ManualReviewItem
+    from bookingguard.review.queue import ReviewError
 
 __all__ = ["app"]
 
-app = typer.Typer(help="The manual review queue.", no_args_is_help=True)
+app = typer.Typer(help="The manual review queue.", no_args_is_help=True, rich_markup_mode=None)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
@@ -48,7 +48,9 @@ def _as_dict(item: ManualReviewItem) -> dict[str, Any]:
     }
 
 
-def _review_error(exc: queue.ReviewError) -> None:
+def _review_error(exc: ReviewError) -> NoReturn:
+    from bookingguard.review import queue
+
     code = 2 if isinstance(exc, queue.ResolutionNoteRequiredError | queue.InvalidCursorError) else 1
     fail(exc.message, code)
 
@@ -67,6 +69,9 @@ def list_(
     as_json: JsonFlag = False,
 ) -> None:
     """Review items by priority, then age (open ones unless --status or --all)."""
+    from bookingguard.db.uow import UnitOfWork, session_factory
+    from bookingguard.review import queue
+
     statuses = status or ([] if show_all else list(queue.OPEN_STATUSES))
     state = state_of(ctx)
     with UnitOfWork(session_factory(state.engine)) as uow:
@@ -76,6 +81,8 @@ def list_(
     if as_json:
         print_json({"items": [_as_dict(item) for item in page.items]})
         return
+    from rich.table import Table
+
     table = Table("id", "priority", "status", "call", "reason", "assigned", "age")
     now = datetime.now(UTC)
     for item in page.items:
@@ -89,9 +96,9 @@ def list_(
             item.assigned_to or "",
             f"{age.days}d {age.seconds // 3600}h",
         )
-    console.print(table)
+    console().print(table)
     if page.next_cursor:
-        console.print(f"(first {limit} shown; use --limit for more)")
+        console().print(f"(first {limit} shown; use --limit for more)")
 
 
 @app.command()
@@ -101,6 +108,9 @@ def show(
     as_json: JsonFlag = False,
 ) -> None:
     """One review item with its audit trail."""
+    from bookingguard.db.uow import UnitOfWork, session_factory
+    from bookingguard.review import queue
+
     state = state_of(ctx)
     try:
         with UnitOfWork(session_factory(state.engine)) as uow:
@@ -108,7 +118,6 @@ def show(
             trail = queue.audit_trail(uow.session, item_id)
     except queue.ReviewError as exc:
         _review_error(exc)
-        return
     audit = [
         {
             "actor": row.actor,
@@ -123,9 +132,9 @@ def show(
         print_json({**_as_dict(item), "audit": audit})
         return
     for key, value in _as_dict(item).items():
-        console.print(f"[bold]{key}[/]: {value}", highlight=False)
+        console().print(f"[bold]{key}[/]: {value}", highlight=False)
     for entry in audit:
-        console.print(f"  {entry['at']}  {entry['actor']}  {entry['action']}", highlight=False)
+        console().print(f"  {entry['at']}  {entry['actor']}  {entry['action']}", highlight=False)
 
 
 @app.command()
@@ -140,6 +149,9 @@ def resolve(
     as_json: JsonFlag = False,
 ) -> None:
     """Resolve (or --dismiss) an open item; the note is required and the action audited."""
+    from bookingguard.db.uow import UnitOfWork, session_factory
+    from bookingguard.review import queue
+
     state = state_of(ctx)
     close = queue.dismiss if dismiss else queue.resolve
     try:
@@ -154,8 +166,7 @@ def resolve(
             uow.commit()
     except queue.ReviewError as exc:
         _review_error(exc)
-        return
     if as_json:
         print_json(_as_dict(item))
         return
-    console.print(f"review item {item.id} {item.status} by {item.resolved_by}", highlight=False)
+    console().print(f"review item {item.id} {item.status} by {item.resolved_by}", highlight=False)

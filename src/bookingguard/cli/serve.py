@@ -3,62 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import tempfile
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-import uvicorn
-from uvicorn.supervisors import Multiprocess
 
-from bookingguard.api.access import is_loopback, plan_access
-from bookingguard.api.observability import configure_logging
-from bookingguard.api.server import LOGIN_SECRET_ENV, METRICS_DIR_ENV, serving_app
 from bookingguard.cli.state import cli_errors, console, state_of
-from bookingguard.settings import CONFIG_ENV
 
 __all__ = ["serve"]
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, but a SIGTERM or Ctrl-C that shut it down cleanly exits 0.
-
-    uvicorn re-raises the captured signal after shutting down, so the process
-    would die of it (exit -15); a graceful stop is a success for ``serve``.
-    """
-
-    @contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {
-            signum: signal.signal(signum, self.handle_exit)
-            for signum in (signal.SIGINT, signal.SIGTERM)
-        }
-        try:
-            yield
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-
-
-def _uvicorn_config(app: Any, host: str, port: int, **extra: Any) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-        **extra,
-    )
 
 
 def serve(
@@ -85,6 +36,14 @@ def serve(
     Stops gracefully on SIGTERM or Ctrl-C. With no API token yet it listens on
     loopback only and prints a one-time dashboard login URL.
     """
+    from uvicorn.supervisors import Multiprocess
+
+    from bookingguard.api.access import is_loopback, plan_access
+    from bookingguard.api.observability import configure_logging
+    from bookingguard.api.server import LOGIN_SECRET_ENV, serving_app
+    from bookingguard.cli.serving import GracefulServer, metrics_directory, uvicorn_config
+    from bookingguard.settings import CONFIG_ENV
+
     state = state_of(ctx)
     settings = state.settings
     bind_host = host or settings.api.host
@@ -94,19 +53,19 @@ def serve(
         access = plan_access(settings, engine, host=bind_host, port=bind_port)
     configure_logging()
     if access.login_url is not None:
-        console.print(
+        console().print(
             f"Dashboard (one-time login): {access.login_url}", highlight=False, soft_wrap=True
         )
     else:
         shown = bind_host if is_loopback(bind_host) or ":" not in bind_host else f"[{bind_host}]"
-        console.print(
+        console().print(
             f"Dashboard: http://{shown}:{bind_port}/ (sign in with an API token)",
             highlight=False,
             soft_wrap=True,
         )
     if workers == 1:
         app = serving_app(settings, extra_tokens=access.extra_tokens, engine=engine)
-        _Server(_uvicorn_config(app, bind_host, bind_port)).run()
+        GracefulServer(uvicorn_config(app, bind_host, bind_port)).run()
         return
     # Each worker builds its app from the same settings: the configuration file and
     # the one-time login secret reach the spawned processes through the environment.
@@ -116,23 +75,8 @@ def serve(
     if access.extra_tokens:
         os.environ[LOGIN_SECRET_ENV] = access.extra_tokens[0].secret
     state.close()
-    config = _uvicorn_config(
+    config = uvicorn_config(
         "bookingguard.api.server:worker_app", bind_host, bind_port, factory=True, workers=workers
     )
-    with _metrics_directory():
+    with metrics_directory():
         Multiprocess(config, sockets=[config.bind_socket()]).run()
-
-
-@contextmanager
-def _metrics_directory() -> Iterator[None]:
-    """A fresh directory for the workers' metric files (unless one is configured), removed after."""
-    if os.environ.get(METRICS_DIR_ENV):
-        yield
-        return
-    directory = tempfile.mkdtemp(prefix="bookingguard-metrics-")
-    os.environ[METRICS_DIR_ENV] = directory
-    try:
-        yield
-    finally:
-        del os.environ[METRICS_DIR_ENV]
-        shutil.rmtree(directory, ignore_errors=True)

@@ -8,22 +8,29 @@ from typing import Annotated
 import typer
 
 from bookingguard.cli.state import console, fail, print_json, state_of
-from bookingguard.db.uow import UnitOfWork, session_factory
-from bookingguard.tokens import TokenError, create_token, revoke_token
 
 __all__ = ["app"]
 
-app = typer.Typer(help="API tokens (scopes: read, operate).", no_args_is_help=True)
+app = typer.Typer(
+    help="API tokens (scopes: read, operate).", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 @app.command()
 def create(
     ctx: typer.Context,
-    name: Annotated[str, typer.Option("--name", help="Unique name; the audit log's actor.")],
-    scope: Annotated[str, typer.Option("--scope", help="read or operate.")] = "read",
+    name: Annotated[
+        str, typer.Option("--name", metavar="NAME", help="Unique name; the audit log's actor.")
+    ],
+    scope: Annotated[
+        str, typer.Option("--scope", metavar="SCOPE", help="read or operate.")
+    ] = "read",
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Create a token and print it once: only its hash is stored."""
+    from bookingguard.db.uow import UnitOfWork, session_factory
+    from bookingguard.tokens import TokenError, create_token
+
     state = state_of(ctx)
     try:
         with UnitOfWork(session_factory(state.engine)) as uow:
@@ -34,8 +41,10 @@ def create(
     if as_json:
         print_json({"name": name, "scope": scope, "token": secret})
         return
-    console.print(f"token {name!r} ({scope}) created. It is shown only this once:", highlight=False)
-    console.print(secret, highlight=False, soft_wrap=True)
+    console().print(
+        f"token {name!r} ({scope}) created. It is shown only this once:", highlight=False
+    )
+    console().print(secret, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -44,6 +53,9 @@ def revoke(
     name: Annotated[str, typer.Argument(help="The token's name.")],
 ) -> None:
     """Revoke a token: requests with it get 401 from now on."""
+    from bookingguard.db.uow import UnitOfWork, session_factory
+    from bookingguard.tokens import TokenError, revoke_token
+
     state = state_of(ctx)
     try:
         with UnitOfWork(session_factory(state.engine)) as uow:
@@ -52,4 +64,6 @@ def revoke(
             uow.commit()
     except TokenError as exc:
         fail(exc.message, 1)
-    console.print(f"token {name!r} revoked at {revoked_at:%Y-%m-%d %H:%M:%S} UTC", highlight=False)
+    console().print(
+        f"token {name!r} revoked at {revoked_at:%Y-%m-%d %H:%M:%S} UTC", highlight=False
+    )
