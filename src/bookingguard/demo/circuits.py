@@ -9,6 +9,7 @@ exactly what the service itself would have written.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
@@ -58,6 +59,9 @@ async def _replay(engine: Engine, *, now: datetime, outage: datetime) -> int:
 def write_circuits(engine: Engine, *, now: datetime, outage: datetime) -> int:
     """Two booking circuits: one recovered from an outage at ``outage``, one open right now.
 
-    Returns how many circuits the store holds afterwards.
+    Returns how many circuits the store holds afterwards. The store is async; its
+    event loop runs in a thread of its own, so callers that already run a loop in
+    this thread (Playwright's sync API does) can load the demo too.
     """
-    return asyncio.run(_replay(engine, now=now, outage=outage))
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, _replay(engine, now=now, outage=outage)).result()
