@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 from sqlalchemy import Engine, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from bookingguard.db.ddl import set_triggers_enabled, trigger_status
-from bookingguard.db.models import ApiToken, Appointment, Call, CircuitBreakerState
+from bookingguard.db.models import (
+    ApiToken,
+    Appointment,
+    Call,
+    CircuitBreakerState,
+    CircuitBreakerTransition,
+)
 from bookingguard.demo import count_calls, load_demo, reset_data
 from tests.conftest import TestDatabase
 from tests.operator_support import NOW, make_token
@@ -108,3 +114,40 @@ def test_outcome_check_is_back_after_the_demo(postgres_database: TestDatabase) -
         set_triggers_enabled(connection, enabled=False, names=["outcome"])
         with pytest.raises(IntegrityError, match="ck_calls_outcome_matches_flag"):
             connection.execute(mismatch)
+
+
+def test_demo_circuits_carry_the_history_the_breaker_writes(database: TestDatabase) -> None:
+    """One circuit recovered two days ago through two probes, one opened four minutes ago."""
+    load_demo(database.engine, now=NOW, seed=5, days=1, calls_per_day=20)
+    with database.engine.connect() as connection:
+        states = connection.execute(
+            select(
+                CircuitBreakerState.circuit_key,
+                CircuitBreakerState.state,
+                CircuitBreakerState.failure_count,
+                CircuitBreakerState.success_count,
+                CircuitBreakerState.version,
+            ).order_by(CircuitBreakerState.circuit_key)
+        ).all()
+        history = connection.execute(
+            select(
+                CircuitBreakerTransition.circuit_key,
+                CircuitBreakerTransition.to_state,
+                CircuitBreakerTransition.reason,
+            ).order_by(CircuitBreakerTransition.circuit_key, CircuitBreakerTransition.version)
+        ).all()
+        opened_at = connection.scalar(
+            select(CircuitBreakerState.opened_at).where(CircuitBreakerState.state == "open")
+        )
+    assert [tuple(row) for row in states] == [
+        ("appointment_booking:event_type:1001", "closed", 0, 2, 3),
+        ("appointment_booking:event_type:1002", "open", 3, 0, 1),
+    ]
+    assert [tuple(row) for row in history] == [
+        ("appointment_booking:event_type:1001", "open", "failure_threshold"),
+        ("appointment_booking:event_type:1001", "half_open", "cooldown_elapsed"),
+        ("appointment_booking:event_type:1001", "closed", "probes_succeeded"),
+        ("appointment_booking:event_type:1002", "open", "failure_threshold"),
+    ]
+    assert opened_at is not None
+    assert opened_at.replace(tzinfo=UTC) == NOW - timedelta(minutes=4)

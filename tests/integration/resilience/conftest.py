@@ -28,6 +28,47 @@ from tests.conftest import TestDatabase, _make_database
 STORE_KINDS = ["memory", "redis", "sql-sqlite", "sql-postgresql"]
 
 
+class FakeClock:
+    """Seconds that pass only when a test says so."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+#: Fields of a circuit's Redis hash that hold a moment (epoch ms).
+_REDIS_MOMENTS = ("opened", "open_until", "last_failure", "closed")
+
+
+def age_redis_circuits(redis_url: str, prefix: str, seconds: float) -> None:
+    """Move the circuits under ``prefix`` ``seconds`` into the past, as if that time had passed.
+
+    The Redis store's clock is the server's ``TIME``, which a test cannot set: instead
+    each stored moment moves back, and each probe lease's TTL shrinks (a lease that
+    runs out is deleted, as Redis would expire it).
+    """
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    shift = round(seconds * 1000)
+    for key in client.scan_iter(match=f"{prefix}*"):
+        if client.type(key) == "hash":
+            stored = dict(zip(_REDIS_MOMENTS, client.hmget(key, _REDIS_MOMENTS), strict=True))
+            moved = {name: int(value) - shift for name, value in stored.items() if value}
+            if moved:
+                client.hset(key, mapping=moved)
+        else:
+            left = int(client.pttl(key)) - shift
+            if left > 0:
+                client.pexpire(key, left)
+            else:
+                client.delete(key)
+    client.close()
+
+
 def delete_keys(redis_url: str, prefix: str) -> None:
     """Remove one test's keys (never FLUSHDB: the database is shared)."""
     client = redis.Redis.from_url(redis_url)
@@ -45,18 +86,27 @@ class StoreFactory:
     redis_url: str = ""
     prefix: str = ""
     database: TestDatabase | None = None
+    #: the clock of the memory and SQL stores (Redis keeps its own: see ``advance``)
+    clock: FakeClock = field(default_factory=FakeClock)
     _memory: MemoryStore | None = None
 
     def __call__(self) -> BreakerStore:
         if self.kind == "memory":
-            self._memory = self._memory or MemoryStore()
+            self._memory = self._memory or MemoryStore(clock=self.clock)
             return self._memory
         if self.kind == "redis":
             return RedisStore(
                 build_async_redis(self.redis_url, timeout_seconds=0.1), key_prefix=self.prefix
             )
         assert self.database is not None
-        return SqlStore(self.database.engine)
+        return SqlStore(self.database.engine, clock=self.clock)
+
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` pass for every store this factory built."""
+        if self.kind == "redis":
+            age_redis_circuits(self.redis_url, self.prefix, seconds)
+        else:
+            self.clock.advance(seconds)
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -79,10 +129,16 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
 
 @dataclass
 class Harness:
-    """A breaker over one store, recording its events."""
+    """A breaker over one store, recording its events.
+
+    ``advance`` lets time pass for the store; ``monotonic`` is the breaker's own
+    clock for call durations.
+    """
 
     breaker: CircuitBreaker
     store: BreakerStore
+    advance: Callable[[float], None]
+    monotonic: FakeClock
     events: list[BreakerEvent] = field(default_factory=list)
 
     def transitions(self) -> list[tuple[str, str, str]]:
@@ -101,8 +157,11 @@ async def make_harness(
     built: list[Harness] = []
 
     def build(policy: BreakerPolicy) -> Harness:
-        store = store_factory()
-        harness = Harness(CircuitBreaker(store, policy=policy, registry=CollectorRegistry()), store)
+        store, monotonic = store_factory(), FakeClock(start=0.0)
+        breaker = CircuitBreaker(
+            store, policy=policy, registry=CollectorRegistry(), monotonic=monotonic
+        )
+        harness = Harness(breaker, store, store_factory.advance, monotonic)
         harness.breaker.add_listener(harness.events.append)
         built.append(harness)
         return harness

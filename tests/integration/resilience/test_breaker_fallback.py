@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
@@ -27,6 +26,8 @@ from bookingguard.resilience import (
     SqlStore,
 )
 from tests.conftest import TestDatabase
+
+from .conftest import FakeClock
 
 KEY = "appointment_booking:event_type:5"
 POLICY = BreakerPolicy(cooldown_seconds=30, timeout_seconds=2)
@@ -114,13 +115,15 @@ async def test_killed_redis_degrades_to_sql_and_recovers(
 ) -> None:
     """Kill Redis mid-run: no store error reaches callers, it opens on SQL, Redis takes it back."""
     events: list[BreakerEvent] = []
+    monotonic = FakeClock(start=0.0)
     chain = FallbackStore(
         [
             RedisStore(build_async_redis(redis_server.url, timeout_seconds=0.1)),
             SqlStore(database.engine),
             MemoryStore(),
         ],
-        recheck_seconds=0.2,
+        recheck_seconds=5,
+        monotonic=monotonic,
     )
     breaker = CircuitBreaker(chain, policy=POLICY, registry=CollectorRegistry())
     breaker.add_listener(events.append)
@@ -141,7 +144,7 @@ async def test_killed_redis_degrades_to_sql_and_recovers(
     assert (stats.state, stats.failure_count, stats.store) == ("open", 3, "sql")
 
     redis_server.start()
-    await asyncio.sleep(0.3)
+    monotonic.advance(5)
     # The restarted server is empty: it adopts the circuit opened on SQL (through NOSCRIPT
     # and a script reload) before the chain returns to it.
     with pytest.raises(CircuitOpenError):

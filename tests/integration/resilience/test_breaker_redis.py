@@ -12,14 +12,14 @@ from redis.crc import key_slot
 from bookingguard.bootstrap import build_async_redis
 from bookingguard.resilience import BreakerPolicy, CircuitBreaker, CircuitOpenError, RedisStore
 
-from .conftest import delete_keys
+from .conftest import age_redis_circuits, delete_keys
 
 KEY = "appointment_booking:event_type:77"
 
 
 async def test_only_the_probe_lease_has_a_ttl(redis_url: str, redis_prefix: str) -> None:
     """The circuit's hash never expires; the lease does, within its TTL; both share a slot."""
-    policy = BreakerPolicy(cooldown_seconds=0.2, timeout_seconds=1.0)
+    policy = BreakerPolicy(cooldown_seconds=30, timeout_seconds=1.0)
     breaker = CircuitBreaker(
         RedisStore(build_async_redis(redis_url, timeout_seconds=0.1), key_prefix=redis_prefix),
         policy=policy,
@@ -27,11 +27,11 @@ async def test_only_the_probe_lease_has_a_ttl(redis_url: str, redis_prefix: str)
     )
     client = redis.Redis.from_url(redis_url)
     state_key, probe_key = f"{redis_prefix}{{{KEY}}}:state", f"{redis_prefix}{{{KEY}}}:probe"
-    entered = asyncio.Event()
+    entered, release = asyncio.Event(), asyncio.Event()
 
     async def slow_probe() -> None:
         entered.set()
-        await asyncio.sleep(0.3)
+        await release.wait()
 
     try:
         await breaker.force_open(KEY)
@@ -40,7 +40,7 @@ async def test_only_the_probe_lease_has_a_ttl(redis_url: str, redis_prefix: str)
         for _ in range(3):
             with pytest.raises(ConnectionError):
                 await breaker.call(KEY, _fail)
-        await asyncio.sleep(0.25)
+        age_redis_circuits(redis_url, redis_prefix, policy.cooldown_seconds)
         probe = asyncio.create_task(breaker.call(KEY, slow_probe))
         await entered.wait()
         assert 0 < client.pttl(probe_key) <= policy.lease_seconds * 1000
@@ -49,6 +49,7 @@ async def test_only_the_probe_lease_has_a_ttl(redis_url: str, redis_prefix: str)
         with pytest.raises(CircuitOpenError) as rejected:
             await breaker.call(KEY, slow_probe)
         assert rejected.value.state == "half_open"
+        release.set()
         await probe
         assert client.exists(probe_key) == 0
     finally:

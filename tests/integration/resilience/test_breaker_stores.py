@@ -15,10 +15,10 @@ from bookingguard.resilience import (
     Outcome,
 )
 
-from .conftest import Harness
+from .conftest import FakeClock, Harness
 
 KEY = "appointment_booking:event_type:42"
-COOLDOWN = 0.3
+COOLDOWN = 30.0
 FAST = BreakerPolicy(cooldown_seconds=COOLDOWN, timeout_seconds=1.0)
 
 MakeHarness = Callable[[BreakerPolicy], Harness]
@@ -37,15 +37,30 @@ class SlotTaken(Exception):
 
 
 class Dependency:
-    """Counts the calls that reach it."""
+    """Counts the calls that reach it.
 
-    def __init__(self, *, delay: float = 0.0) -> None:
+    A successful call waits for ``gate`` if there is one, and takes ``duration``
+    seconds on ``clock`` (the breaker's clock for call durations) if there is one.
+    """
+
+    def __init__(
+        self,
+        *,
+        gate: asyncio.Event | None = None,
+        clock: FakeClock | None = None,
+        duration: float = 0.0,
+    ) -> None:
         self.calls = 0
-        self.delay = delay
+        self.gate = gate
+        self.clock = clock
+        self.duration = duration
 
     async def ok(self) -> str:
         self.calls += 1
-        await asyncio.sleep(self.delay)
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.clock is not None:
+            self.clock.advance(self.duration)
         return "booked"
 
     async def fail(self) -> str:
@@ -117,13 +132,19 @@ async def test_half_open_admits_one_probe_among_concurrent_callers(
     """After the cooldown, of ten concurrent callers exactly one reaches the dependency."""
     harness, dependency = make_harness(FAST), Dependency()
     await open_circuit(harness, dependency)
-    await asyncio.sleep(COOLDOWN + 0.05)
-    slow = Dependency(delay=0.3)
-    results = await asyncio.gather(
-        *(harness.breaker.call(KEY, slow.ok) for _ in range(10)), return_exceptions=True
-    )
+    harness.advance(COOLDOWN)
+    held = Dependency(gate=asyncio.Event())
+    calls = [asyncio.ensure_future(harness.breaker.call(KEY, held.ok)) for _ in range(10)]
+    pending: set[asyncio.Future[str]] = set(calls)
+    async with asyncio.timeout(10):
+        # The probe waits at the gate until every other caller has had its answer.
+        while len(pending) > 1:
+            _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+    assert held.gate is not None
+    held.gate.set()
+    results = await asyncio.gather(*calls, return_exceptions=True)
     rejected = [r for r in results if isinstance(r, CircuitOpenError)]
-    assert slow.calls == 1
+    assert held.calls == 1
     assert results.count("booked") == 1
     assert len(rejected) == 9
     assert all(r.retry_after > 0 for r in rejected)
@@ -133,7 +154,7 @@ async def test_success_threshold_probes_close_the_circuit(make_harness: MakeHarn
     """Two successful probes close the circuit and zero the failure count."""
     harness, dependency = make_harness(FAST), Dependency()
     await open_circuit(harness, dependency)
-    await asyncio.sleep(COOLDOWN + 0.05)
+    harness.advance(COOLDOWN)
     await harness.breaker.call(KEY, dependency.ok)
     stats = await harness.breaker.statistics(KEY)
     assert (stats.state, stats.success_count, stats.failure_count) == ("half_open", 1, 3)
@@ -154,7 +175,7 @@ async def test_failed_probe_reopens_and_keeps_counting(make_harness: MakeHarness
     harness, dependency = make_harness(FAST), Dependency()
     await open_circuit(harness, dependency)
     first = await harness.breaker.statistics(KEY)
-    await asyncio.sleep(COOLDOWN + 0.05)
+    harness.advance(COOLDOWN)
     await fail_times(harness, dependency, 1)
     stats = await harness.breaker.statistics(KEY)
     assert (stats.state, stats.failure_count) == ("open", 4)
@@ -169,7 +190,7 @@ async def test_force_open_holds_past_cooldown_until_reset(make_harness: MakeHarn
     harness, dependency = make_harness(FAST), Dependency()
     stats = await harness.breaker.force_open(KEY)
     assert (stats.state, stats.forced_open) == ("open", True)
-    await asyncio.sleep(COOLDOWN + 0.05)
+    harness.advance(COOLDOWN)
     with pytest.raises(CircuitOpenError):
         await harness.breaker.call(KEY, dependency.ok)
     assert dependency.calls == 0
@@ -193,18 +214,18 @@ async def test_result_admitted_under_older_version_is_dropped(make_harness: Make
 
 async def test_expired_probe_lease_admits_another_probe(make_harness: MakeHarness) -> None:
     """A probe that never reports frees its lease after the TTL; its late result is dropped."""
-    policy = BreakerPolicy(cooldown_seconds=COOLDOWN, timeout_seconds=0.2)
+    policy = BreakerPolicy(cooldown_seconds=COOLDOWN, timeout_seconds=0.5)
     harness, dependency = make_harness(policy), Dependency()
     store = harness.store
     await fail_times(harness, dependency, 3)
-    await asyncio.sleep(COOLDOWN + 0.05)
+    harness.advance(COOLDOWN)
     lost = await store.acquire(KEY, policy)
     assert lost.permitted
     assert lost.probe_token
     blocked = await store.acquire(KEY, policy)
     assert not blocked.permitted
     assert 0 < blocked.retry_after <= policy.lease_seconds
-    await asyncio.sleep(policy.lease_seconds + 0.05)
+    harness.advance(policy.lease_seconds)
     second = await store.acquire(KEY, policy)
     assert second.permitted
     assert second.probe_token != lost.probe_token
@@ -235,7 +256,7 @@ async def test_slow_call_rate_trips(make_harness: MakeHarness) -> None:
         slow_call_seconds=0.05, slow_call_rate_threshold=50, minimum_calls=3, cooldown_seconds=30
     )
     harness = make_harness(policy)
-    slow, fast = Dependency(delay=0.08), Dependency()
+    slow, fast = Dependency(clock=harness.monotonic, duration=0.08), Dependency()
     await harness.breaker.call(KEY, fast.ok)
     await harness.breaker.call(KEY, slow.ok)
     stats = await harness.breaker.statistics(KEY)
