@@ -109,8 +109,11 @@ def _worker(
             except Exception as exc:
                 return f"error: {exc!r}", started
             finally:
+                # A store that did not answer in time leaves the process on its own memory
+                # (the breaker degrades rather than fail): that call is not part of the race.
+                degraded = breaker.active_store == "memory"
                 await breaker.aclose()
-        return "called", started
+        return ("degraded" if degraded else "called"), started
 
     results.put(asyncio.run(main()))
 
@@ -120,7 +123,10 @@ async def exactly_one_probe(build: StoreBuilder, advance: Advance) -> None:
 
     Of the calls made while the probe is in flight exactly one reaches the server. A
     worker the machine held back until the probe had answered may legitimately be the
-    next probe (or call a closed circuit), so calls are judged by when they started.
+    next probe (or call a closed circuit), so calls are judged by when they started. A
+    worker whose store did not answer within its timeout (a loaded machine, 20 processes
+    on two cores) went on on its own memory store, as the breaker degrades by design: its
+    call is counted at the server but is not part of the race through the shared store.
     """
     policy = BreakerPolicy(cooldown_seconds=30, timeout_seconds=5.0)
     delay = 2.0
@@ -147,11 +153,16 @@ async def exactly_one_probe(build: StoreBuilder, advance: Advance) -> None:
         for worker in workers:
             worker.join(timeout=10)
     probe_started = min(dependency.arrivals)
-    racing = sorted(outcome for outcome, started in outcomes if started < probe_started + delay / 2)
+    racing = sorted(
+        outcome
+        for outcome, started in outcomes
+        if started < probe_started + delay / 2 and outcome != "degraded"
+    )
     assert len(racing) >= WORKERS // 2, f"too few workers called in time: {outcomes}"
     assert racing == ["called"] + ["rejected"] * (len(racing) - 1), outcomes
     assert not [outcome for outcome, _ in outcomes if outcome.startswith("error")]
-    assert dependency.count == [outcome for outcome, _ in outcomes].count("called")
+    called = [outcome for outcome, _ in outcomes if outcome in ("called", "degraded")]
+    assert dependency.count == len(called)
 
 
 @pytest.mark.redis
