@@ -22,6 +22,7 @@ from bookingguard.calcom import (
     CalcomValidationError,
     NewBooking,
 )
+from tests.support.calcom_standin import event_type_document
 
 START = datetime(2026, 12, 1, 15, 30, tzinfo=UTC)
 BOOKING = {
@@ -53,6 +54,8 @@ async def test_create_sends_documented_request_and_parses_envelope() -> None:
 
     def handle(request: httpx.Request) -> httpx.Response:
         seen.append(request)
+        if request.url.path.startswith("/v2/event-types/"):
+            return httpx.Response(200, json={"status": "success", "data": event_type_document(42)})
         return httpx.Response(201, json={"status": "success", "data": BOOKING})
 
     new = NewBooking(
@@ -66,7 +69,9 @@ async def test_create_sends_documented_request_and_parses_envelope() -> None:
     )
     async with _client(httpx.MockTransport(handle)) as client:
         booking = await client.create_booking(new)
-    request = seen[0]
+    assert seen[0].url.path == "/v2/event-types/42"
+    assert seen[0].headers["cal-api-version"] == "2024-06-14"
+    request = seen[1]
     assert request.method == "POST"
     assert request.url.path == "/v2/bookings"
     assert request.headers["cal-api-version"] == "2024-08-13"
