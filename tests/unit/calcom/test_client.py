@@ -13,6 +13,7 @@ from bookingguard.calcom import (
     CalcomAuthError,
     CalcomClient,
     CalcomConnectionError,
+    CalcomMissingFields,
     CalcomNotFoundError,
     CalcomProtocolError,
     CalcomRateLimitedError,
@@ -22,6 +23,7 @@ from bookingguard.calcom import (
     CalcomValidationError,
     NewBooking,
 )
+from bookingguard.resilience import Outcome, classify_exception
 from tests.support.calcom_standin import event_type_document
 
 START = datetime(2026, 12, 1, 15, 30, tzinfo=UTC)
@@ -214,3 +216,12 @@ async def test_list_sends_filters_and_reads_pagination() -> None:
     assert seen[0]["status"] == "upcoming"
     assert seen[0]["eventTypeId"] == "42"
     assert [p["skip"] for p in seen] == ["0", "2"]
+
+
+def test_missing_fields_is_a_caller_error_the_breaker_ignores() -> None:
+    """CalcomMissingFields is a 4xx validation error: ignored by the breaker, not retried."""
+    error = CalcomMissingFields(["phone", "insurance-number"])
+    assert isinstance(error, CalcomValidationError)
+    assert classify_exception(error) is Outcome.IGNORED
+    assert error.fields == ["phone", "insurance-number"]
+    assert "phone, insurance-number" in str(error)
