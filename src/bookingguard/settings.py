@@ -164,7 +164,14 @@ class CalcomSettings(_Section):
     api_key: SecretStr | None = None
     base_url: str = "https://api.cal.com/v2"
     webhook_secret: SecretStr | None = None
+    #: ``cal-api-version`` of the bookings endpoints.
     api_version: str = "2024-08-13"
+    #: ``cal-api-version`` of ``GET /v2/slots``.
+    slots_api_version: str = "2024-09-04"
+    #: ``cal-api-version`` of ``GET /v2/event-types/{id}``.
+    event_types_api_version: str = "2024-06-14"
+    #: How long a fetched event type is used before it is fetched again.
+    event_type_cache_seconds: NonNegativeFloat = 300.0
     connect_timeout_seconds: PositiveFloat = 3.0
     read_timeout_seconds: PositiveFloat = 8.0
     #: A webhook whose ``createdAt`` is further than this from now is refused (401).

@@ -1,8 +1,15 @@
 """A Cal.com v2 stand-in: a real HTTP server on loopback with fault injection.
 
-It implements what bookingguard uses of the bookings API (create, get, list with
-filters and take/skip, cancel) with Cal.com's envelopes, error envelope and
-rate-limit headers, and checks the Bearer key. Faults are queued per route:
+It implements what bookingguard uses of the v2 API (bookings: create, get, list
+with filters and take/skip, cancel, reschedule, confirm, decline; event types;
+slots) with Cal.com's envelopes, error envelope and rate-limit headers, and checks
+the Bearer key. Every request is held to the published spec for the
+``cal-api-version`` it carries and every answer to the documented response schema
+(``tests/contracts/calcom``): a violation is answered 400 and raised when the
+stand-in stops, so the test fails. Event types are served in the documented shape
+(``event_type_document``) and enforced on create: required booking fields, the
+attendee-phone location, lengths, SMS reminders (phone required), minimum notice
+and the confirmation policy (``pending``). Faults are queued per route:
 an HTTP error status, a 429 with reset headers, latency, a hang past the
 client's timeout, and "booked but the response was lost" (the booking is made,
 then the connection is dropped or left hanging).
@@ -28,10 +35,29 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal, Self
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
-__all__ = ["CalcomStandin", "Fault", "RecordedRequest", "sign_calcom_webhook"]
+from tests.contracts.calcom.contract import ContractViolation, Operation, calcom_contract
 
-Route = Literal["create", "get", "list", "cancel"]
+__all__ = [
+    "CalcomStandin",
+    "Fault",
+    "RecordedRequest",
+    "event_type_document",
+    "sign_calcom_webhook",
+]
+
+Route = Literal[
+    "create",
+    "get",
+    "list",
+    "cancel",
+    "reschedule",
+    "confirm",
+    "decline",
+    "slots",
+    "event_type",
+]
 FaultKind = Literal["status", "rate_limit", "latency", "hang", "lost_response"]
 
 
@@ -58,9 +84,101 @@ class RecordedRequest:
     body: Any
 
 
+def event_type_document(
+    event_type_id: int,
+    *,
+    length_minutes: int = 30,
+    length_options: tuple[int, ...] = (),
+    locations: tuple[dict[str, Any], ...] = ({"type": "integration", "integration": "cal-video"},),
+    required_fields: tuple[str, ...] = (),
+    sms_reminders: bool = False,
+    requires_confirmation: bool = False,
+    minimum_notice_minutes: int = 0,
+) -> dict[str, Any]:
+    """An event type as ``GET /v2/event-types/{id}`` (2024-06-14) returns it.
+
+    ``required_fields`` are required custom text fields (answered by slug);
+    ``sms_reminders`` adds the required ``attendeePhoneNumber`` phone field that
+    Cal.com adds for SMS reminders to the attendee; an attendee-phone location is
+    ``{"type": "attendeePhone"}``.
+    """
+    fields: list[dict[str, Any]] = [
+        {
+            "type": "name",
+            "slug": "name",
+            "label": "Your name",
+            "placeholder": "",
+            "isDefault": True,
+            "required": True,
+        },
+        {"type": "email", "slug": "email", "label": "Email", "placeholder": "", "isDefault": True},
+    ]
+    fields += [
+        {
+            "type": "text",
+            "slug": slug,
+            "label": slug,
+            "required": True,
+            "placeholder": "",
+            "hidden": False,
+            "isDefault": False,
+        }
+        for slug in required_fields
+    ]
+    if sms_reminders:
+        fields.append(
+            {
+                "type": "phone",
+                "slug": "attendeePhoneNumber",
+                "label": "Phone",
+                "required": True,
+                "placeholder": "",
+                "hidden": False,
+                "isDefault": False,
+            }
+        )
+    policy: dict[str, Any] = (
+        {"type": "always", "blockUnconfirmedBookingsInBooker": False}
+        if requires_confirmation
+        else {"disabled": True}
+    )
+    return {
+        "id": event_type_id,
+        "lengthInMinutes": length_minutes,
+        "lengthInMinutesOptions": list(length_options),
+        "title": f"Event {event_type_id}",
+        "slug": f"event-{event_type_id}",
+        "description": "",
+        "locations": list(locations),
+        "bookingFields": fields,
+        "disableGuests": False,
+        "slotInterval": None,
+        "minimumBookingNotice": minimum_notice_minutes,
+        "beforeEventBuffer": 0,
+        "afterEventBuffer": 0,
+        "recurrence": None,
+        "metadata": {},
+        "price": 0,
+        "currency": "usd",
+        "lockTimeZoneToggleOnBookingPage": False,
+        "seatsPerTimeSlot": None,
+        "forwardParamsSuccessRedirect": None,
+        "successRedirectUrl": None,
+        "isInstantEvent": False,
+        "scheduleId": None,
+        "confirmationPolicy": policy,
+        "hidden": False,
+        "bookingRequiresAuthentication": False,
+        "ownerId": 1,
+        "users": ["host"],
+    }
+
+
 @dataclass
 class _State:
     bookings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    event_types: dict[int, dict[str, Any]] = field(default_factory=dict)
+    violations: list[str] = field(default_factory=list)
     requests: list[RecordedRequest] = field(default_factory=list)
     faults: dict[str, deque[Fault]] = field(default_factory=dict)
     latency: float = 0.0
@@ -68,6 +186,14 @@ class _State:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _slot_bound(text: str, *, end: bool) -> datetime:
+    """A slots bound: a date is the start (or the end) of that UTC day."""
+    if len(text) == 10:
+        day = datetime.fromisoformat(text).replace(tzinfo=UTC)
+        return day + timedelta(days=1) - timedelta(seconds=1) if end else day
+    return _parse_time(text)
 
 
 def _parse_time(text: str) -> datetime:
@@ -91,10 +217,13 @@ class CalcomStandin:
         api_key: str = "cal_test_standin",
         duration_minutes: int = 30,
         reject_double_booking: bool = True,
+        opening_hours: tuple[int, int] = (9, 17),
     ) -> None:
         self.api_key = api_key
         self.duration = timedelta(minutes=duration_minutes)
         self.reject_double_booking = reject_double_booking
+        #: Free slots are offered between these UTC hours of each day.
+        self.opening_hours = opening_hours
         self._state = _State()
         self._lock = threading.Lock()
         self._ids = itertools.count(1001)
@@ -115,12 +244,15 @@ class CalcomStandin:
         return self
 
     def stop(self) -> None:
+        """Stop serving; ``ContractViolation`` if anything exchanged broke the spec."""
         self._release.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._state.violations:
+            raise ContractViolation("\n".join(self._state.violations))
 
     def __enter__(self) -> Self:
         return self.start()
@@ -180,7 +312,30 @@ class CalcomStandin:
         with self._lock:
             self._state.latency = seconds
 
+    # -- event types -----------------------------------------------------------
+
+    def add_event_type(self, event_type_id: int, **options: Any) -> dict[str, Any]:
+        """Serve and enforce an event type (``event_type_document``'s options)."""
+        document = event_type_document(event_type_id, **options)
+        with self._lock:
+            self._state.event_types[event_type_id] = document
+        return document
+
+    def _event_type(self, event_type_id: int) -> dict[str, Any]:
+        """The configured event type, or a plain one of the stand-in's default length."""
+        found = self._state.event_types.get(event_type_id)
+        if found is not None:
+            return found
+        minutes = int(self.duration.total_seconds() // 60)
+        return event_type_document(event_type_id, length_minutes=minutes)
+
     # -- inspection ------------------------------------------------------------
+
+    @property
+    def violations(self) -> list[str]:
+        """Contract violations seen so far (``stop`` raises if there are any)."""
+        with self._lock:
+            return list(self._state.violations)
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -217,7 +372,8 @@ class CalcomStandin:
                     "eventTypeId": event_type_id,
                     "attendee": {"name": name, "email": email, "timeZone": "UTC"},
                     "metadata": metadata or {},
-                }
+                },
+                enforce=False,
             )
 
     def cancel(self, uid: str, reason: str = "cancelled by host") -> dict[str, Any]:
@@ -258,19 +414,35 @@ class CalcomStandin:
             queue = self._state.faults.get(route)
             return queue.popleft() if queue else None
 
+    def clear_violations(self) -> None:
+        """Forget the violations a test provoked on purpose and has asserted."""
+        with self._lock:
+            self._state.violations.clear()
+
+    def _violation(self, message: str) -> None:
+        with self._lock:
+            self._state.violations.append(message)
+
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
             self._state.requests.append(request)
 
-    def _create(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _create(self, body: dict[str, Any], *, enforce: bool = True) -> dict[str, Any]:
         start = _parse_time(str(body["start"]))
         event_type_id = int(body["eventTypeId"])
+        event_type = self._event_type(event_type_id)
+        length = int(body.get("lengthInMinutes") or event_type["lengthInMinutes"])
+        status = "accepted"
+        if enforce:
+            self._enforce(event_type, body, start=start, length=length)
+            if "type" in event_type["confirmationPolicy"]:
+                status = "pending"
         if self.reject_double_booking:
             for other in self._state.bookings.values():
                 if (
                     other["eventTypeId"] == event_type_id
                     and other["start"] == _iso(start)
-                    and other["status"] != "cancelled"
+                    and other["status"] not in ("cancelled", "rejected")
                 ):
                     raise _ApiError(
                         400,
@@ -279,32 +451,114 @@ class CalcomStandin:
                     )
         attendee = dict(body["attendee"])
         now = _iso(datetime.now(UTC))
-        booking = {
+        booked_attendee = {
+            "name": attendee.get("name", ""),
+            "email": attendee.get("email") or "",
+            "timeZone": attendee.get("timeZone", "UTC"),
+            "language": attendee.get("language", "en"),
+            "absent": False,
+        }
+        if attendee.get("phoneNumber"):
+            booked_attendee["phoneNumber"] = attendee["phoneNumber"]
+        location = body.get("location")
+        booking: dict[str, Any] = {
             "id": next(self._ids),
             "uid": uuid.uuid4().hex[:22],
             "title": f"Appointment with {attendee.get('name', '')}",
-            "status": "accepted",
-            "start": _iso(start),
-            "end": _iso(start + self.duration),
-            "duration": int(self.duration.total_seconds() // 60),
-            "eventTypeId": event_type_id,
-            "eventType": {"id": event_type_id, "slug": f"event-{event_type_id}"},
-            "attendees": [
+            "description": "",
+            "hosts": [
                 {
-                    "name": attendee.get("name", ""),
-                    "email": attendee.get("email"),
-                    "timeZone": attendee.get("timeZone", "UTC"),
-                    "phoneNumber": attendee.get("phoneNumber"),
-                    "language": attendee.get("language", "en"),
-                    "absent": False,
+                    "id": 1,
+                    "name": "Host",
+                    "email": "host@example.com",
+                    "username": "host",
+                    "timeZone": "UTC",
                 }
             ],
+            "status": status,
+            "start": _iso(start),
+            "end": _iso(start + timedelta(minutes=length)),
+            "duration": length,
+            "eventTypeId": event_type_id,
+            "eventType": {"id": event_type_id, "slug": event_type["slug"]},
+            "location": str(location.get("phone", "")) if isinstance(location, dict) else "",
+            "absentHost": False,
+            "attendees": [booked_attendee],
+            "guests": list(body.get("guests") or []),
+            "bookingFieldsResponses": dict(body.get("bookingFieldsResponses") or {}),
             "metadata": {str(k): str(v) for k, v in dict(body.get("metadata") or {}).items()},
             "createdAt": now,
             "updatedAt": now,
         }
         self._state.bookings[booking["uid"]] = booking
         return dict(booking)
+
+    def _enforce(
+        self, event_type: dict[str, Any], body: dict[str, Any], *, start: datetime, length: int
+    ) -> None:
+        """Refuse what Cal.com would refuse for this event type, with a 400."""
+        problems: list[str] = []
+        notice = timedelta(minutes=int(event_type["minimumBookingNotice"]))
+        # Only an event type given a notice checks it: the booking tests book fixed dates.
+        if notice and start < datetime.now(UTC) + notice:
+            problems.append(f"start must be at least {notice} from now (minimum booking notice)")
+        options = event_type["lengthInMinutesOptions"] or [event_type["lengthInMinutes"]]
+        if length not in options:
+            problems.append(f"lengthInMinutes {length} is not one of {options}")
+        types = [location["type"] for location in event_type["locations"]]
+        location = body.get("location")
+        if isinstance(location, dict):
+            if location.get("type") not in types:
+                problems.append(f"location {location.get('type')!r} is not one of {types}")
+        elif types and all(
+            t in ("attendeePhone", "attendeeAddress", "attendeeDefined") for t in types
+        ):
+            problems.append(f"location is required: one of {types}")
+        attendee = body.get("attendee") or {}
+        responses = body.get("bookingFieldsResponses") or {}
+        for booking_field in event_type["bookingFields"]:
+            slug = booking_field["slug"]
+            if booking_field["isDefault"] or not booking_field.get("required"):
+                continue
+            if slug == "attendeePhoneNumber":
+                if not attendee.get("phoneNumber"):
+                    problems.append("attendee.phoneNumber is required: the event type sends SMS")
+            elif not str(responses.get(slug, "")).strip():
+                problems.append(f"bookingFieldsResponses.{slug} is required")
+        if problems:
+            raise _ApiError(400, "BadRequestException", "; ".join(problems))
+
+    def _slots(self, query: dict[str, str]) -> dict[str, list[dict[str, str]]]:
+        """Free slots of the opening hours, by date in the asked time zone."""
+        zone = ZoneInfo(query.get("timeZone", "UTC"))
+        event_type = self._event_type(int(query["eventTypeId"]))
+        length = timedelta(minutes=int(event_type["lengthInMinutes"]))
+        first = _slot_bound(query["start"], end=False)
+        last = _slot_bound(query["end"], end=True)
+        earliest = datetime.now(UTC) + timedelta(minutes=int(event_type["minimumBookingNotice"]))
+        taken = {
+            b["start"]
+            for b in self._state.bookings.values()
+            if b["eventTypeId"] == event_type["id"] and b["status"] not in ("cancelled", "rejected")
+        }
+        slots: dict[str, list[dict[str, str]]] = {}
+        day = first.replace(hour=0, minute=0, second=0, microsecond=0)
+        while day <= last:
+            moment = day.replace(hour=self.opening_hours[0])
+            close = day.replace(hour=self.opening_hours[1])
+            while moment + length <= close:
+                free = _iso(moment) not in taken
+                if free and first <= moment and moment + length <= last and moment >= earliest:
+                    local = moment.astimezone(zone)
+                    slots.setdefault(local.date().isoformat(), []).append(
+                        {
+                            "start": local.isoformat(timespec="milliseconds"),
+                            "end": (local + length).isoformat(timespec="milliseconds"),
+                        }
+                    )
+                moment += length
+            day += timedelta(days=1)
+        return slots
 
     def _list(self, query: dict[str, str]) -> tuple[list[dict[str, Any]], int]:
         items = sorted(self._state.bookings.values(), key=lambda b: (b["start"], b["id"]))
@@ -353,18 +607,74 @@ class CalcomStandin:
             if route == "list":
                 items, total = self._list(query)
                 return items, total
+            if route == "slots":
+                try:
+                    return self._slots(query)
+                except (KeyError, ValueError) as exc:
+                    raise _ApiError(400, "BadRequestException", str(exc)) from exc
+            if route == "event_type":
+                return dict(self._event_type(int(path.split("/")[3])))
             uid = path.split("/")[3]
             booking = self._state.bookings.get(uid)
             if booking is None:
                 raise _ApiError(404, "NotFoundException", f"Booking with uid={uid} was not found")
+            now = _iso(datetime.now(UTC))
             if route == "cancel":
                 if booking["status"] == "cancelled":
                     raise _ApiError(400, "BadRequestException", "This booking is already cancelled")
                 reason = body.get("cancellationReason") if isinstance(body, dict) else None
                 booking["status"] = "cancelled"
-                booking["cancellationReason"] = reason
-                booking["updatedAt"] = _iso(datetime.now(UTC))
+                if reason is not None:
+                    booking["cancellationReason"] = reason
+                booking["updatedAt"] = now
+            elif route == "reschedule":
+                return self._reschedule(booking, body)
+            elif route in ("confirm", "decline"):
+                if booking["status"] != "pending":
+                    raise _ApiError(
+                        400, "BadRequestException", f"Booking is {booking['status']}, not pending"
+                    )
+                booking["status"] = "accepted" if route == "confirm" else "rejected"
+                if route == "decline" and isinstance(body, dict) and body.get("reason"):
+                    booking["cancellationReason"] = body["reason"]
+                booking["updatedAt"] = now
             return dict(booking)
+
+    def _reschedule(self, booking: dict[str, Any], body: Any) -> dict[str, Any]:
+        """A new booking at the new start; the old one is cancelled and points to it."""
+        if booking["status"] in ("cancelled", "rejected"):
+            raise _ApiError(400, "BadRequestException", "Can't reschedule a cancelled booking")
+        if not isinstance(body, dict) or "start" not in body:
+            raise _ApiError(400, "BadRequestException", "start is required")
+        attendee = booking["attendees"][0]
+        event_type = self._event_type(booking["eventTypeId"])
+        new_body: dict[str, Any] = {
+            "start": body["start"],
+            "eventTypeId": booking["eventTypeId"],
+            "attendee": attendee,
+            "lengthInMinutes": booking["duration"],
+            "bookingFieldsResponses": booking["bookingFieldsResponses"],
+            "metadata": booking["metadata"],
+        }
+        if booking["location"]:
+            new_body["location"] = {"type": "attendeePhone", "phone": booking["location"]}
+        try:
+            created = self._create(new_body, enforce=False)
+        except ValueError as exc:
+            raise _ApiError(400, "BadRequestException", str(exc)) from exc
+        start = _parse_time(str(body["start"]))
+        notice = timedelta(minutes=int(event_type["minimumBookingNotice"]))
+        if notice and start < datetime.now(UTC) + notice:
+            del self._state.bookings[created["uid"]]
+            raise _ApiError(400, "BadRequestException", "minimum booking notice not met")
+        new = self._state.bookings[created["uid"]]
+        new["rescheduledFromUid"] = booking["uid"]
+        if body.get("reschedulingReason"):
+            new["reschedulingReason"] = body["reschedulingReason"]
+        booking["status"] = "cancelled"
+        booking["rescheduledToUid"] = new["uid"]
+        booking["updatedAt"] = new["createdAt"]
+        return dict(new)
 
 
 class _ApiError(Exception):
@@ -377,14 +687,28 @@ class _ApiError(Exception):
 
 def _route_of(method: str, path: str) -> str | None:
     parts = [p for p in path.split("/") if p]
+    if parts == ["v2", "slots"] and method == "GET":
+        return "slots"
+    if len(parts) == 3 and parts[:2] == ["v2", "event-types"] and method == "GET":
+        return "event_type" if parts[2].isdigit() else None
     if parts[:2] != ["v2", "bookings"]:
         return None
     if len(parts) == 2:
         return {"POST": "create", "GET": "list"}.get(method)
     if len(parts) == 3 and method == "GET":
         return "get"
-    if len(parts) == 4 and parts[3] == "cancel" and method == "POST":
-        return "cancel"
+    if (
+        len(parts) == 4
+        and method == "POST"
+        and parts[3]
+        in (
+            "cancel",
+            "reschedule",
+            "confirm",
+            "decline",
+        )
+    ):
+        return parts[3]
     return None
 
 
@@ -430,6 +754,14 @@ def _make_handler(standin: CalcomStandin) -> type[BaseHTTPRequestHandler]:
             if route == "unknown":
                 self._error(404, "NotFoundException", f"Cannot {method} {split.path}")
                 return
+            try:
+                operation = calcom_contract().check_request(
+                    method, split.path, headers=dict(self.headers.items()), query=query, body=body
+                )
+            except ContractViolation as exc:
+                standin._violation(str(exc))
+                self._error(400, "BadRequestException", f"contract violation: {exc}")
+                return
             if self.headers.get("Authorization") != f"Bearer {standin.api_key}":
                 self._error(401, "UnauthorizedException", "Invalid Access Token.")
                 return
@@ -471,7 +803,8 @@ def _make_handler(standin: CalcomStandin) -> type[BaseHTTPRequestHandler]:
                 items, total = data
                 take = int(query.get("take", 100))
                 skip = int(query.get("skip", 0))
-                self._send(
+                self._answer(
+                    operation,
                     200,
                     {
                         "status": "success",
@@ -489,7 +822,18 @@ def _make_handler(standin: CalcomStandin) -> type[BaseHTTPRequestHandler]:
                     },
                 )
                 return
-            self._send(201 if route == "create" else 200, {"status": "success", "data": data})
+            status = 201 if route in ("create", "reschedule") else 200
+            self._answer(operation, status, {"status": "success", "data": data})
+
+        def _answer(self, operation: Operation, status: int, body: dict[str, Any]) -> None:
+            """Send a success answer, held to the documented response schema first."""
+            try:
+                calcom_contract().check_response(operation, status, body)
+            except ContractViolation as exc:
+                standin._violation(str(exc))
+                self._error(500, "ContractViolation", str(exc))
+                return
+            self._send(status, body)
 
         def _error(
             self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None

@@ -1,10 +1,12 @@
 """Cal.com v2: the bookings client, its typed errors and webhook parsing (an adapter, no policy)."""
 
-from bookingguard.calcom.client import CalcomClient
+from bookingguard.calcom.client import ApiVersions, CalcomClient
+from bookingguard.calcom.create_request import create_request
 from bookingguard.calcom.errors import (
     CalcomAuthError,
     CalcomConnectionError,
     CalcomError,
+    CalcomMissingFields,
     CalcomNotFoundError,
     CalcomProtocolError,
     CalcomRateLimitedError,
@@ -13,11 +15,14 @@ from bookingguard.calcom.errors import (
     CalcomTimeoutError,
     CalcomValidationError,
 )
+from bookingguard.calcom.event_types import BookingField, ConfirmationPolicy, EventType
 from bookingguard.calcom.models import (
     BookingPage,
+    BookingStatus,
     CalcomAttendee,
     CalcomBooking,
     NewBooking,
+    Slot,
     format_utc,
 )
 from bookingguard.calcom.webhooks import (
@@ -28,13 +33,17 @@ from bookingguard.calcom.webhooks import (
 )
 
 __all__ = [
+    "ApiVersions",
+    "BookingField",
     "BookingPage",
+    "BookingStatus",
     "CalcomAttendee",
     "CalcomAuthError",
     "CalcomBooking",
     "CalcomClient",
     "CalcomConnectionError",
     "CalcomError",
+    "CalcomMissingFields",
     "CalcomNotFoundError",
     "CalcomProtocolError",
     "CalcomRateLimitedError",
@@ -44,8 +53,12 @@ __all__ = [
     "CalcomValidationError",
     "CalcomWebhook",
     "CalcomWebhookPayload",
+    "ConfirmationPolicy",
+    "EventType",
     "NewBooking",
+    "Slot",
     "calcom_signature",
+    "create_request",
     "format_utc",
     "verify_calcom_signature",
 ]

@@ -1,4 +1,8 @@
-"""Cal.com v2 client (httpx, async): create, get, list and cancel bookings.
+"""Cal.com v2 client (httpx, async): bookings, their event types and free slots.
+
+Each endpoint is sent with the ``cal-api-version`` its documentation names
+(bookings 2024-08-13, slots 2024-09-04, event types 2024-06-14); settings can
+override each. A create is built from its event type, fetched once per TTL.
 
 An adapter with no policy: it speaks the ``{"status": "success", "data": …}``
 envelope and turns the error envelope into the typed errors of
@@ -10,13 +14,15 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
 from pydantic import ValidationError
 
+from bookingguard.calcom.create_request import create_request
 from bookingguard.calcom.errors import (
     CalcomAuthError,
     CalcomConnectionError,
@@ -29,10 +35,11 @@ from bookingguard.calcom.errors import (
     CalcomTimeoutError,
     CalcomValidationError,
 )
-from bookingguard.calcom.models import BookingPage, CalcomBooking, NewBooking, format_utc
+from bookingguard.calcom.event_types import EventType
+from bookingguard.calcom.models import BookingPage, CalcomBooking, NewBooking, Slot, format_utc
 from bookingguard.settings import Settings
 
-__all__ = ["CalcomClient"]
+__all__ = ["ApiVersions", "CalcomClient"]
 
 _SLOT_UNAVAILABLE = re.compile(
     r"not available|no_available_users|already has booking|slot|unavailable", re.IGNORECASE
@@ -41,26 +48,49 @@ _SLOT_UNAVAILABLE = re.compile(
 _EPOCH_THRESHOLD = 1_000_000_000
 
 
+@dataclass(frozen=True, kw_only=True)
+class ApiVersions:
+    """The ``cal-api-version`` sent to each group of endpoints."""
+
+    bookings: str = "2024-08-13"
+    slots: str = "2024-09-04"
+    event_types: str = "2024-06-14"
+
+
 class CalcomClient:
-    """Async Cal.com v2 bookings client. Use as ``async with`` or call ``aclose()``."""
+    """Async Cal.com v2 client. Use as ``async with`` or call ``aclose()``.
+
+    ``api_version`` is the bookings endpoints' version (kept for callers that set
+    only that); ``versions`` sets all three. ``clock`` (Unix seconds) dates the
+    event-type cache and rate-limit resets.
+    """
 
     def __init__(
         self,
         *,
         base_url: str,
         api_key: str,
-        api_version: str = "2024-08-13",
+        api_version: str | None = None,
+        versions: ApiVersions | None = None,
+        event_type_cache_seconds: float = 300.0,
         connect_timeout: float = 3.0,
         read_timeout: float = 8.0,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        chosen = versions or ApiVersions()
+        if api_version is not None:
+            chosen = ApiVersions(
+                bookings=api_version, slots=chosen.slots, event_types=chosen.event_types
+            )
+        self.versions = chosen
         self._clock = clock
+        self._event_type_ttl = event_type_cache_seconds
+        self._event_types: dict[int, tuple[float, EventType]] = {}
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
             headers={
                 "Authorization": f"Bearer {api_key}",
-                "cal-api-version": api_version,
                 "Accept": "application/json",
             },
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
@@ -71,12 +101,18 @@ class CalcomClient:
     def from_settings(
         cls, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> CalcomClient:
-        """A client for the configured base URL, key, API version and timeouts."""
-        key = settings.calcom.api_key
+        """A client for the configured base URL, key, API versions, cache and timeouts."""
+        calcom = settings.calcom
+        key = calcom.api_key
         return cls(
-            base_url=settings.calcom.base_url,
+            base_url=calcom.base_url,
             api_key=key.get_secret_value() if key is not None else "",
-            api_version=settings.calcom.api_version,
+            versions=ApiVersions(
+                bookings=calcom.api_version,
+                slots=calcom.slots_api_version,
+                event_types=calcom.event_types_api_version,
+            ),
+            event_type_cache_seconds=calcom.event_type_cache_seconds,
             connect_timeout=settings.calcom.connect_timeout_seconds,
             read_timeout=settings.calcom.read_timeout_seconds,
             transport=transport,
@@ -96,9 +132,33 @@ class CalcomClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def get_event_type(self, event_type_id: int) -> EventType:
+        """``GET /v2/event-types/{id}``, answered from the cache while it is fresh."""
+        now = self._clock()
+        cached = self._event_types.get(event_type_id)
+        if cached is not None and now - cached[0] < self._event_type_ttl:
+            return cached[1]
+        data = await self._request(
+            "GET", f"event-types/{event_type_id}", version=self.versions.event_types
+        )
+        try:
+            event_type = EventType.model_validate(data)
+        except ValidationError as exc:
+            raise CalcomProtocolError(f"unexpected Cal.com event type shape: {exc}") from exc
+        self._event_types[event_type_id] = (now, event_type)
+        return event_type
+
     async def create_booking(self, booking: NewBooking) -> CalcomBooking:
-        """``POST /v2/bookings``. A timeout or dropped connection leaves the outcome unknown."""
-        data = await self._request("POST", "bookings", json=booking.to_json())
+        """``POST /v2/bookings``, built from the event type.
+
+        ``CalcomMissingFields`` (before any booking request) when the event type needs
+        something ``booking`` does not say. A timeout or dropped connection leaves the
+        outcome unknown. A booking of an event type that requires confirmation comes
+        back ``pending`` (``CalcomBooking.is_pending``).
+        """
+        event_type = await self.get_event_type(booking.event_type_id)
+        body = create_request(booking, event_type)
+        data = await self._request("POST", "bookings", json=body)
         return _parse_booking(data)
 
     async def get_booking(self, uid: str) -> CalcomBooking:
@@ -112,6 +172,56 @@ class CalcomClient:
             "POST", f"bookings/{uid}/cancel", json={"cancellationReason": reason}
         )
         return _parse_booking(data)
+
+    async def reschedule_booking(
+        self, uid: str, *, start: datetime, reason: str | None = None
+    ) -> CalcomBooking:
+        """``POST /v2/bookings/{uid}/reschedule``: the new booking (``rescheduled_from_uid``
+        names the old one, which Cal.com cancels)."""
+        body: dict[str, object] = {"start": format_utc(start)}
+        if reason is not None:
+            body["reschedulingReason"] = reason
+        data = await self._request("POST", f"bookings/{uid}/reschedule", json=body)
+        return _parse_booking(data)
+
+    async def confirm_booking(self, uid: str) -> CalcomBooking:
+        """``POST /v2/bookings/{uid}/confirm``: a pending booking becomes accepted."""
+        data = await self._request("POST", f"bookings/{uid}/confirm")
+        return _parse_booking(data)
+
+    async def decline_booking(self, uid: str, *, reason: str | None = None) -> CalcomBooking:
+        """``POST /v2/bookings/{uid}/decline``: a pending booking becomes rejected."""
+        body: dict[str, object] = {} if reason is None else {"reason": reason}
+        data = await self._request("POST", f"bookings/{uid}/decline", json=body)
+        return _parse_booking(data)
+
+    async def get_slots(
+        self, event_type_id: int, *, start: datetime | date, end: datetime | date, time_zone: str
+    ) -> list[Slot]:
+        """``GET /v2/slots``: the free slots between ``start`` and ``end``, earliest first,
+        with times in ``time_zone``."""
+        params: dict[str, str | int] = {
+            "eventTypeId": event_type_id,
+            "start": _slot_bound(start),
+            "end": _slot_bound(end),
+            "timeZone": time_zone,
+            "format": "range",
+        }
+        data = await self._request("GET", "slots", params=params, version=self.versions.slots)
+        if not isinstance(data, dict):
+            raise CalcomProtocolError("slots answer without a date map")
+        try:
+            slots = [
+                Slot(
+                    start=datetime.fromisoformat(item["start"]),
+                    end=datetime.fromisoformat(item["end"]),
+                )
+                for items in data.values()
+                for item in items
+            ]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CalcomProtocolError(f"unexpected Cal.com slot shape: {exc}") from exc
+        return sorted(slots, key=lambda slot: slot.start)
 
     async def list_bookings(
         self,
@@ -136,7 +246,9 @@ class CalcomClient:
             params["status"] = status
         if event_type_id is not None:
             params["eventTypeId"] = event_type_id
-        response = await self._send("GET", "bookings", params=params)
+        response = await self._send(
+            "GET", "bookings", params=params, version=self.versions.bookings
+        )
         body = _success_body(response)
         items = body.get("data")
         if not isinstance(items, list):
@@ -184,9 +296,17 @@ class CalcomClient:
             skip += len(page.bookings)
 
     async def _request(
-        self, method: str, path: str, *, json: Mapping[str, object] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, object] | None = None,
+        params: Mapping[str, str | int] | None = None,
+        version: str | None = None,
     ) -> object:
-        response = await self._send(method, path, json=json)
+        response = await self._send(
+            method, path, json=json, params=params, version=version or self.versions.bookings
+        )
         return _success_body(response).get("data")
 
     async def _send(
@@ -194,11 +314,14 @@ class CalcomClient:
         method: str,
         path: str,
         *,
+        version: str,
         json: Mapping[str, object] | None = None,
         params: Mapping[str, str | int] | None = None,
     ) -> httpx.Response:
         try:
-            response = await self._http.request(method, path, json=json, params=params)
+            response = await self._http.request(
+                method, path, json=json, params=params, headers={"cal-api-version": version}
+            )
         except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise CalcomTimeoutError(
                 f"Cal.com {method} /{path}: no connection in time", outcome_unknown=False
@@ -240,6 +363,11 @@ class CalcomClient:
         if status == 409 or (status == 400 and _SLOT_UNAVAILABLE.search(message)):
             return CalcomSlotUnavailableError(text, status_code=status, error_code=error_code)
         return CalcomValidationError(text, status_code=status, error_code=error_code)
+
+
+def _slot_bound(moment: datetime | date) -> str:
+    """A whole day as ``YYYY-MM-DD``, a moment in UTC: the two forms the spec accepts."""
+    return format_utc(moment) if isinstance(moment, datetime) else moment.isoformat()
 
 
 def _success_body(response: httpx.Response) -> dict[str, Any]:

@@ -13,6 +13,7 @@ __all__ = [
     "CalcomAuthError",
     "CalcomConnectionError",
     "CalcomError",
+    "CalcomMissingFields",
     "CalcomNotFoundError",
     "CalcomProtocolError",
     "CalcomRateLimitedError",
@@ -46,6 +47,25 @@ class CalcomValidationError(CalcomError):
     """Cal.com rejected the request body or query (400)."""
 
     code = "calcom_validation"
+
+
+class CalcomMissingFields(CalcomValidationError):
+    """The event type asks for something the booking does not say; nothing was sent.
+
+    ``fields`` names each one (a booking-field slug, ``phone``, ``email``,
+    ``length_minutes``, ``location``) so the agent can ask for exactly that. Its
+    ``status_code`` is 422, the class of Cal.com's own refusals: a circuit breaker
+    ignores it, a retry does not repeat it.
+    """
+
+    code = "calcom_missing_fields"
+
+    def __init__(self, fields: list[str], *, detail: str = "") -> None:
+        names = ", ".join(fields)
+        super().__init__(
+            f"the event type needs {names}" + (f" ({detail})" if detail else ""), status_code=422
+        )
+        self.fields = list(fields)
 
 
 class CalcomSlotUnavailableError(CalcomValidationError):

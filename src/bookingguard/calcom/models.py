@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -9,9 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "BookingPage",
+    "BookingStatus",
     "CalcomAttendee",
     "CalcomBooking",
     "NewBooking",
+    "Slot",
     "format_utc",
 ]
 
@@ -21,6 +25,15 @@ def format_utc(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("naive datetime given where an aware datetime is required")
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class BookingStatus(enum.StrEnum):
+    """A booking's ``status`` in API version 2024-08-13."""
+
+    ACCEPTED = "accepted"
+    PENDING = "pending"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
 
 
 class _CalcomModel(BaseModel):
@@ -49,6 +62,8 @@ class CalcomBooking(_CalcomModel):
     metadata: dict[str, str] = Field(default_factory=dict)
     attendees: tuple[CalcomAttendee, ...] = ()
     created_at: datetime | None = Field(default=None, alias="createdAt")
+    rescheduled_from_uid: str | None = Field(default=None, alias="rescheduledFromUid")
+    rescheduled_to_uid: str | None = Field(default=None, alias="rescheduledToUid")
 
     @field_validator("metadata", mode="before")
     @classmethod
@@ -60,6 +75,19 @@ class CalcomBooking(_CalcomModel):
     @property
     def is_cancelled(self) -> bool:
         return self.status.lower() in ("cancelled", "rejected")
+
+    @property
+    def is_pending(self) -> bool:
+        """Booked as a request: the host has yet to confirm it."""
+        return self.status.lower() == BookingStatus.PENDING
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A free slot from ``GET /v2/slots``, in the time zone that was asked for."""
+
+    start: datetime
+    end: datetime
 
 
 @dataclass(frozen=True)
@@ -73,7 +101,13 @@ class BookingPage:
 
 @dataclass(frozen=True, kw_only=True)
 class NewBooking:
-    """What ``POST /v2/bookings`` needs; ``metadata`` carries our idempotency key and call id."""
+    """What ``POST /v2/bookings`` needs; ``metadata`` carries our idempotency key and call id.
+
+    ``phone`` is the caller's number (the location of an attendee-phone event type and,
+    when ``phone_number`` is not given, the number for SMS reminders); ``responses``
+    answer custom booking fields by slug; ``length_minutes`` picks one of the event
+    type's lengths. The client completes the request from the event type.
+    """
 
     start: datetime
     event_type_id: int
@@ -83,8 +117,13 @@ class NewBooking:
     phone_number: str | None = None
     language: str = "en"
     metadata: dict[str, str] = field(default_factory=dict)
+    phone: str | None = None
+    responses: Mapping[str, str] = field(default_factory=dict)
+    length_minutes: int | None = None
+    guests: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
+        """The request body without the event type's requirements (see ``create_request``)."""
         attendee: dict[str, object] = {
             "name": self.name,
             "timeZone": self.time_zone,

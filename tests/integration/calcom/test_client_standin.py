@@ -52,8 +52,13 @@ async def test_create_get_cancel_round_trip(calcom_standin: CalcomStandin) -> No
     assert made.metadata == {"k": "v"}
     assert made.end - made.start == timedelta(minutes=30)
     assert cancelled.is_cancelled
-    request = calcom_standin.requests[0]
-    assert request.headers["cal-api-version"] == "2024-08-13"
+    versions = {r.route: r.headers["cal-api-version"] for r in calcom_standin.requests}
+    assert versions == {
+        "event_type": "2024-06-14",
+        "create": "2024-08-13",
+        "get": "2024-08-13",
+        "cancel": "2024-08-13",
+    }
 
 
 async def test_wrong_key_is_an_auth_error(calcom_standin: CalcomStandin) -> None:

@@ -13,6 +13,7 @@ from bookingguard.calcom import (
     CalcomAuthError,
     CalcomClient,
     CalcomConnectionError,
+    CalcomMissingFields,
     CalcomNotFoundError,
     CalcomProtocolError,
     CalcomRateLimitedError,
@@ -22,6 +23,8 @@ from bookingguard.calcom import (
     CalcomValidationError,
     NewBooking,
 )
+from bookingguard.resilience import Outcome, classify_exception
+from tests.support.calcom_standin import event_type_document
 
 START = datetime(2026, 12, 1, 15, 30, tzinfo=UTC)
 BOOKING = {
@@ -53,6 +56,8 @@ async def test_create_sends_documented_request_and_parses_envelope() -> None:
 
     def handle(request: httpx.Request) -> httpx.Response:
         seen.append(request)
+        if request.url.path.startswith("/v2/event-types/"):
+            return httpx.Response(200, json={"status": "success", "data": event_type_document(42)})
         return httpx.Response(201, json={"status": "success", "data": BOOKING})
 
     new = NewBooking(
@@ -66,7 +71,9 @@ async def test_create_sends_documented_request_and_parses_envelope() -> None:
     )
     async with _client(httpx.MockTransport(handle)) as client:
         booking = await client.create_booking(new)
-    request = seen[0]
+    assert seen[0].url.path == "/v2/event-types/42"
+    assert seen[0].headers["cal-api-version"] == "2024-06-14"
+    request = seen[1]
     assert request.method == "POST"
     assert request.url.path == "/v2/bookings"
     assert request.headers["cal-api-version"] == "2024-08-13"
@@ -209,3 +216,12 @@ async def test_list_sends_filters_and_reads_pagination() -> None:
     assert seen[0]["status"] == "upcoming"
     assert seen[0]["eventTypeId"] == "42"
     assert [p["skip"] for p in seen] == ["0", "2"]
+
+
+def test_missing_fields_is_a_caller_error_the_breaker_ignores() -> None:
+    """CalcomMissingFields is a 4xx validation error: ignored by the breaker, not retried."""
+    error = CalcomMissingFields(["phone", "insurance-number"])
+    assert isinstance(error, CalcomValidationError)
+    assert classify_exception(error) is Outcome.IGNORED
+    assert error.fields == ["phone", "insurance-number"]
+    assert "phone, insurance-number" in str(error)
