@@ -211,6 +211,7 @@ def worker_app() -> FastAPI:
     The parent passes the configuration file (``BOOKINGGUARD_CONFIG``) and the
     login secret (``LOGIN_SECRET_ENV``) in the environment the workers inherit.
     """
-    configure_logging()
+    settings = load_settings()
+    configure_logging(settings.logging)
     secret = os.environ.get(LOGIN_SECRET_ENV)
-    return serving_app(load_settings(), extra_tokens=[login_token(secret)] if secret else [])
+    return serving_app(settings, extra_tokens=[login_token(secret)] if secret else [])
