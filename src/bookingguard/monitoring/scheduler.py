@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from bookingguard.monitoring.locks import JobLock, job_lock_from_settings
+from bookingguard.monitoring.locks import JobLock
 from bookingguard.monitoring.service import MonitoringService
 
 __all__ = ["run_worker", "scheduled_jobs", "start_background"]
@@ -70,7 +70,9 @@ def start_background(
 
     Delivery runs on every replica: each outbox row is claimed by one of them.
     """
-    chosen = lock or service.lock or job_lock_from_settings(service.settings, redis_client=None)
+    chosen = lock or service.lock
+    if chosen is None:
+        raise ValueError("no job lock: build the service with bootstrap.build_monitoring")
     scheduler = BackgroundScheduler(timezone="UTC")
     for name, (interval, job) in scheduled_jobs(service).items():
         # The lease is held a little under the interval, so the next tick anywhere may run.
