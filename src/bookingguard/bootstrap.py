@@ -43,6 +43,7 @@ from bookingguard.resilience.retry import RetryPolicy, retry_async
 from bookingguard.settings import Settings
 
 if TYPE_CHECKING:
+    from bookingguard.monitoring.locks import JobLock
     from bookingguard.monitoring.reconcile import BookingSource
     from bookingguard.monitoring.service import MonitoringService
 
@@ -55,6 +56,7 @@ __all__ = [
     "build_booking_service",
     "build_circuit_breaker",
     "build_engine",
+    "build_job_lock",
     "build_monitoring",
     "build_redis",
     "build_services",
@@ -127,6 +129,37 @@ def build_redis(settings: Settings) -> RedisClients | None:
     )
 
 
+def build_job_lock(
+    settings: Settings, engine: Engine, *, redis_client: redis.Redis | None
+) -> JobLock:
+    """The scheduler's job leases, shared by every replica that can share them.
+
+    Redis when ``redis_url`` is set (over ``redis_client``, the process's blocking
+    client); else the database's advisory locks when it has them (PostgreSQL:
+    replicas on several hosts); else lock files on this host (SQLite), in
+    ``monitoring.lock_dir`` or a temporary directory named after the database.
+    """
+    import hashlib
+    import tempfile
+    from pathlib import Path
+
+    from bookingguard.db.job_locks import database_locks
+    from bookingguard.monitoring.locks import FileJobLock, HeldLockJobLock, RedisJobLock
+
+    prefix = settings.monitoring.lock_key_prefix
+    if settings.redis_url:
+        if redis_client is None:
+            raise ValueError("redis_url is set: pass the process's Redis client for the leases")
+        return RedisJobLock(redis_client, prefix=prefix)
+    shared = database_locks(engine, namespace=prefix)
+    if shared is not None:
+        return HeldLockJobLock(shared)
+    if settings.monitoring.lock_dir:
+        return FileJobLock(Path(settings.monitoring.lock_dir))
+    digest = hashlib.sha256(settings.database_url.encode()).hexdigest()[:12]
+    return FileJobLock(Path(tempfile.gettempdir()) / f"bookingguard-locks-{digest}")
+
+
 def build_monitoring(
     settings: Settings,
     engine: Engine,
@@ -137,10 +170,10 @@ def build_monitoring(
     """The monitoring service (checks, alerts, delivery, report) over ``engine``.
 
     With a Prometheus ``registry`` its metrics are registered there (``/metrics``).
-    Its job leases use ``redis_client`` (the process's blocking client); with none
-    and a ``redis_url``, one is built for it (a CLI run that builds nothing else).
+    Its job leases (``build_job_lock``) use ``redis_client`` (the process's blocking
+    client); with none and a ``redis_url``, one is built for it (a CLI run that
+    builds nothing else).
     """
-    from bookingguard.monitoring.locks import job_lock_from_settings
     from bookingguard.monitoring.metrics import MonitorMetrics
     from bookingguard.monitoring.service import MonitoringService
 
@@ -153,8 +186,9 @@ def build_monitoring(
         session_factory(engine),
         settings,
         metrics=metrics,
-        lock=job_lock_from_settings(
+        lock=build_job_lock(
             settings,
+            engine,
             redis_client=redis_client
             if redis_client is not None or not settings.redis_url
             else build_blocking_redis(settings.redis_url),

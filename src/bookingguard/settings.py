@@ -8,9 +8,12 @@ environment wins over the file.
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+from datetime import time
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -19,6 +22,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -38,16 +42,28 @@ __all__ = [
     "ApiSettings",
     "CalcomSettings",
     "CircuitBreakerSettings",
+    "LoggingSettings",
     "MonitoringSettings",
     "RetellSettings",
     "Settings",
     "ValidationSettings",
+    "default_dashboard_url",
     "load_settings",
     "mask_url",
 ]
 
 ENV_PREFIX = "BOOKINGGUARD_"
 CONFIG_ENV = "BOOKINGGUARD_CONFIG"
+#: Variables with the prefix that are not settings: the config file, the login secret
+#: ``serve`` hands its workers, and the test suite's PostgreSQL and Redis.
+NOT_SETTINGS = frozenset(
+    {
+        CONFIG_ENV,
+        "BOOKINGGUARD_SERVE_LOGIN_SECRET",
+        "BOOKINGGUARD_TEST_POSTGRES_URL",
+        "BOOKINGGUARD_TEST_REDIS_URL",
+    }
+)
 
 PositiveInt = Annotated[int, Field(ge=1)]
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -116,7 +132,10 @@ class MonitoringSettings(_Section):
     retention_days: PositiveInt = 90
     sample_size: PositiveInt = 10
     reconcile_grace_minutes: NonNegativeFloat = 10.0
-    dashboard_url: str = "http://127.0.0.1:8000/"
+    #: The daily report's time of day, in UTC ("06:00").
+    report_time: time = time(6, 0)
+    #: The dashboard notifications link to; empty: ``default_dashboard_url(api.host, api.port)``.
+    dashboard_url: str = ""
     #: Redis key prefix of the scheduler's job leases (one replica per job and interval).
     lock_key_prefix: str = "bookingguard:job:"
     #: Directory of the lease files used when no Redis is configured (default: a temp dir).
@@ -125,6 +144,13 @@ class MonitoringSettings(_Section):
     delivery_lease_seconds: PositiveFloat = 60.0
     #: Width of the time buckets reconciliation compares with Cal.com.
     reconcile_bucket_hours: PositiveFloat = 6.0
+
+    @field_validator("report_time")
+    @classmethod
+    def _check_report_time(cls, value: time) -> time:
+        if value.tzinfo is not None:
+            raise ValueError("a time of day in UTC, without an offset ('06:00')")
+        return value
 
 
 class ApiSettings(_Section):
@@ -138,6 +164,8 @@ class ApiSettings(_Section):
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
     rate_limit: str = "60/minute"
     tokens: list[SecretStr] = Field(default_factory=list)
+    #: ``/metrics`` answers only a bearer token of scope ``read`` (or ``operate``).
+    metrics_token_required: bool = False
 
     @field_validator("rate_limit")
     @classmethod
@@ -208,13 +236,25 @@ class AlertSettings(_Section):
     email_to: list[str] = Field(default_factory=list)
 
 
+class LoggingSettings(_Section):
+    """Log level and format: ``auto`` is readable on a terminal and JSON otherwise."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
 class Settings(BaseSettings):
     """All of bookingguard's configuration."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
-        extra="ignore",
+        extra="forbid",
         frozen=True,
     )
 
@@ -230,6 +270,7 @@ class Settings(BaseSettings):
     calcom: CalcomSettings = Field(default_factory=CalcomSettings)
     retell: RetellSettings = Field(default_factory=RetellSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @field_validator("database_url")
     @classmethod
@@ -260,6 +301,14 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
+    @model_validator(mode="after")
+    def _default_dashboard_url(self) -> Settings:
+        if not self.monitoring.dashboard_url:
+            url = default_dashboard_url(self.api.host, self.api.port)
+            monitoring = self.monitoring.model_copy(update={"dashboard_url": url})
+            object.__setattr__(self, "monitoring", monitoring)
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -281,19 +330,88 @@ class Settings(BaseSettings):
         return mask_url(self.database_url)
 
 
+def default_dashboard_url(host: str, port: int) -> str:
+    """The dashboard's URL on the API's address; a wildcard address becomes this host's name."""
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - compared, not bound
+        host = socket.getfqdn()
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
 def _env_name(location: tuple[int | str, ...]) -> str:
     return ENV_PREFIX + "__".join(str(part).upper() for part in location)
+
+
+def _field_type(path: list[str]) -> object | None:
+    """The annotation of the setting at ``path``, or None when there is no such setting."""
+    current: object = Settings
+    for part in path:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(part)
+            if field is None:
+                return None
+            current = field.annotation
+        elif get_origin(current) is dict:
+            return current  # free-form keys (``circuit_breaker.overrides``) end the walk
+        else:
+            return None
+    return current
+
+
+def _is_structured(annotation: object) -> bool:
+    """Whether the environment gives this setting as JSON (a section, a list or a mapping)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    if get_origin(annotation) in (list, dict):
+        return True
+    return any(_is_structured(argument) for argument in get_args(annotation))
+
+
+def _environment_problems() -> list[tuple[str, str]]:
+    """(dotted key, message) for every prefixed variable that names no setting or is bad JSON.
+
+    pydantic-settings ignores an unknown top-level variable and reports bad JSON in a
+    nested one against its section only (``field "api"``); both are caught here first.
+    """
+    problems = []
+    for name, value in sorted(os.environ.items()):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in NOT_SETTINGS:
+            continue
+        path = upper.removeprefix(ENV_PREFIX).lower().split("__")
+        key = ".".join(path)
+        annotation = _field_type(path)
+        if annotation is None:
+            problems.append((key, f"{key} ({name}): unknown setting"))
+            continue
+        if _is_structured(annotation):
+            try:
+                json.loads(value)
+            except ValueError:
+                problems.append((key, f"{key} ({name}): not valid JSON (e.g. '[\"…\"]')"))
+    return problems
+
+
+def _invalid(problems: list[tuple[str, str]]) -> ConfigurationError:
+    return ConfigurationError(
+        "invalid configuration: " + "; ".join(message for _, message in problems),
+        key=problems[0][0],
+    )
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Read the settings, turning validation errors into one ``ConfigurationError``.
 
     The message names each offending key in dotted and environment form and never
-    echoes the rejected value (it may be a secret).
+    echoes the rejected value (it may be a secret). A key that names no setting, in
+    the environment or the TOML file, at the top level or in a section, is an error.
     """
     chosen = config_file or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
     if chosen is not None and not chosen.is_file():
         raise ConfigurationError(f"config file not found: {chosen}", key="config")
+    environment = _environment_problems()
+    if environment:
+        raise _invalid(environment)
     settings_cls: type[Settings] = Settings
     if config_file is not None:
         settings_cls = type("FileSettings", (Settings,), {"toml_file": config_file})
@@ -301,14 +419,11 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         return settings_cls(**overrides)
     except ValidationError as exc:
         problems = []
-        first_key = ""
         for error in exc.errors(include_input=False, include_url=False):
             location = tuple(part for part in error["loc"] if isinstance(part, str | int))
             key = ".".join(str(part) for part in location)
-            first_key = first_key or key
-            problems.append(f"{key} ({_env_name(location)}): {error['msg']}")
-        raise ConfigurationError(
-            "invalid configuration: " + "; ".join(problems), key=first_key
-        ) from None
+            message = "unknown setting" if error["type"] == "extra_forbidden" else error["msg"]
+            problems.append((key, f"{key} ({_env_name(location)}): {message}"))
+        raise _invalid(problems) from None
     except ValueError as exc:
         raise ConfigurationError(f"invalid configuration: {exc}", key="config") from None

@@ -151,9 +151,13 @@ def test_dashboard_pages_numbers_and_audited_resolve(
                     page.locator("[data-testid^=ack-]").first.click()
                     expect(page.get_by_test_id("flash")).to_contain_text("acknowledged by alice")
                 if name == "breakers":
+                    # The demo opened it 4 minutes before NOW with a 30 s cooldown.
                     expect(
                         page.get_by_test_id("state-appointment_booking:event_type:1002")
-                    ).to_have_text("open")
+                    ).to_have_text("open, next call probes")
+                    expect(
+                        page.get_by_test_id("open-until-appointment_booking:event_type:1002")
+                    ).to_have_text("")
 
             page.goto(base_url + "/review")
             expect(page.get_by_test_id("review-count")).to_contain_text(f"{len(api_items)} open")

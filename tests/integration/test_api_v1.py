@@ -219,3 +219,27 @@ def test_61st_request_to_the_served_api_gets_429(database: TestDatabase) -> None
     assert statuses == [200] * 60
     assert limited.status_code == 429
     assert 1 <= int(limited.headers["retry-after"]) <= 60
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_metrics_token_is_required_when_configured(database: TestDatabase, required: bool) -> None:
+    """With api.metrics_token_required, /metrics answers a read token only (401 otherwise)."""
+    reader = make_token(database, "prometheus", "read")
+    settings = Settings(
+        database_url=database.url,
+        api={"rate_limit": "100000/minute", "metrics_token_required": required},
+    )
+    app = build_server_app(settings, engine=database.engine)
+    with running_server(app) as base_url, httpx.Client(base_url=base_url) as client:
+        anonymous = client.get("/metrics")
+        wrong = client.get("/metrics", headers={"Authorization": "Bearer not-a-token"})
+        read = client.get("/metrics", headers={"Authorization": f"Bearer {reader}"})
+    assert read.status_code == 200
+    assert "# TYPE bookingguard_circuit" in read.text
+    if not required:
+        assert (anonymous.status_code, wrong.status_code) == (200, 200)
+        return
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"] == "Bearer"
+    assert wrong.status_code == 401
+    assert "bookingguard_" not in anonymous.text + wrong.text

@@ -22,7 +22,7 @@ def _default(field: FieldInfo) -> str:
         return "required"
     else:
         value = field.default
-    if value is None:
+    if value is None or value == "":
         return "unset"
     if isinstance(value, list | dict):
         return f"`{json.dumps(value)}`"

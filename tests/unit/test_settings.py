@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+from datetime import time
 from pathlib import Path
 
 import pytest
 
 from bookingguard.errors import ConfigurationError
-from bookingguard.settings import Settings, load_settings, mask_url
+from bookingguard.settings import Settings, default_dashboard_url, load_settings, mask_url
 
 
 @pytest.fixture(autouse=True)
@@ -117,3 +119,127 @@ def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError) as caught:
         load_settings(tmp_path / "absent.toml")
     assert caught.value.key == "config"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "key"),
+    [
+        ("BOOKINGGUARD_API__TOKENS", "[abc]", "api.tokens"),
+        ("BOOKINGGUARD_ALERTS__EMAIL_TO", "ops@example.com", "alerts.email_to"),
+        ("BOOKINGGUARD_CIRCUIT_BREAKER__OVERRIDES", "{cal", "circuit_breaker.overrides"),
+        ("BOOKINGGUARD_API", "{tokens", "api"),
+    ],
+)
+def test_malformed_json_names_the_whole_key(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, key: str
+) -> None:
+    """Bad JSON in a list, mapping or section variable names its dotted key and variable."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    assert caught.value.key == key
+    assert f"{key} ({name}): not valid JSON" in caught.value.message
+    assert value not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("BOOKINGGUARD_DATABSE_URL", "databse_url"),
+        ("BOOKINGGUARD_API__TOKEN", "api.token"),
+        ("BOOKINGGUARD_MONITORING__INTERVAL", "monitoring.interval"),
+        ("BOOKINGGUARD_API__PORT__NUMBER", "api.port.number"),
+    ],
+)
+def test_unknown_environment_variable_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, name: str, key: str
+) -> None:
+    """A BOOKINGGUARD_ variable that names no setting, at any level, is refused by name."""
+    monkeypatch.setenv(name, "1")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    assert caught.value.key == key
+    assert f"{key} ({name}): unknown setting" in caught.value.message
+
+
+def test_variables_that_are_not_settings_are_allowed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The config file's variable and serve's login secret are not taken for settings."""
+    config = tmp_path / "bookingguard.toml"
+    config.write_text("[api]\nport = 8100\n")
+    monkeypatch.setenv("BOOKINGGUARD_CONFIG", str(config))
+    monkeypatch.setenv("BOOKINGGUARD_SERVE_LOGIN_SECRET", "x")
+    monkeypatch.setenv("BOOKINGGUARD_CIRCUIT_BREAKER__OVERRIDES", '{"a:": {"cooldown_seconds": 5}}')
+    assert load_settings().api.port == 8100
+
+
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ('databse_url = "sqlite:///x.db"\n', "databse_url"),
+        ("[monitoring]\nintervall_seconds = 5\n", "monitoring.intervall_seconds"),
+        ("[monitor]\ninterval_seconds = 5\n", "monitor"),
+    ],
+)
+def test_unknown_toml_key_is_an_error(tmp_path: Path, toml: str, key: str) -> None:
+    """A misspelt key in the TOML file, top level or in a section, is refused by name."""
+    config = tmp_path / "bookingguard.toml"
+    config.write_text(toml)
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(config)
+    assert caught.value.key == key
+    assert f"{key} (" in caught.value.message
+    assert "unknown setting" in caught.value.message
+
+
+def test_logging_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """logging.level (any case) and logging.format come from the environment."""
+    assert (Settings().logging.level, Settings().logging.format) == ("INFO", "auto")
+    monkeypatch.setenv("BOOKINGGUARD_LOGGING__LEVEL", "debug")
+    monkeypatch.setenv("BOOKINGGUARD_LOGGING__FORMAT", "console")
+    s = load_settings()
+    assert (s.logging.level, s.logging.format) == ("DEBUG", "console")
+    monkeypatch.setenv("BOOKINGGUARD_LOGGING__FORMAT", "xml")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    assert caught.value.key == "logging.format"
+
+
+def test_report_time_is_a_utc_time_of_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    """monitoring.report_time reads "HH:MM"; a bad time or one with an offset is refused."""
+    assert Settings().monitoring.report_time == time(6, 0)
+    monkeypatch.setenv("BOOKINGGUARD_MONITORING__REPORT_TIME", "23:45")
+    assert load_settings().monitoring.report_time == time(23, 45)
+    for bad in ("25:00", "06:00+02:00"):
+        monkeypatch.setenv("BOOKINGGUARD_MONITORING__REPORT_TIME", bad)
+        with pytest.raises(ConfigurationError) as caught:
+            load_settings()
+        assert caught.value.key == "monitoring.report_time"
+
+
+def test_dashboard_url_follows_the_api_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset, monitoring.dashboard_url is the API's host and port; set, it is kept."""
+    assert Settings().monitoring.dashboard_url == "http://127.0.0.1:8000/"
+    monkeypatch.setenv("BOOKINGGUARD_API__HOST", "bg.internal")
+    monkeypatch.setenv("BOOKINGGUARD_API__PORT", "9100")
+    assert load_settings().monitoring.dashboard_url == "http://bg.internal:9100/"
+    monkeypatch.setenv("BOOKINGGUARD_API__HOST", "::1")
+    assert load_settings().monitoring.dashboard_url == "http://[::1]:9100/"
+    monkeypatch.setenv("BOOKINGGUARD_MONITORING__DASHBOARD_URL", "https://guard.example.com/")
+    assert load_settings().monitoring.dashboard_url == "https://guard.example.com/"
+
+
+def test_wildcard_address_links_to_this_host() -> None:
+    """Bound to every address, the dashboard link names this machine, not 0.0.0.0."""
+    every_address = "0.0.0.0"  # noqa: S104 - a setting's value, nothing is bound
+    url = default_dashboard_url(every_address, 8000)
+    assert url == f"http://{socket.getfqdn()}:8000/"
+    assert every_address not in url
+
+
+def test_metrics_token_is_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """api.metrics_token_required defaults to false and reads from the environment."""
+    assert Settings().api.metrics_token_required is False
+    monkeypatch.setenv("BOOKINGGUARD_API__METRICS_TOKEN_REQUIRED", "true")
+    assert load_settings().api.metrics_token_required is True

@@ -1,10 +1,12 @@
-"""Structured JSON logs (structlog) with a request id on every line, and the access log.
+"""Structured logs (structlog) with a request id on every line, and the access log.
 
 ``configure_logging`` sends structlog and the standard library (uvicorn, APScheduler)
-through one JSON renderer. ``RequestIdMiddleware`` binds ``request_id`` (an incoming
-``X-Request-ID`` is honoured, else a new one is made) to the context for every line
-logged while the request runs, returns it in the response and writes one access-log
-line without the query string: ``/login?token=…`` carries a secret.
+through one renderer: JSON, or structlog's readable console lines on a terminal
+(``logging.format``: ``auto``, ``json`` or ``console``). ``RequestIdMiddleware``
+binds ``request_id`` (an incoming ``X-Request-ID`` is honoured, else a new one is
+made) to the context for every line logged while the request runs, returns it in
+the response and writes one access-log line without the query string:
+``/login?token=…`` carries a secret.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ import re
 import sys
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from bookingguard.settings import LoggingSettings
 
 __all__ = ["REQUEST_ID_HEADER", "RequestIdMiddleware", "configure_logging"]
 
@@ -30,45 +35,59 @@ access_log = structlog.get_logger("bookingguard.access")
 class _NamedWriteLogger(structlog.WriteLogger):
     """structlog's direct writer, carrying the name ``get_logger(name)`` was given."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__(sys.stderr)
+    def __init__(self, name: str, stream: TextIO) -> None:
+        super().__init__(stream)
         self.name = name
 
 
-def _named_write_logger(*args: Any) -> _NamedWriteLogger:
-    return _NamedWriteLogger(str(args[0]) if args else "")
+def _renderer(chosen: str, stream: TextIO) -> structlog.types.Processor:
+    """JSON, or readable lines (``auto`` on a terminal), coloured only on a terminal."""
+    terminal = stream.isatty()
+    if chosen == "console" or (chosen == "auto" and terminal):
+        return structlog.dev.ConsoleRenderer(colors=terminal)
+    return structlog.processors.JSONRenderer()
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """One JSON object per line on stderr, for structlog and standard-library loggers alike.
+def configure_logging(
+    settings: LoggingSettings | None = None, *, stream: TextIO | None = None
+) -> None:
+    """Every log line on ``stream`` (stderr), for structlog and standard-library loggers alike.
 
-    structlog's own loggers (the access log among them) render and write directly,
-    skipping the standard library's records: a line per request stays cheap.
+    ``settings`` (``logging.level`` and ``logging.format``; default INFO, ``auto``)
+    picks the level and the renderer. structlog's own loggers (the access log among
+    them) render and write directly, skipping the standard library's records: a line
+    per request stays cheap.
     """
+    out = stream if stream is not None else sys.stderr
+    level = logging.getLevelNamesMapping()[settings.level if settings else "INFO"]
+    renderer = _renderer(settings.format if settings else "auto", out)
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    # The console renderer lays out tracebacks itself; JSON needs them as text.
+    exceptions = (
+        []
+        if isinstance(renderer, structlog.dev.ConsoleRenderer)
+        else [structlog.processors.format_exc_info]
+    )
+
+    def named_write_logger(*args: Any) -> _NamedWriteLogger:
+        return _NamedWriteLogger(str(args[0]) if args else "", out)
+
     structlog.configure(
-        processors=[
-            *shared,
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
-        ],
-        logger_factory=_named_write_logger,
+        processors=[*shared, *exceptions, renderer],
+        logger_factory=named_write_logger,
         wrapper_class=structlog.make_filtering_bound_logger(level),
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.JSONRenderer(),
-            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
     root = logging.getLogger()

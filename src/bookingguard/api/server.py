@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -26,6 +26,7 @@ from sqlalchemy import Engine, text
 
 from bookingguard.api.access import login_token
 from bookingguard.api.app import create_app
+from bookingguard.api.auth import require_scope
 from bookingguard.api.observability import RequestIdMiddleware, configure_logging
 from bookingguard.api.operator import install_operator_surface
 from bookingguard.api.ratelimit import RateLimiter
@@ -180,6 +181,10 @@ def build_server_app(
         summary="Prometheus metrics",
         response_class=PlainTextResponse,
         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+        # api.metrics_token_required: a scraper presents a read token, as the API asks.
+        dependencies=[Depends(require_scope("read"))]
+        if settings.api.metrics_token_required
+        else [],
     )
     async def metrics() -> Response:
         """Every collector (of every worker), in the Prometheus text format."""
@@ -211,6 +216,7 @@ def worker_app() -> FastAPI:
     The parent passes the configuration file (``BOOKINGGUARD_CONFIG``) and the
     login secret (``LOGIN_SECRET_ENV``) in the environment the workers inherit.
     """
-    configure_logging()
+    settings = load_settings()
+    configure_logging(settings.logging)
     secret = os.environ.get(LOGIN_SECRET_ENV)
-    return serving_app(load_settings(), extra_tokens=[login_token(secret)] if secret else [])
+    return serving_app(settings, extra_tokens=[login_token(secret)] if secret else [])

@@ -4,7 +4,8 @@ The breaker is built from the settings, over the same store chain the service
 uses: Redis when configured, else the SQL store over the configured database, so
 ``breaker open`` here is seen by every process sharing that database or Redis.
 A circuit is known once its store has a record of it (the API's 404 otherwise):
-``show`` and ``reset`` refuse an unknown key, ``open`` creates it open.
+``show`` and ``reset`` refuse an unknown key, ``open`` creates it open. An open
+circuit whose cooldown has run out reads "open, next call probes", as in the API.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 import typer
 
 from bookingguard.cli.state import console, fail, print_json, state_of
+from bookingguard.clock import utc_now
 
 if TYPE_CHECKING:
     from bookingguard.resilience import CircuitBreaker, CircuitStatistics
@@ -79,6 +81,18 @@ def _when(value: object) -> str:
     return "-" if value is None else str(value)
 
 
+def _as_dict(stats: CircuitStatistics) -> dict[str, object]:
+    """The circuit as the API gives it: with its status now, ``open_until`` only if ahead."""
+    status = stats.status_at(utc_now())
+    until = status.open_until
+    return {
+        **stats.as_dict(),
+        "status": status.label,
+        "awaiting_probe": status.awaiting_probe,
+        "open_until": None if until is None else until.isoformat(),
+    }
+
+
 _COLUMNS = (
     "circuit",
     "state",
@@ -91,13 +105,13 @@ _COLUMNS = (
 )
 
 
-def _table(circuits: list[CircuitStatistics]) -> list[str]:
+def _table(circuits: list[dict[str, object]]) -> list[str]:
     """Aligned plain-text lines, header first.
 
     Never wrapped or cut to the terminal's width (as a Rich table would be): a key
     is always shown whole, so two circuits cannot read the same.
     """
-    rows = [_COLUMNS, *(_cells(stats) for stats in circuits)]
+    rows = [_COLUMNS, *(_cells(circuit) for circuit in circuits)]
     widths = [max(len(row[column]) for row in rows) for column in range(len(_COLUMNS))]
     return [
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
@@ -105,34 +119,37 @@ def _table(circuits: list[CircuitStatistics]) -> list[str]:
     ]
 
 
-def _cells(stats: CircuitStatistics) -> tuple[str, ...]:
-    state = f"{stats.state} (forced)" if stats.forced_open else stats.state
-    return (
-        stats.circuit_key,
-        state,
-        str(stats.failure_count),
-        str(stats.success_count),
-        str(stats.not_permitted_count),
-        _when(stats.opened_at),
-        _when(stats.open_until),
-        stats.store,
+def _cells(circuit: dict[str, object]) -> tuple[str, ...]:
+    return tuple(
+        _when(circuit[name])
+        for name in (
+            "circuit_key",
+            "status",
+            "failure_count",
+            "success_count",
+            "not_permitted_count",
+            "opened_at",
+            "open_until",
+            "store",
+        )
     )
 
 
 def _show(stats: CircuitStatistics, as_json: bool) -> None:
+    circuit = _as_dict(stats)
     if as_json:
-        print_json(stats.as_dict())
+        print_json(circuit)
         return
-    for name, value in stats.as_dict().items():
+    for name, value in circuit.items():
         console().print(f"{name:>20}: {_when(value)}", highlight=False, markup=False, emoji=False)
 
 
 @app.command("list")
 def list_circuits(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """List every known circuit with its state and counts."""
-    circuits = _with_breaker(ctx, lambda breaker: breaker.list_circuits())
+    circuits = [_as_dict(stats) for stats in _with_breaker(ctx, lambda b: b.list_circuits())]
     if as_json:
-        print_json([stats.as_dict() for stats in circuits])
+        print_json(circuits)
         return
     if not circuits:
         typer.echo("no circuits recorded yet")

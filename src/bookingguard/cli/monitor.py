@@ -336,9 +336,11 @@ def worker(ctx: typer.Context) -> None:
     import threading
     from types import FrameType
 
+    from bookingguard.api.observability import configure_logging
     from bookingguard.monitoring.scheduler import run_worker
 
     service = _service(ctx)
+    configure_logging(service.settings.logging)
     stop = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:

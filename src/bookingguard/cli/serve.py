@@ -51,7 +51,7 @@ def serve(
     engine = state.engine
     with cli_errors():
         access = plan_access(settings, engine, host=bind_host, port=bind_port)
-    configure_logging()
+    configure_logging(settings.logging)
     if access.login_url is not None:
         console().print(
             f"Dashboard (one-time login): {access.login_url}", highlight=False, soft_wrap=True

@@ -2,16 +2,17 @@
 
 A lease is taken for a job name and held while the job runs and, after it ends,
 until ``hold`` has passed since it was taken: the other replicas skip that tick.
-Redis (``SET NX PX`` and a compare-and-delete script) when configured; otherwise
-an ``flock``-ed file, which is enough for the embedded default deployment on one host.
+Three kinds, chosen by ``bootstrap``: Redis (``SET NX PX`` and a compare-and-delete
+script) when configured; else locks the shared database holds for a connection's
+lifetime (``HeldLockJobLock``), so replicas on several hosts still run each job
+once; else an ``flock``-ed file, enough for the embedded default on one host.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
-import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -22,9 +23,15 @@ from typing import IO, Protocol
 
 import redis
 
-from bookingguard.settings import Settings
-
-__all__ = ["FileJobLock", "JobLock", "Lease", "RedisJobLock", "job_lock_from_settings"]
+__all__ = [
+    "FileJobLock",
+    "HeldLock",
+    "HeldLockJobLock",
+    "HeldLocks",
+    "JobLock",
+    "Lease",
+    "RedisJobLock",
+]
 
 #: How long a lease survives a replica that died while running the job (runs take seconds).
 RUNNING_TTL = timedelta(minutes=2)
@@ -118,17 +125,67 @@ class FileJobLock:
             lease.handle.close()
 
 
-def job_lock_from_settings(settings: Settings, *, redis_client: redis.Redis | None) -> JobLock:
-    """Redis leases when ``redis_url`` is set (over ``redis_client``), else lock files here.
+class HeldLock(Protocol):
+    def release(self) -> None: ...
 
-    The client is the process's blocking one, built by ``bootstrap``; a configured
-    ``redis_url`` with no client is a mistake, not a reason to lock one host only.
+
+class HeldLocks(Protocol):
+    """Named locks held until released or until the process holding them dies."""
+
+    def try_hold(self, name: str) -> HeldLock | None: ...
+
+
+class HeldLockJobLock:
+    """Leases over ``HeldLocks`` (the shared database's), kept until ``hold`` has passed.
+
+    Such a lock has no expiry of its own: a lease released before its ``hold`` is
+    over stays held, and is let go by the first ``acquire`` here after that time.
+    Every replica calls ``acquire`` at each tick of the check, so a lingering lease
+    is freed within one check interval of its end; a replica that dies frees its
+    locks with its connections.
     """
-    if settings.redis_url:
-        if redis_client is None:
-            raise ValueError("redis_url is set: pass the process's Redis client for the leases")
-        return RedisJobLock(redis_client, prefix=settings.monitoring.lock_key_prefix)
-    if settings.monitoring.lock_dir:
-        return FileJobLock(Path(settings.monitoring.lock_dir))
-    digest = hashlib.sha256(settings.database_url.encode()).hexdigest()[:12]
-    return FileJobLock(Path(tempfile.gettempdir()) / f"bookingguard-locks-{digest}")
+
+    def __init__(
+        self, locks: HeldLocks, *, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._locks = locks
+        self._monotonic = monotonic
+        self._held: dict[str, HeldLock] = {}
+        self._lingering: dict[str, tuple[HeldLock, float]] = {}
+        self._mutex = threading.Lock()
+
+    def acquire(self, name: str, *, hold: timedelta) -> Lease | None:
+        self._let_go_of_expired()
+        held = self._locks.try_hold(name)
+        if held is None:
+            return None
+        token = uuid.uuid4().hex
+        with self._mutex:
+            self._held[token] = held
+        return Lease(name=name, token=token, taken_at=self._monotonic(), hold=hold)
+
+    def release(self, lease: Lease) -> None:
+        with self._mutex:
+            held = self._held.pop(lease.token, None)
+            if held is None:
+                return
+            until = lease.taken_at + lease.hold.total_seconds()
+            if self._monotonic() < until:
+                self._lingering[lease.token] = (held, until)
+                return
+        held.release()
+
+    def close(self) -> None:
+        """Let go of every lease still kept for its ``hold``."""
+        with self._mutex:
+            lingering, self._lingering = list(self._lingering.values()), {}
+        for held, _ in lingering:
+            held.release()
+
+    def _let_go_of_expired(self) -> None:
+        now = self._monotonic()
+        with self._mutex:
+            expired = [token for token, (_, until) in self._lingering.items() if until <= now]
+            due = [self._lingering.pop(token)[0] for token in expired]
+        for held in due:
+            held.release()

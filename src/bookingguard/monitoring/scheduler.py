@@ -1,8 +1,10 @@
 """Scheduled work with APScheduler: check, delivery, report, retention, partitions, reconcile.
 
 Every job runs under a lease (``locks``), so with N replicas exactly one runs
-each job per interval. ``serve`` calls ``start_background(service, lock)`` and
-``scheduler.shutdown()`` on exit; ``bookingguard worker`` calls ``run_worker``.
+each job per interval. The daily report runs at ``monitoring.report_time`` (UTC,
+a cron trigger), the other jobs at an interval from start, and first at once.
+``serve`` calls ``start_background(service, lock)`` and ``scheduler.shutdown()`` on
+exit; ``bookingguard worker`` calls ``run_worker``.
 """
 
 from __future__ import annotations
@@ -10,16 +12,21 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, time, timedelta
 from typing import Any
 
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from apscheduler.util import undefined
 
-from bookingguard.monitoring.locks import JobLock, job_lock_from_settings
+from bookingguard.monitoring.locks import JobLock
 from bookingguard.monitoring.service import MonitoringService
 
-__all__ = ["run_worker", "scheduled_jobs", "start_background"]
+__all__ = ["ScheduledJob", "daily_at", "run_worker", "scheduled_jobs", "start_background"]
 
 log = structlog.get_logger("bookingguard.scheduler")
 
@@ -46,20 +53,48 @@ def _leased(
     return run
 
 
-def scheduled_jobs(service: MonitoringService) -> dict[str, tuple[timedelta, Callable[[], Any]]]:
-    """Name → (interval, job) for every job that one replica runs per interval."""
+@dataclass(frozen=True)
+class ScheduledJob:
+    """When a job runs, how long its lease keeps other replicas off, and the job."""
+
+    trigger: BaseTrigger
+    hold: timedelta
+    run: Callable[[], Any]
+    #: Whether it also runs as the scheduler starts (interval jobs), not only on its trigger.
+    at_start: bool = True
+
+
+def daily_at(moment: time) -> CronTrigger:
+    """Every day at ``moment`` (a time of day in UTC)."""
+    return CronTrigger(hour=moment.hour, minute=moment.minute, second=moment.second, timezone=UTC)
+
+
+def _every(interval: timedelta, run: Callable[[], Any]) -> ScheduledJob:
+    # The lease is held a little under the interval, so the next tick anywhere may run.
+    return ScheduledJob(IntervalTrigger(seconds=interval.total_seconds()), interval * 0.9, run)
+
+
+def scheduled_jobs(service: MonitoringService) -> dict[str, ScheduledJob]:
+    """Name → job for every job that one replica runs per tick."""
     config = service.settings.monitoring
-    jobs: dict[str, tuple[timedelta, Callable[[], Any]]] = {
-        "check": (
+    jobs = {
+        "check": _every(
             timedelta(seconds=config.interval_seconds),
             lambda: service.check(trigger="scheduled", fix=True, notify=True),
         ),
-        "daily_report": (timedelta(days=1), service.send_daily_report),
-        "prune": (timedelta(days=1), service.prune),
-        "partitions": (timedelta(days=1), service.maintain_partitions),
+        "daily_report": ScheduledJob(
+            daily_at(config.report_time),
+            timedelta(hours=23),
+            service.send_daily_report,
+            at_start=False,
+        ),
+        "prune": _every(timedelta(days=1), service.prune),
+        "partitions": _every(timedelta(days=1), service.maintain_partitions),
     }
     if service.booking_source is not None:
-        jobs["reconcile"] = (RECONCILE_INTERVAL, lambda: asyncio.run(service.reconcile_calcom()))
+        jobs["reconcile"] = _every(
+            RECONCILE_INTERVAL, lambda: asyncio.run(service.reconcile_calcom())
+        )
     return jobs
 
 
@@ -70,18 +105,19 @@ def start_background(
 
     Delivery runs on every replica: each outbox row is claimed by one of them.
     """
-    chosen = lock or service.lock or job_lock_from_settings(service.settings, redis_client=None)
+    chosen = lock or service.lock
+    if chosen is None:
+        raise ValueError("no job lock: build the service with bootstrap.build_monitoring")
     scheduler = BackgroundScheduler(timezone="UTC")
-    for name, (interval, job) in scheduled_jobs(service).items():
-        # The lease is held a little under the interval, so the next tick anywhere may run.
+    for name, job in scheduled_jobs(service).items():
         scheduler.add_job(
-            _leased(chosen, name, interval * 0.9, job),
-            "interval",
-            seconds=interval.total_seconds(),
+            _leased(chosen, name, job.hold, job.run),
+            job.trigger,
             id=name,
             max_instances=1,
             coalesce=True,
-            next_run_time=service.clock(),
+            # ``undefined``: the trigger alone decides the first run.
+            next_run_time=service.clock() if job.at_start else undefined,
         )
     scheduler.add_job(
         service.delivery.deliver_due,

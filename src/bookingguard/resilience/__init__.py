@@ -12,7 +12,12 @@ from bookingguard.resilience.errors import (
     StoreUnavailableError,
 )
 from bookingguard.resilience.events import BreakerEvent, EventKind, Listener
-from bookingguard.resilience.machine import CircuitStatistics, Transition
+from bookingguard.resilience.machine import (
+    CircuitStatistics,
+    CircuitStatus,
+    Transition,
+    circuit_status,
+)
 from bookingguard.resilience.metrics import BreakerMetrics
 from bookingguard.resilience.outcome import Classifier, Outcome, classify_exception
 from bookingguard.resilience.policy import BreakerPolicy, PolicyResolver
@@ -33,6 +38,7 @@ __all__ = [
     "CircuitBreaker",
     "CircuitOpenError",
     "CircuitStatistics",
+    "CircuitStatus",
     "Classifier",
     "EventKind",
     "FallbackStore",
@@ -45,6 +51,7 @@ __all__ = [
     "SqlStore",
     "StoreUnavailableError",
     "Transition",
+    "circuit_status",
     "classify_exception",
     "store_from_settings",
 ]

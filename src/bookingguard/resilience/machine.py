@@ -15,15 +15,18 @@ from bookingguard.resilience.outcome import Outcome
 from bookingguard.resilience.policy import BreakerPolicy
 
 __all__ = [
+    "AWAITING_PROBE",
     "CLOSED",
     "HALF_OPEN",
     "OPEN",
     "Admission",
     "CircuitRecord",
     "CircuitStatistics",
+    "CircuitStatus",
     "Transition",
     "admit",
     "adopted",
+    "circuit_status",
     "force_open",
     "reset",
     "settle",
@@ -33,6 +36,38 @@ __all__ = [
 CLOSED = "closed"
 OPEN = "open"
 HALF_OPEN = "half_open"
+#: How an open circuit whose cooldown has run out reads: the store still says open,
+#: and the next call is let through as the probe that decides.
+AWAITING_PROBE = "open, next call probes"
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitStatus:
+    """A circuit as an operator should read it at one moment.
+
+    ``label`` is ``closed``, ``half_open``, ``open``, ``open (forced)`` or
+    ``AWAITING_PROBE``; ``open_until`` is the cooldown's end only while it is ahead.
+    """
+
+    label: str
+    awaiting_probe: bool
+    open_until: datetime | None
+
+
+def circuit_status(
+    *, state: str, forced_open: bool, open_until: datetime | None, now: datetime
+) -> CircuitStatus:
+    """What a circuit in ``state`` is at ``now``: never an "open until" in the past.
+
+    The one place the breaker page, the API and the CLI learn it from.
+    """
+    if state != OPEN:
+        return CircuitStatus(label=state, awaiting_probe=False, open_until=None)
+    if forced_open:
+        return CircuitStatus(label="open (forced)", awaiting_probe=False, open_until=None)
+    if open_until is None or open_until <= now:
+        return CircuitStatus(label=AWAITING_PROBE, awaiting_probe=True, open_until=None)
+    return CircuitStatus(label=OPEN, awaiting_probe=False, open_until=open_until)
 
 
 @dataclass
@@ -78,6 +113,12 @@ class CircuitStatistics:
     forced_open: bool
     version: int
     store: str = ""
+
+    def status_at(self, now: datetime) -> CircuitStatus:
+        """The circuit as it is at ``now`` (see ``circuit_status``)."""
+        return circuit_status(
+            state=self.state, forced_open=self.forced_open, open_until=self.open_until, now=now
+        )
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready: datetimes as ISO 8601 text."""

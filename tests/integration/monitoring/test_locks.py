@@ -11,7 +11,9 @@ import pytest
 import redis
 
 from bookingguard.bootstrap import build_blocking_redis
-from bookingguard.monitoring.locks import FileJobLock, JobLock, RedisJobLock
+from bookingguard.db.job_locks import AdvisoryLocks
+from bookingguard.monitoring.locks import FileJobLock, HeldLockJobLock, JobLock, RedisJobLock
+from tests.conftest import TestDatabase
 
 
 class FakeClock:
@@ -32,12 +34,19 @@ class Leases:
     prefix: str = ""
 
 
-@pytest.fixture(params=["redis", "file"])
+@pytest.fixture(params=["redis", "file", "advisory"])
 def leases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Leases]:
-    """A Redis lease store (namespaced) or a lock-file directory, on a fake clock."""
+    """A Redis lease store (namespaced), a lock-file directory or PostgreSQL advisory locks,
+    on a fake clock."""
     clock = FakeClock()
     if request.param == "file":
         yield Leases(FileJobLock(tmp_path / "locks", clock=clock), clock)
+        return
+    if request.param == "advisory":
+        database: TestDatabase = request.getfixturevalue("postgres_database")
+        lock = HeldLockJobLock(AdvisoryLocks(database.engine), monotonic=clock)
+        yield Leases(lock, clock)
+        lock.close()
         return
     url: str = request.getfixturevalue("redis_url")
     prefix: str = request.getfixturevalue("redis_prefix")

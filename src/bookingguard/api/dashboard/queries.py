@@ -24,6 +24,7 @@ from bookingguard.db.models import (
     ConsistencyAlert,
 )
 from bookingguard.monitoring.inconsistency import INCONSISTENCY_SEVERITIES, found_inconsistent
+from bookingguard.resilience import CircuitStatus, circuit_status
 from bookingguard.review.queue import open_count
 
 __all__ = [
@@ -176,6 +177,8 @@ class Segment:
 @dataclass
 class BreakerView:
     circuit: CircuitBreakerState
+    #: How the circuit reads now: an elapsed cooldown is "open, next call probes".
+    status: CircuitStatus
     transitions: list[CircuitBreakerTransition]
     segments: list[Segment] = field(default_factory=list)
 
@@ -212,8 +215,19 @@ def breakers(session: Session, *, now: datetime, days: int = 14) -> list[Breaker
             segments.append(Segment(state, (cursor - since).total_seconds() / span * 100, width))
             if transition is not None:
                 state, cursor = transition.to_state, transition.at
+        status = circuit_status(
+            state=circuit.state,
+            forced_open=circuit.forced_open,
+            open_until=circuit.open_until,
+            now=now,
+        )
         views.append(
-            BreakerView(circuit, list(reversed(transitions)), [s for s in segments if s.width > 0])
+            BreakerView(
+                circuit,
+                status,
+                list(reversed(transitions)),
+                [s for s in segments if s.width > 0],
+            )
         )
     return views
 

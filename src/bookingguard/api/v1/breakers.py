@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel
 
 from bookingguard.api.auth import require_scope
+from bookingguard.api.context import OperatorContext, operator_context
 from bookingguard.api.problem_details import problem_responses
 from bookingguard.api.v1.backends import ApiBackends, api_backends
 from bookingguard.resilience import CircuitBreaker
@@ -20,6 +21,8 @@ __all__ = ["router"]
 router = APIRouter(prefix="/circuit-breakers", tags=["circuit breakers"])
 
 Backends = Annotated[ApiBackends, Depends(api_backends)]
+#: Its clock says what "now" is when a cooldown is asked whether it has run out.
+Context = Annotated[OperatorContext, Depends(operator_context)]
 Reader = Annotated[Principal, Depends(require_scope("read"))]
 Operator = Annotated[Principal, Depends(require_scope("operate"))]
 CircuitKey = Annotated[
@@ -34,10 +37,17 @@ CircuitKey = Annotated[
 
 
 class CircuitOut(BaseModel):
-    """One circuit as its store sees it now."""
+    """One circuit as its store sees it now.
+
+    ``status`` is how it reads at this moment: an open circuit whose cooldown has
+    run out is ``open, next call probes`` (``awaiting_probe``), and ``open_until``
+    is given only while the cooldown is still ahead.
+    """
 
     circuit_key: str
     state: str
+    status: str
+    awaiting_probe: bool
     failure_count: int
     success_count: int
     failure_rate: float
@@ -52,8 +62,16 @@ class CircuitOut(BaseModel):
     store: str
 
 
-def _out(stats: CircuitStatistics) -> CircuitOut:
-    return CircuitOut.model_validate(stats, from_attributes=True)
+def _out(stats: CircuitStatistics, context: OperatorContext) -> CircuitOut:
+    status = stats.status_at(context.clock())
+    return CircuitOut.model_validate(
+        {
+            **{name: getattr(stats, name) for name in stats.__dataclass_fields__},
+            "status": status.label,
+            "awaiting_probe": status.awaiting_probe,
+            "open_until": status.open_until,
+        }
+    )
 
 
 async def _known(breaker: CircuitBreaker, key: str) -> None:
@@ -62,18 +80,20 @@ async def _known(breaker: CircuitBreaker, key: str) -> None:
 
 
 @router.get("", response_model=list[CircuitOut], summary="List circuits")
-async def list_circuits(backends: Backends, _: Reader) -> list[CircuitOut]:
+async def list_circuits(backends: Backends, context: Context, _: Reader) -> list[CircuitOut]:
     """Every circuit the active store knows, sorted by key."""
-    return [_out(stats) for stats in await backends.breaker.list_circuits()]
+    return [_out(stats, context) for stats in await backends.breaker.list_circuits()]
 
 
 @router.get(
     "/{key}", response_model=CircuitOut, responses=problem_responses(404), summary="Show a circuit"
 )
-async def show_circuit(backends: Backends, _: Reader, key: CircuitKey) -> CircuitOut:
+async def show_circuit(
+    backends: Backends, context: Context, _: Reader, key: CircuitKey
+) -> CircuitOut:
     """The circuit's state, counts and rates."""
     await _known(backends.breaker, key)
-    return _out(await backends.breaker.statistics(key))
+    return _out(await backends.breaker.statistics(key), context)
 
 
 @router.post(
@@ -82,10 +102,12 @@ async def show_circuit(backends: Backends, _: Reader, key: CircuitKey) -> Circui
     responses=problem_responses(404),
     summary="Reset a circuit",
 )
-async def reset_circuit(backends: Backends, _: Operator, key: CircuitKey) -> CircuitOut:
+async def reset_circuit(
+    backends: Backends, context: Context, _: Operator, key: CircuitKey
+) -> CircuitOut:
     """Close the circuit and clear its counts."""
     await _known(backends.breaker, key)
-    return _out(await backends.breaker.reset(key))
+    return _out(await backends.breaker.reset(key), context)
 
 
 @router.post(
@@ -94,7 +116,9 @@ async def reset_circuit(backends: Backends, _: Operator, key: CircuitKey) -> Cir
     responses=problem_responses(404),
     summary="Force a circuit open",
 )
-async def open_circuit(backends: Backends, _: Operator, key: CircuitKey) -> CircuitOut:
+async def open_circuit(
+    backends: Backends, context: Context, _: Operator, key: CircuitKey
+) -> CircuitOut:
     """Open the circuit until it is reset (no cooldown ends it)."""
     await _known(backends.breaker, key)
-    return _out(await backends.breaker.force_open(key))
+    return _out(await backends.breaker.force_open(key), context)
