@@ -1,0 +1,88 @@
+"""The booking path's queries on PostgreSQL: SQLAlchemy's async engine, on the event loop.
+
+The look-up, the write and the read-back, which every booking waits on, run on the
+async engine (``make_async_engine``) in autocommit: the write is one statement (the
+call's link a data-modifying CTE of the appointment's INSERT), its own transaction,
+one round trip instead of BEGIN, INSERT, UPDATE and COMMIT. The rest runs on the
+sync engine in worker threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from bookingguard.db.async_engine import make_async_engine
+from bookingguard.db.booking_queries.base import (
+    INSERT_APPOINTMENT,
+    LINK_CALL,
+    LOOK_UP,
+    AppointmentReadBack,
+    BookingQueries,
+    NewAppointment,
+    ReadBack,
+    StoredAppointment,
+    in_thread,
+    looked_up,
+    read_back_row,
+    read_back_statement,
+)
+from bookingguard.db.models import Call
+
+__all__ = ["PostgresBookingQueries"]
+
+T = TypeVar("T")
+
+_INSERT_AND_LINK = INSERT_APPOINTMENT.add_cte(LINK_CALL.returning(Call.id).cte("linked_call"))
+
+
+class PostgresBookingQueries(BookingQueries):
+    """The hot path on the async engine; a booking takes two of its pooled connections."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        super().__init__(sessions)
+        self._async = make_async_engine(self._engine)
+
+    @property
+    def engines(self) -> tuple[Engine, ...]:
+        return (self._engine, self._async.sync_engine)
+
+    async def look_up(self, retell_call_id: str, key: str) -> tuple[int, StoredAppointment | None]:
+        async with self._async.connect() as connection:
+            result = await connection.execute(
+                LOOK_UP, {"retell_call_id": retell_call_id, "key": key}
+            )
+            row = result.first()
+        if row is not None:
+            return looked_up(row)
+        return await in_thread(self._create_call, retell_call_id, key)
+
+    async def write_and_link(
+        self, appointment: NewAppointment, check: Callable[[int, ReadBack], Awaitable[T]]
+    ) -> tuple[int, T]:
+        async with self._async.connect() as connection:
+            result = await connection.execute(_INSERT_AND_LINK, appointment.params())
+            appointment_id = int(result.scalar_one())
+            params = {"call_id": appointment.call_id, "appointment_id": appointment_id}
+
+            async def read() -> AppointmentReadBack | None:
+                row = (
+                    await connection.execute(read_back_statement(appointment_id), params)
+                ).first()
+                return read_back_row(row)
+
+            return appointment_id, await check(appointment_id, read)
+
+    async def read_back(
+        self, call_id: int, appointment_id: int | None
+    ) -> AppointmentReadBack | None:
+        params = {"call_id": call_id, "appointment_id": appointment_id}
+        async with self._async.connect() as connection:
+            row = (await connection.execute(read_back_statement(appointment_id), params)).first()
+        return read_back_row(row)
+
+    async def aclose(self) -> None:
+        await self._async.dispose()
