@@ -24,7 +24,7 @@ from bookingguard.booking.store import (
     StoredAppointment,
 )
 
-__all__ = ["MemoryBookingStore", "StoredCall", "WrittenDown"]
+__all__ = ["MemoryAppointment", "MemoryBookingStore", "StoredCall", "WrittenDown"]
 
 T = TypeVar("T")
 
@@ -44,7 +44,9 @@ class StoredCall:
 
 
 @dataclass
-class _Appointment:
+class MemoryAppointment:
+    """An ``appointments`` row's columns the booking path uses."""
+
     id: int
     call_id: int
     calcom_v2_booking_id: int | None
@@ -57,10 +59,12 @@ class _Appointment:
 
 @dataclass(frozen=True)
 class WrittenDown:
-    """One record of a failed booking: what kind, for which call, with what."""
+    """One record of a failed booking, named like the review item it files; ``alerted``
+    when it raises an alert too."""
 
     kind: str
     call_id: int
+    alerted: bool
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -71,8 +75,13 @@ class MemoryBookingStore:
         self.calls: dict[int, StoredCall] = {}
         self.records: list[WrittenDown] = []
         self.fail_writes: Exception | None = None
-        self._appointments: dict[int, _Appointment] = {}
+        self._appointments: dict[int, MemoryAppointment] = {}
         self._next_id = 0
+
+    @property
+    def appointments(self) -> list[MemoryAppointment]:
+        """The stored appointments, oldest first."""
+        return sorted(self._appointments.values(), key=lambda a: a.id)
 
     def call(self, retell_call_id: str) -> StoredCall:
         """The stored call with Retell id ``retell_call_id``."""
@@ -88,7 +97,7 @@ class MemoryBookingStore:
         self, *, call_id: int, calcom_booking_uid: str, starts_at: datetime, now: datetime
     ) -> int:
         """Store an appointment with no idempotency key, as the Cal.com webhook would."""
-        appointment = _Appointment(
+        appointment = MemoryAppointment(
             self._new_id(), call_id, None, calcom_booking_uid, starts_at, "booked", None, now
         )
         self._appointments[appointment.id] = appointment
@@ -113,7 +122,7 @@ class MemoryBookingStore:
                 or stored.calcom_booking_uid == appointment.calcom_booking_uid
             ):
                 raise IntegrityError("INSERT INTO appointments", {}, ValueError("duplicate"))
-        new = _Appointment(
+        new = MemoryAppointment(
             self._new_id(),
             appointment.call_id,
             appointment.calcom_v2_booking_id,
@@ -201,7 +210,11 @@ class MemoryBookingStore:
         call.booking_failed = True
         call.booking_failure_reason = reason
         call.requires_manual_processing = True
-        self.records.append(WrittenDown("rollback", call_id, {"reason": reason, **details}))
+        self.records.append(
+            WrittenDown(
+                "appointment_validation_failed", call_id, True, {"reason": reason, **details}
+            )
+        )
 
     async def record_failure(
         self, call_id: int, *, reason: str, details: Mapping[str, Any], now: datetime
@@ -213,7 +226,9 @@ class MemoryBookingStore:
         if not call.appointment_made:
             call.session_outcome = "creation_failed"
             call.appointment_link_status = "creation_failed"
-        self.records.append(WrittenDown("booking_failed", call_id, {"reason": reason, **details}))
+        self.records.append(
+            WrittenDown("booking_failed", call_id, False, {"reason": reason, **details})
+        )
 
     async def record_compensation_failure(
         self, call_id: int, *, calcom_booking_uid: str, error: str, now: datetime
@@ -222,6 +237,7 @@ class MemoryBookingStore:
             WrittenDown(
                 "compensation_failed",
                 call_id,
+                True,
                 {"calcom_booking_uid": calcom_booking_uid, "error": error},
             )
         )
@@ -242,7 +258,7 @@ class MemoryBookingStore:
         call.booking_failure_reason = None
 
 
-def _stored(appointment: _Appointment) -> StoredAppointment:
+def _stored(appointment: MemoryAppointment) -> StoredAppointment:
     return StoredAppointment(
         appointment.id,
         appointment.call_id,
