@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from bookingguard.booking.ports import Breaker, CalcomBookings, Retrier
 from bookingguard.booking.types import IDEMPOTENCY_METADATA_KEY, circuit_key_for
@@ -69,6 +70,22 @@ class CreateFailure:
     error: Exception
     attempts: int
     outcome_unknown: bool
+
+    @property
+    def details(self) -> dict[str, Any]:
+        """What the call's review item says about the failure."""
+        return {
+            "error": str(self.error),
+            "error_code": getattr(self.error, "code", type(self.error).__name__),
+            "attempts": self.attempts,
+            "outcome_unknown": self.outcome_unknown,
+        }
+
+    @property
+    def retry_after(self) -> float | None:
+        """How long the caller should wait before asking again, when Cal.com or the breaker says."""
+        value = getattr(self.error, "retry_after", None)
+        return float(value) if isinstance(value, float | int) else None
 
 
 class GuardedCalcom:

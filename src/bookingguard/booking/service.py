@@ -15,11 +15,8 @@ The service depends on a ``BookingStore`` for all of its database work.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +25,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from bookingguard.booking.compensation import Compensation
 from bookingguard.booking.errors import RollbackFailedError
 from bookingguard.booking.guarded_calcom import CreateFailure, GuardedCalcom, is_transient
+from bookingguard.booking.key_locks import KeyLocks
 from bookingguard.booking.metrics import BookingMetrics
 from bookingguard.booking.ports import Breaker, CalcomBookings, Retrier
 from bookingguard.booking.store import (
@@ -52,12 +50,6 @@ __all__ = ["BookingService"]
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class _KeyLock:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    users: int = 0
-
-
 class BookingService:
     """Books appointments through Cal.com so that the call row never lies."""
 
@@ -80,7 +72,7 @@ class BookingService:
         self._validator = validator
         self._clock = clock
         self._metrics = metrics
-        self._locks: dict[str, _KeyLock] = {}
+        self._locks = KeyLocks()
 
     @property
     def store(self) -> BookingStore:
@@ -95,7 +87,7 @@ class BookingService:
         """Book ``request`` once, however often it is asked; never leaves a phantom booking."""
         if request.start.tzinfo is None:
             raise ValueError("start must be an aware datetime")
-        async with self._exclusive(request.key):
+        async with self._locks.hold(request.key):
             try:
                 outcome = await self._book(request)
             except Exception as exc:
@@ -120,19 +112,6 @@ class BookingService:
         except Exception:
             log.exception("could not file call %s for review", request.retell_call_id)
         return BookingOutcome(BookingResult.INTERNAL_ERROR, call_id=call_id, details=details)
-
-    @asynccontextmanager
-    async def _exclusive(self, key: str) -> AsyncIterator[None]:
-        """One request per idempotency key at a time in this process (Retell retries overlap)."""
-        entry = self._locks.setdefault(key, _KeyLock())
-        entry.users += 1
-        try:
-            async with entry.lock:
-                yield
-        finally:
-            entry.users -= 1
-            if entry.users == 0:
-                del self._locks[key]
 
     async def _book(self, request: BookingRequest) -> BookingOutcome:
         key = request.key
@@ -184,21 +163,12 @@ class BookingService:
             result = BookingResult.CALCOM_REJECTED
         else:
             raise exc
-        retry_after = getattr(exc, "retry_after", None)
-        details: dict[str, Any] = {
-            "error": str(exc),
-            "error_code": getattr(exc, "code", type(exc).__name__),
-            "attempts": failure.attempts,
-            "outcome_unknown": failure.outcome_unknown,
-        }
+        details = failure.details
         await self._store.record_failure(
             call_id, reason=result.value, details=details, now=self._clock()
         )
         return BookingOutcome(
-            result,
-            call_id=call_id,
-            retry_after=retry_after if isinstance(retry_after, float | int) else None,
-            details=details,
+            result, call_id=call_id, retry_after=failure.retry_after, details=details
         )
 
     # -- steps 3 to 6: record, validate, roll back, compensate ---------------------
