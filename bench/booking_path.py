@@ -125,7 +125,7 @@ async def run(url: str, bookings: int, warmup: int, prefix: str) -> None:
             raise SystemExit("the booking path has no SQL store")
         # The booking path's own statements go over the async engine on PostgreSQL.
         engines = {id(e.pool): e for e in (engine, *store.engines)}.values()
-        statements = checkouts = 0
+        statements = checkouts = driver_statements = 0
 
         def count_statement(*args: Any) -> None:
             nonlocal statements
@@ -160,6 +160,7 @@ async def run(url: str, bookings: int, warmup: int, prefix: str) -> None:
                     time_zone="UTC",
                 )
                 if i == warmup:
+                    driver_statements = store.driver_statements
                     for counted in engines:
                         event.listen(counted, "before_cursor_execute", count_statement)
                         event.listen(counted, "checkout", count_checkout)
@@ -171,6 +172,7 @@ async def run(url: str, bookings: int, warmup: int, prefix: str) -> None:
                 if i >= warmup:
                     bare.append(bare_seconds)
                     guarded.append(guarded_seconds)
+        statements += store.driver_statements - driver_statements
         for counted in engines:
             event.remove(counted, "before_cursor_execute", count_statement)
             event.remove(counted, "checkout", count_checkout)

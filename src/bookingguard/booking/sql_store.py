@@ -47,6 +47,11 @@ class SqlBookingStore:
         """The engines whose pools serve the store (events on them count its statements)."""
         return self._queries.engines
 
+    @property
+    def driver_statements(self) -> int:
+        """Statements run around the engines' events (benchmarks add them to the events' count)."""
+        return self._queries.driver_statements
+
     async def look_up(self, retell_call_id: str, key: str) -> tuple[int, StoredAppointment | None]:
         return await self._queries.look_up(retell_call_id, key)
 

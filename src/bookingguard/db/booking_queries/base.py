@@ -227,6 +227,11 @@ class BookingQueries(ABC):
         """The sync engines whose pools serve these queries (events count their statements)."""
         return (self._engine,)
 
+    @property
+    def driver_statements(self) -> int:
+        """Statements run on a driver connection directly, unseen by the engines' events."""
+        return 0
+
     @abstractmethod
     async def look_up(self, retell_call_id: str, key: str) -> tuple[int, StoredAppointment | None]:
         """The call's id (created if no webhook has yet) and any appointment stored for ``key``."""

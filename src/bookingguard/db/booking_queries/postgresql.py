@@ -1,7 +1,8 @@
 """The booking path's queries on PostgreSQL: SQLAlchemy's async engine, on the event loop.
 
 The look-up, the write and the read-back, which every booking waits on, run on the
-async engine (``make_async_engine``) in autocommit: the write is one statement (the
+async engine (``make_async_engine``) in autocommit, each run on the pooled psycopg
+connection itself (``AsyncStatements``): the write is one statement (the
 call's link a data-modifying CTE of the appointment's INSERT), its own transaction,
 one round trip instead of BEGIN, INSERT, UPDATE and COMMIT. The rest runs on the
 sync engine in worker threads.
@@ -16,6 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bookingguard.db.async_engine import make_async_engine
+from bookingguard.db.async_statements import AsyncStatements
 from bookingguard.db.booking_queries.base import (
     INSERT_APPOINTMENT,
     LINK_CALL,
@@ -45,17 +47,20 @@ class PostgresBookingQueries(BookingQueries):
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         super().__init__(sessions)
         self._async = make_async_engine(self._engine)
+        self._statements = AsyncStatements(self._async)
 
     @property
     def engines(self) -> tuple[Engine, ...]:
         return (self._engine, self._async.sync_engine)
 
+    @property
+    def driver_statements(self) -> int:
+        return self._statements.statements
+
     async def look_up(self, retell_call_id: str, key: str) -> tuple[int, StoredAppointment | None]:
-        async with self._async.connect() as connection:
-            result = await connection.execute(
-                LOOK_UP, {"retell_call_id": retell_call_id, "key": key}
-            )
-            row = result.first()
+        params = {"retell_call_id": retell_call_id, "key": key}
+        async with self._statements.connection() as connection:
+            row = await self._statements.first(connection, LOOK_UP, params)
         if row is not None:
             return looked_up(row)
         return await in_thread(self._create_call, retell_call_id, key)
@@ -63,16 +68,17 @@ class PostgresBookingQueries(BookingQueries):
     async def write_and_link(
         self, appointment: NewAppointment, check: Callable[[int, ReadBack], Awaitable[T]]
     ) -> tuple[int, T]:
-        async with self._async.connect() as connection:
-            result = await connection.execute(_INSERT_AND_LINK, appointment.params())
-            appointment_id = int(result.scalar_one())
+        statements = self._statements
+        async with statements.connection() as connection:
+            row = await statements.first(connection, _INSERT_AND_LINK, appointment.params())
+            if row is None:
+                raise RuntimeError("the appointment INSERT returned no id")
+            appointment_id = int(row[0])
             params = {"call_id": appointment.call_id, "appointment_id": appointment_id}
 
             async def read() -> AppointmentReadBack | None:
-                row = (
-                    await connection.execute(read_back_statement(appointment_id), params)
-                ).first()
-                return read_back_row(row)
+                statement = read_back_statement(appointment_id)
+                return read_back_row(await statements.first(connection, statement, params))
 
             return appointment_id, await check(appointment_id, read)
 
@@ -80,8 +86,9 @@ class PostgresBookingQueries(BookingQueries):
         self, call_id: int, appointment_id: int | None
     ) -> AppointmentReadBack | None:
         params = {"call_id": call_id, "appointment_id": appointment_id}
-        async with self._async.connect() as connection:
-            row = (await connection.execute(read_back_statement(appointment_id), params)).first()
+        statement = read_back_statement(appointment_id)
+        async with self._statements.connection() as connection:
+            row = await self._statements.first(connection, statement, params)
         return read_back_row(row)
 
     async def aclose(self) -> None:
