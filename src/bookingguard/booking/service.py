@@ -1,4 +1,4 @@
-"""``BookingService.book``: DESIGN.md's booking path, steps 1 to 6.
+"""``BookingService.book``: the booking path, steps 1 to 6.
 
 1. Idempotency: a request whose key (Retell call id + event type + slot, or given)
    already has an appointment returns it; nothing is sent to Cal.com.

@@ -1,9 +1,9 @@
 """``SqlBookingStore``: the ``BookingStore`` over an engine's sessions.
 
-The booking's own reads and writes are ``bookingguard.db.booking_queries``', which
-pick the fastest way for the engine's database once, here, when the store is built.
-The records of a failed booking (``rollback``) each own one transaction on the sync
-engine, in a worker thread.
+The booking's own reads and writes go through ``bookingguard.db.booking_queries``,
+whose implementation for the engine's database is chosen once, here, when the store
+is built. The records of a failed booking (``rollback``) each own one transaction on
+the engine, in a worker thread.
 """
 
 from __future__ import annotations

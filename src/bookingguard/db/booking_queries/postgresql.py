@@ -1,11 +1,10 @@
 """The booking path's queries on PostgreSQL: SQLAlchemy's async engine, on the event loop.
 
-The look-up, the write and the read-back, which every booking waits on, run on the
-async engine (``make_async_engine``) in autocommit, each run on the pooled psycopg
-connection itself (``AsyncStatements``): the write is one statement (the
-call's link a data-modifying CTE of the appointment's INSERT), its own transaction,
-one round trip instead of BEGIN, INSERT, UPDATE and COMMIT. The rest runs on the
-sync engine in worker threads.
+The look-up, the write and the read-back, which every booking waits on, run on
+connections of the async engine (``make_async_engine``), in autocommit, through
+``AsyncStatements``. The write is one statement (the call's link a data-modifying
+CTE of the appointment's INSERT), its own transaction: one round trip instead of
+BEGIN, INSERT, UPDATE and COMMIT. The rest runs on the sync engine in worker threads.
 """
 
 from __future__ import annotations
