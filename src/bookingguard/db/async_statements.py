@@ -3,16 +3,17 @@
 The async engine (``make_async_engine``) owns the connections: its pool sizes them,
 times out, pings idle ones and replaces dead ones. What this module skips is
 SQLAlchemy's execution of each statement (execution context, result set-up,
-greenlet hops), three times a booking. ``bench/booking_path.py`` side by side
-(median added per booking; five rounds, the three runs of a round one after the
-other, on a 2-core host shared with other work, load 3-6; goal <= 2 ms):
+greenlet hops), three times a booking. ``bench/booking_path.py`` side by side (median
+added per booking, runs alternating, on a 2-core host shared with other work; goal
+<= 2 ms):
 
-* psycopg_pool, hand-written (before):      2.58 1.95 2.59 2.37 1.80 ms (median 2.37)
-* the async engine executing them itself:   4.18 3.47 3.93 3.52 2.83 ms (median 3.52)
-* the async engine's pool, ``AsyncStatements``: 2.20 2.31 2.50 2.79 2.83 ms (median 2.50)
-
-The library alone never met the goal and cost about 1.1 ms more than the hand-written
-pool, which met it in two rounds; run this way it costs about 0.1 ms more.
+* five rounds at load 3-6: the hand-written psycopg_pool this replaced 2.58 1.95 2.59
+  2.37 1.80 ms (median 2.37); the async engine executing the statements itself 4.18
+  3.47 3.93 3.52 2.83 (median 3.52, never within the goal); the engine's pool with
+  the statements run here 2.20 2.31 2.50 2.79 2.83 (median 2.50).
+* five rounds at load 2-4, checking out with ``raw_connection`` as now: psycopg_pool
+  1.61 1.75 1.46 1.56 1.56 (median 1.56); ``AsyncStatements`` 1.60 1.97 1.60 1.66 1.65
+  (median 1.65).
 
 Only the booking path's three statements go this way; no bind or result type
 processing happens (their values need none with psycopg and UTC connections).
@@ -30,8 +31,10 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import Compiled
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.util import greenlet_spawn
 
 __all__ = ["AsyncStatements", "PooledConnection"]
 
@@ -40,7 +43,7 @@ __all__ = ["AsyncStatements", "PooledConnection"]
 class PooledConnection:
     """A connection checked out of the async engine's pool, and its psycopg connection."""
 
-    owner: AsyncConnection
+    pooled: PoolProxiedConnection
     driver: psycopg.AsyncConnection[Any]
 
 
@@ -55,13 +58,20 @@ class AsyncStatements:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[PooledConnection]:
-        """A pooled connection, for the ``async with`` block."""
-        async with self._engine.connect() as owner:
-            raw = await owner.get_raw_connection()
-            driver = raw.driver_connection
+        """A pooled connection, for the ``async with`` block.
+
+        Straight from the pool (``raw_connection``), without the engine's ``Connection``
+        around it: 45 us less per checkout. Its return to the pool, like its checkout,
+        runs in SQLAlchemy's greenlet bridge.
+        """
+        pooled = await self._engine.raw_connection()
+        try:
+            driver = pooled.driver_connection
             if not isinstance(driver, psycopg.AsyncConnection):
                 raise TypeError(f"not a psycopg async connection: {driver!r}")
-            yield PooledConnection(owner, driver)
+            yield PooledConnection(pooled, driver)
+        finally:
+            await greenlet_spawn(pooled.close)
 
     async def first(
         self, connection: PooledConnection, statement: ClauseElement, params: Mapping[str, Any]
@@ -78,6 +88,6 @@ class AsyncStatements:
             row: tuple[Any, ...] | None = await cursor.fetchone()
         except psycopg.Error as exc:
             if driver.broken or driver.closed:
-                await connection.owner.invalidate(exc)
+                await greenlet_spawn(connection.pooled.invalidate, exc)
             raise DBAPIError.instance(compiled.string, bound, exc, psycopg.Error) from exc
         return row
