@@ -8,8 +8,8 @@ The stand-in serves from a process of its own, so its threads do not compete
 for this process's GIL, and the bare request uses a client built from the same
 settings as the service's (``CalcomClient.from_settings``).
 Prints the median and p99 of each, what bookingguard adds, the SQL statements
-and pooled connections taken (the engine's and the async pool's; one idle over 2 s
-pays a ping) per booking, and the median
+and pooled connections taken (the sync engine's and the async engine's; one idle
+over 2 s pays a ping) per booking, and the median
 added as a ratio of the goal: <= 2 ms added at the median.
 
     .venv/bin/python bench/booking_path.py [--bookings 400] [--warmup 50]
@@ -38,7 +38,7 @@ import redis
 from sqlalchemy import Engine, event, insert
 from sqlalchemy.engine import make_url
 
-from bookingguard.booking import BookingRequest
+from bookingguard.booking import BookingRequest, SqlBookingStore
 from bookingguard.bootstrap import build_services
 from bookingguard.calcom import CalcomClient, NewBooking
 from bookingguard.db import make_engine, migrate
@@ -120,12 +120,12 @@ async def run(url: str, bookings: int, warmup: int, prefix: str) -> None:
                 [{"retell_call_id": f"bench-{i}", "direction": "inbound"} for i in range(total)],
             )
         services = build_services(settings, engine=engine)
-        # The booking path's own statements go over async connections on PostgreSQL.
-        postgres = services.booking.postgres
-        if postgres is None:
-            raise SystemExit("the booking path has no async PostgreSQL connections")
-        async_before = (0, 0)
-        statements = checkouts = 0
+        store = services.booking.store
+        if not isinstance(store, SqlBookingStore):
+            raise SystemExit("the booking path has no SQL store")
+        # The booking path's own statements go over the async engine on PostgreSQL.
+        engines = {id(e.pool): e for e in (engine, *store.engines)}.values()
+        statements = checkouts = driver_statements = 0
 
         def count_statement(*args: Any) -> None:
             nonlocal statements
@@ -160,9 +160,10 @@ async def run(url: str, bookings: int, warmup: int, prefix: str) -> None:
                     time_zone="UTC",
                 )
                 if i == warmup:
-                    event.listen(engine, "before_cursor_execute", count_statement)
-                    event.listen(engine, "checkout", count_checkout)
-                    async_before = (postgres.statements, postgres.pool_requests())
+                    driver_statements = store.driver_statements
+                    for counted in engines:
+                        event.listen(counted, "before_cursor_execute", count_statement)
+                        event.listen(counted, "checkout", count_checkout)
                 started = time.perf_counter()
                 outcome = await services.booking.book(request)
                 guarded_seconds = time.perf_counter() - started
@@ -171,10 +172,10 @@ async def run(url: str, bookings: int, warmup: int, prefix: str) -> None:
                 if i >= warmup:
                     bare.append(bare_seconds)
                     guarded.append(guarded_seconds)
-        event.remove(engine, "before_cursor_execute", count_statement)
-        event.remove(engine, "checkout", count_checkout)
-        statements += postgres.statements - async_before[0]
-        checkouts += postgres.pool_requests() - async_before[1]
+        statements += store.driver_statements - driver_statements
+        for counted in engines:
+            event.remove(counted, "before_cursor_execute", count_statement)
+            event.remove(counted, "checkout", count_checkout)
         commits = commit_latency(engine, bookings)
         round_trips = round_trip_latency(engine, bookings)
         await services.aclose()

@@ -31,6 +31,7 @@ from bookingguard.booking import (
     Breaker,
     PostBookingValidator,
     Retrier,
+    SqlBookingStore,
     default_booking_metrics,
 )
 from bookingguard.booking.calls import CallEventRecorder
@@ -270,7 +271,7 @@ def build_booking_service(
         metrics=metrics,
     )
     return BookingService(
-        sessions=sessions,
+        store=SqlBookingStore(sessions),
         calcom=calcom,
         breaker=breaker,
         retrier=retrier,

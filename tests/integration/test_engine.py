@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bookingguard.db import async_pg
 from bookingguard.db import engine as engine_module
-from bookingguard.db.async_pg import AsyncPostgres
+from bookingguard.db.async_engine import make_async_engine
 from bookingguard.db.engine import (
     CONNECT_TIMEOUT_SECONDS,
     SQLITE_BEGIN_OPTION,
@@ -225,26 +225,26 @@ def test_a_postgresql_server_that_never_answers_fails_the_connection_in_time(
     assert elapsed >= limit - 0.5
 
 
-async def _async_backend_pid(postgres: AsyncPostgres) -> int:
-    async with postgres.connection() as connection:
-        row = await postgres.first(connection, select(func.pg_backend_pid()), {})
-    assert row is not None
-    return int(row[0])
+async def _async_backend_pid(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        pid = await connection.scalar(select(func.pg_backend_pid()))
+    assert pid is not None
+    return int(pid)
 
 
 async def test_an_idle_async_connection_closed_by_the_server_is_replaced(
     postgres_database: TestDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The booking path's async pool pings a connection idle past the threshold, as the
-    engine's does, and hands out a live one instead of the dead one."""
-    postgres = AsyncPostgres(postgres_database.engine, max_size=1)
+    """The booking path's async engine pings a connection idle past the threshold, as the
+    sync engine does, and hands out a live one instead of the dead one."""
+    engine = make_async_engine(postgres_database.engine)
     try:
-        pid = await _async_backend_pid(postgres)
+        pid = await _async_backend_pid(engine)
         _terminate_backend(postgres_database, pid)
-        monkeypatch.setattr(async_pg, "IDLE_PING_SECONDS", 0.0)
-        assert await _async_backend_pid(postgres) != pid
+        monkeypatch.setattr(engine_module, "IDLE_PING_SECONDS", 0.0)
+        assert await _async_backend_pid(engine) != pid
     finally:
-        await postgres.aclose()
+        await engine.dispose()
 
 
 async def test_async_errors_are_sqlalchemy_errors_and_a_broken_connection_is_dropped(
@@ -253,35 +253,55 @@ async def test_async_errors_are_sqlalchemy_errors_and_a_broken_connection_is_dro
     """A backend killed moments after use fails the next statement with SQLAlchemy's
     OperationalError (no ping within the threshold); the pool then drops that connection.
     A unique violation is SQLAlchemy's IntegrityError, as the booking path expects."""
-    postgres = AsyncPostgres(postgres_database.engine, max_size=1)
+    engine = make_async_engine(postgres_database.engine)
     try:
-        pid = await _async_backend_pid(postgres)
+        pid = await _async_backend_pid(engine)
         _terminate_backend(postgres_database, pid)
         with pytest.raises(OperationalError):
-            await _async_backend_pid(postgres)
-        assert await _async_backend_pid(postgres) != pid
+            await _async_backend_pid(engine)
+        assert await _async_backend_pid(engine) != pid
         insert = text("INSERT INTO customers (name) VALUES ('a') RETURNING id")
-        async with postgres.connection() as connection:
-            row = await postgres.first(connection, insert, {})
-            assert row is not None
+        async with engine.connect() as connection:
+            created = await connection.scalar(insert)
+            assert created is not None
             duplicate = text("INSERT INTO customers (id, name) VALUES (:id, 'b')")
             with pytest.raises(IntegrityError):
-                await postgres.first(connection, duplicate, {"id": row[0]})
+                await connection.execute(duplicate, {"id": created})
     finally:
-        await postgres.aclose()
+        await engine.dispose()
 
 
-async def test_the_async_pool_gives_up_on_a_server_that_never_answers(silent_server: int) -> None:
+async def test_the_async_engine_gives_up_on_a_server_that_never_answers(silent_server: int) -> None:
     """The booking path's async connections fail within the URL's connect_timeout too."""
     engine = make_engine(
         f"postgresql+psycopg://postgres@127.0.0.1:{silent_server}/x?connect_timeout=2"
     )
-    postgres = AsyncPostgres(engine)
+    async_engine = make_async_engine(engine)
     started = time.monotonic()
     try:
         with pytest.raises(OperationalError):
-            await asyncio.wait_for(_async_backend_pid(postgres), timeout=10)
+            await asyncio.wait_for(_async_backend_pid(async_engine), timeout=10)
     finally:
-        await postgres.aclose()
+        await async_engine.dispose()
         engine.dispose()
     assert 1.5 <= time.monotonic() - started <= 6
+
+
+async def test_the_async_engine_gives_up_on_a_silent_server_by_default(
+    silent_server: int,
+) -> None:
+    """With no connect_timeout in the URL, the async engine waits the sync engine's default."""
+    engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{silent_server}/x")
+    async_engine = make_async_engine(engine)
+    started = time.monotonic()
+    try:
+        with pytest.raises(OperationalError):
+            await asyncio.wait_for(
+                _async_backend_pid(async_engine), timeout=CONNECT_TIMEOUT_SECONDS + 5
+            )
+    finally:
+        await async_engine.dispose()
+        engine.dispose()
+    assert (
+        CONNECT_TIMEOUT_SECONDS - 0.5 <= time.monotonic() - started <= CONNECT_TIMEOUT_SECONDS + 1
+    )

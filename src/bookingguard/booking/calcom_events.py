@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bookingguard.booking.service import IDEMPOTENCY_METADATA_KEY, RETELL_CALL_METADATA_KEY
+from bookingguard.booking.types import IDEMPOTENCY_METADATA_KEY, RETELL_CALL_METADATA_KEY
 from bookingguard.calcom import CalcomWebhook, CalcomWebhookPayload
 from bookingguard.db.alerts import record_alert
 from bookingguard.db.models import Appointment, Call, WebhookEvent

@@ -12,15 +12,13 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import anyio.to_thread
-from sqlalchemy import insert, select, text, update
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bookingguard.db.models import SESSION_OUTCOMES, Call, WebhookEvent
+from bookingguard.db.call_events import CallEventRow, write_call_events
+from bookingguard.db.models import SESSION_OUTCOMES
 from bookingguard.db.uow import UnitOfWork
 
 __all__ = [
@@ -41,91 +39,8 @@ DEFAULT_OUTCOME_MAPPING: dict[str, str] = {
     "error_llm_websocket_open": "technical_issue",
     "call_transfer": "transferred",
 }
-#: SQLite: store event keys, skipping those already stored, returning the stored ones.
-_CLAIM_EVENTS = (
-    sqlite.insert(WebhookEvent)
-    .on_conflict_do_nothing(index_elements=[WebhookEvent.event_key])
-    .returning(WebhookEvent.event_key)
-)
 #: Outcomes only the booking path decides: an LLM's analysis never makes or unmakes a booking.
 _BOOKING_OUTCOMES = frozenset({"appointment_booked", "creation_failed"})
-#: The call columns an event may set; a value it leaves out (None) keeps the stored one.
-_EVENT_COLUMNS = ("direction", "from_number", "to_number", "call_status", "started_at", "ended_at")
-#: PostgreSQL: ``record_call_events`` as one statement, one row per event in the arrays
-#: (``session_outcome`` already without the booking outcomes). It claims the event keys,
-#: keeps each claimed key's first event, merges a call's fresh events (the last value
-#: given wins), locks the existing calls in ``retell_call_id`` order and updates them, a
-#: call holding a booking keeping its outcome, inserts the others, and returns the keys
-#: it claimed.
-_RECORD_EVENTS_PG = text("""
-WITH batch AS (
-    SELECT * FROM unnest(
-        CAST(:ord AS integer[]), CAST(:event_key AS text[]), CAST(:retell_call_id AS text[]),
-        CAST(:direction AS text[]), CAST(:from_number AS text[]), CAST(:to_number AS text[]),
-        CAST(:call_status AS text[]), CAST(:started_at AS timestamptz[]),
-        CAST(:ended_at AS timestamptz[]), CAST(:session_outcome AS text[])
-    ) AS b (ord, event_key, retell_call_id, direction, from_number, to_number, call_status,
-            started_at, ended_at, session_outcome)
-),
-claimed AS (
-    INSERT INTO webhook_events (source, event_key, received_at)
-    SELECT DISTINCT 'retell', event_key, CAST(:now AS timestamptz) FROM batch ORDER BY event_key
-    ON CONFLICT (event_key) DO NOTHING
-    RETURNING event_key
-),
-fresh AS (
-    SELECT DISTINCT ON (event_key) * FROM batch
-    WHERE event_key IN (SELECT event_key FROM claimed)
-    ORDER BY event_key, ord
-),
-merged AS (
-    SELECT retell_call_id,
-        (array_agg(direction ORDER BY ord DESC) FILTER (WHERE direction IS NOT NULL))[1]
-            AS direction,
-        (array_agg(from_number ORDER BY ord DESC) FILTER (WHERE from_number IS NOT NULL))[1]
-            AS from_number,
-        (array_agg(to_number ORDER BY ord DESC) FILTER (WHERE to_number IS NOT NULL))[1]
-            AS to_number,
-        (array_agg(call_status ORDER BY ord DESC) FILTER (WHERE call_status IS NOT NULL))[1]
-            AS call_status,
-        (array_agg(started_at ORDER BY ord DESC) FILTER (WHERE started_at IS NOT NULL))[1]
-            AS started_at,
-        (array_agg(ended_at ORDER BY ord DESC) FILTER (WHERE ended_at IS NOT NULL))[1]
-            AS ended_at,
-        (array_agg(session_outcome ORDER BY ord DESC)
-            FILTER (WHERE session_outcome IS NOT NULL))[1] AS session_outcome
-    FROM fresh GROUP BY retell_call_id
-),
-locked AS (
-    SELECT id, retell_call_id FROM calls
-    WHERE retell_call_id IN (SELECT retell_call_id FROM merged)
-    ORDER BY retell_call_id FOR UPDATE
-),
-updated AS (
-    UPDATE calls c
-    SET direction = coalesce(m.direction, c.direction),
-        from_number = coalesce(m.from_number, c.from_number),
-        to_number = coalesce(m.to_number, c.to_number),
-        call_status = coalesce(m.call_status, c.call_status),
-        started_at = coalesce(m.started_at, c.started_at),
-        ended_at = coalesce(m.ended_at, c.ended_at),
-        session_outcome = CASE WHEN c.appointment_made THEN c.session_outcome
-                               ELSE coalesce(m.session_outcome, c.session_outcome) END,
-        updated_at = CAST(:now AS timestamptz)
-    FROM merged m JOIN locked l USING (retell_call_id)
-    WHERE c.id = l.id
-),
-created AS (
-    INSERT INTO calls (retell_call_id, direction, from_number, to_number, call_status,
-                       started_at, ended_at, session_outcome, created_at, updated_at)
-    SELECT retell_call_id, direction, from_number, to_number, call_status,
-           started_at, ended_at, session_outcome,
-           CAST(:now AS timestamptz), CAST(:now AS timestamptz)
-    FROM merged WHERE retell_call_id NOT IN (SELECT retell_call_id FROM locked)
-    ORDER BY retell_call_id
-)
-SELECT event_key FROM claimed
-""")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -188,72 +103,26 @@ def record_call_events(
 
     Returns, per event, whether it was new (a repeat within ``events`` is not). The
     event keys are claimed first; the calls are then locked in ``retell_call_id``
-    order, so concurrent batches never wait on each other in a cycle. On PostgreSQL
-    all of it is one statement (``_RECORD_EVENTS_PG``); on SQLite, a few: the
-    claim, the look-up, an ORM bulk INSERT and an UPDATE by primary key. Objects
-    already loaded in ``session`` are not refreshed.
+    order, so concurrent batches never wait on each other in a cycle. The database's
+    batch write (``write_call_events``) does it in as few statements as it can.
+    Objects already loaded in ``session`` are not refreshed.
     """
-    keys = [_event_key(event) for event in events]
-    if session.get_bind().dialect.name == "postgresql":
-        fresh = _record_in_one_statement(session, keys, events, now, outcome_mapping)
-        return [_first_claim(fresh, key) for key in keys]
-    fresh = _claim_events(session, keys, now=now)
-    call_ids = sorted({event.retell_call_id for event in events})
-    existing = {
-        row.retell_call_id: (row.id, row.appointment_made)
-        for row in session.execute(
-            select(Call.id, Call.retell_call_id, Call.appointment_made)
-            .where(Call.retell_call_id.in_(call_ids))
-            .order_by(Call.retell_call_id)
-            .with_for_update()
+    rows = [
+        CallEventRow(
+            event_key=_event_key(event),
+            retell_call_id=event.retell_call_id,
+            direction=event.direction,
+            from_number=event.from_number,
+            to_number=event.to_number,
+            call_status=event.call_status,
+            started_at=event.started_at,
+            ended_at=event.ended_at,
+            session_outcome=_analysed_outcome(event, outcome_mapping),
         )
-    }
-    changes: dict[str, dict[str, Any]] = {}
-    recorded: list[bool] = []
-    for key, event in zip(keys, events, strict=True):
-        if not _first_claim(fresh, key):
-            recorded.append(False)
-            continue
-        booked = existing.get(event.retell_call_id, (0, False))[1]
-        changes.setdefault(event.retell_call_id, {}).update(
-            _changes(event, booked=booked, now=now, outcome_mapping=outcome_mapping)
-        )
-        recorded.append(True)
-    created = [
-        {"retell_call_id": call_id, "created_at": now, **values}
-        for call_id, values in changes.items()
-        if call_id not in existing
+        for event in events
     ]
-    if created:
-        session.execute(insert(Call), created)
-    updated = [
-        {"id": existing[call_id][0], **values}
-        for call_id, values in changes.items()
-        if call_id in existing
-    ]
-    if updated:
-        session.execute(update(Call), updated)
-    return recorded
-
-
-def _record_in_one_statement(
-    session: Session,
-    keys: Sequence[str],
-    events: Sequence[CallEvent],
-    now: datetime,
-    outcome_mapping: Mapping[str, str] | None,
-) -> set[str]:
-    """PostgreSQL: ``_RECORD_EVENTS_PG`` for ``events``; returns the keys it claimed."""
-    params: dict[str, Any] = {
-        "now": now,
-        "ord": list(range(len(events))),
-        "event_key": list(keys),
-        "retell_call_id": [event.retell_call_id for event in events],
-        "session_outcome": [_analysed_outcome(event, outcome_mapping) for event in events],
-    }
-    for name in _EVENT_COLUMNS:
-        params[name] = [getattr(event, name) for event in events]
-    return set(session.scalars(_RECORD_EVENTS_PG, params))
+    claimed = write_call_events(session, rows, now=now)
+    return [_first_claim(claimed, row.event_key) for row in rows]
 
 
 def _first_claim(claimed: set[str], key: str) -> bool:
@@ -262,34 +131,6 @@ def _first_claim(claimed: set[str], key: str) -> bool:
         return False
     claimed.discard(key)
     return True
-
-
-def _claim_events(session: Session, keys: Sequence[str], *, now: datetime) -> set[str]:
-    """Record the event keys not recorded yet, in one statement; returns those keys.
-
-    ``INSERT … ON CONFLICT DO NOTHING RETURNING``: an event another transaction is
-    recording waits for it, then counts as recorded if it committed.
-    """
-    rows = [
-        {"source": "retell", "event_key": key, "received_at": now} for key in dict.fromkeys(keys)
-    ]
-    return set(session.scalars(_CLAIM_EVENTS, rows))
-
-
-def _changes(
-    event: CallEvent, *, booked: bool, now: datetime, outcome_mapping: Mapping[str, str] | None
-) -> dict[str, Any]:
-    """The columns ``event`` sets on its call."""
-    values: dict[str, Any] = {
-        name: getattr(event, name) for name in _EVENT_COLUMNS if getattr(event, name) is not None
-    }
-    outcome = _analysed_outcome(event, outcome_mapping)
-    # The flags and the outcome must agree (the database corrects them, "booked"
-    # winning): a call that holds a booking keeps its outcome.
-    if outcome is not None and not booked:
-        values["session_outcome"] = outcome
-    values["updated_at"] = now
-    return values
 
 
 def _analysed_outcome(event: CallEvent, outcome_mapping: Mapping[str, str] | None) -> str | None:

@@ -3,7 +3,7 @@
 It runs after the booking's transaction has committed, so it checks what is
 really stored (the predecessor ran it before the flags were written and rolled
 back good bookings). One query: the appointment with its call's flags joined
-alongside, on an engine's connection or on an async one (PostgreSQL); the checks
+alongside, on a connection or through the booking store's read-back; the checks
 then run in order on that row. It reads columns rather than ORM objects, so
 nothing stale from a session's identity map can pass for the database's state.
 """
@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection
 
 from bookingguard.booking.metrics import BookingMetrics
-from bookingguard.db.async_pg import AsyncConnection, AsyncPostgres
-from bookingguard.db.models import Appointment, Call
+from bookingguard.db.booking_queries import AppointmentReadBack, ReadBack, read_appointment
 
 __all__ = [
     "APPOINTMENT_NOT_FOUND",
@@ -37,27 +36,6 @@ CALL_LINKAGE_MISMATCH = "call_linkage_mismatch"
 MISSING_CALCOM_BOOKING_ID = "missing_calcom_booking_id"
 APPOINTMENT_TOO_OLD = "appointment_too_old"
 CALL_FLAGS_INCONSISTENT = "call_flags_inconsistent"
-
-
-# One statement: the appointment, with its call's flags joined alongside. Built once
-# with bound parameters: on a busy host, building the expression costs more than the query.
-_COLUMNS = select(
-    Appointment.id,
-    Appointment.call_id,
-    Appointment.calcom_v2_booking_id,
-    Appointment.calcom_booking_uid,
-    Appointment.created_at,
-    Call.id.label("flags_call_id"),
-    Call.appointment_made,
-    Call.session_outcome,
-    Call.appointment_link_status,
-).outerjoin(Call, Call.id == bindparam("call_id"))
-_BY_ID = _COLUMNS.where(Appointment.id == bindparam("appointment_id"))
-_BY_CALL = (
-    _COLUMNS.where(Appointment.call_id == bindparam("call_id"))
-    .order_by(Appointment.created_at.desc(), Appointment.id.desc())
-    .limit(1)
-)
 
 
 @dataclass(frozen=True)
@@ -94,30 +72,24 @@ class PostBookingValidator:
         transaction.
         """
         started = self._timer()
-        query = _BY_CALL if appointment_id is None else _BY_ID
-        row = connection.execute(
-            query, {"call_id": call_id, "appointment_id": appointment_id}
-        ).first()
+        row = read_appointment(connection, call_id=call_id, appointment_id=appointment_id)
         return self._conclude(row, call_id=call_id, appointment_id=appointment_id, started=started)
 
-    async def validate_async(
-        self,
-        database: AsyncPostgres,
-        connection: AsyncConnection,
-        *,
-        call_id: int,
-        appointment_id: int | None = None,
+    async def validate_read(
+        self, read: ReadBack, *, call_id: int, appointment_id: int | None = None
     ) -> ValidationResult:
-        """``validate`` over one of ``database``'s async connections (PostgreSQL)."""
+        """``validate`` over the booking store's read-back (``read``), timed from its start."""
         started = self._timer()
-        query = _BY_CALL if appointment_id is None else _BY_ID
-        row = await database.first(
-            connection, query, {"call_id": call_id, "appointment_id": appointment_id}
-        )
+        row = await read()
         return self._conclude(row, call_id=call_id, appointment_id=appointment_id, started=started)
 
     def _conclude(
-        self, row: Any, *, call_id: int, appointment_id: int | None, started: float
+        self,
+        row: AppointmentReadBack | None,
+        *,
+        call_id: int,
+        appointment_id: int | None,
+        started: float,
     ) -> ValidationResult:
         """The checks' verdict on the row read, timed from ``started`` and counted."""
         result = self._checks(row, call_id=call_id, appointment_id=appointment_id)
@@ -130,7 +102,9 @@ class PostBookingValidator:
                 self._metrics.validation_failures.labels(reason=result.reason).inc()
         return result
 
-    def _checks(self, row: Any, *, call_id: int, appointment_id: int | None) -> ValidationResult:
+    def _checks(
+        self, row: AppointmentReadBack | None, *, call_id: int, appointment_id: int | None
+    ) -> ValidationResult:
         details: dict[str, Any] = {"call_id": call_id, "appointment_id": appointment_id}
         # 1. The appointment exists.
         if row is None:

@@ -20,6 +20,7 @@ __all__ = [
     "check_connection",
     "make_engine",
     "outside_transaction",
+    "ping_idle_connections",
 ]
 
 #: Execution option naming the SQLite BEGIN mode (``DEFERRED``, ``IMMEDIATE``, ``EXCLUSIVE``).
@@ -53,11 +54,11 @@ def make_engine(url: str, *, pool: bool = True, echo: bool = False) -> Engine:
         kwargs.update(pool_size=10, max_overflow=20)
     engine = create_engine(url, **kwargs)
     if pool:
-        _ping_idle_connections(engine)
+        ping_idle_connections(engine)
     return engine
 
 
-def _ping_idle_connections(engine: Engine) -> None:
+def ping_idle_connections(engine: Engine) -> None:
     """Ping a pooled connection on checkout only when it has sat idle for a while.
 
     ``pool_pre_ping`` pings on every checkout: a round trip that, on the booking path,

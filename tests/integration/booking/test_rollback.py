@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import event, select
 
 from bookingguard.booking import BookingMetrics, RollbackFailedError, rollback_on_failure
+from bookingguard.booking.rollback import record_compensation_failure
 from bookingguard.db.models import (
     Appointment,
     Call,
@@ -131,3 +132,26 @@ def test_rollback_of_missing_call_fails(database: TestDatabase) -> None:
     """Rolling back a call that does not exist is an error, not a silent no-op."""
     with pytest.raises(RollbackFailedError):
         rollback_on_failure(database.sessions, call_id=424242, reason="x", details={}, now=NOW)
+
+
+def test_compensation_failure_is_a_critical_alert_with_one_review_item(
+    database: TestDatabase,
+) -> None:
+    """A Cal.com booking left uncancelled is a critical alert, one review item and a notice."""
+    call_id = _booked_call(database)
+    with UnitOfWork(database.sessions) as uow:
+        record_compensation_failure(
+            uow.session, call_id=call_id, calcom_uid="u1", error="503", now=NOW
+        )
+        uow.commit()
+    with UnitOfWork(database.sessions) as uow:
+        alerts = uow.session.execute(
+            select(ConsistencyAlert.alert_type, ConsistencyAlert.severity).where(
+                ConsistencyAlert.alert_type == "compensation_failed"
+            )
+        ).all()
+        reasons = list(uow.session.scalars(select(ManualReviewItem.reason)))
+        notices = list(uow.session.scalars(select(NotificationOutbox.kind)))
+    assert [tuple(alert) for alert in alerts] == [("compensation_failed", "critical")]
+    assert reasons == ["compensation_failed"]
+    assert "compensation_failed" in notices

@@ -9,20 +9,29 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import event, func, select
+import pytest
+from sqlalchemy import event, select
 
 from bookingguard.booking import (
     BookingRequest,
     BookingResult,
     BookingService,
     PostBookingValidator,
+    SqlBookingStore,
 )
 from bookingguard.booking.calcom_events import apply_calcom_event
 from bookingguard.calcom import CalcomBooking, CalcomClient, CalcomWebhook, NewBooking
 from bookingguard.db.ddl import set_triggers_enabled
-from bookingguard.db.models import Appointment, Call, ConsistencyAlert, ManualReviewItem
+from bookingguard.db.models import Call
 from bookingguard.db.uow import UnitOfWork
 from tests.conftest import TestDatabase
+from tests.integration.booking.backends import (
+    STORE_KINDS,
+    AppointmentView,
+    Backend,
+    CallFlags,
+    make_backend,
+)
 from tests.support.booking_fakes import FakeBreaker, ImmediateRetrier
 from tests.support.calcom_standin import CalcomStandin
 
@@ -37,37 +46,42 @@ class Rig:
     breaker: FakeBreaker
     retrier: ImmediateRetrier
     calcom: CalcomStandin
-    database: TestDatabase
+    backend: Backend
     client: CalcomClient
 
-    def call(self, retell_call_id: str = "call_1") -> Call:
-        with UnitOfWork(self.database.sessions) as uow:
-            return uow.session.scalars(
-                select(Call).where(Call.retell_call_id == retell_call_id)
-            ).one()
+    def call(self, retell_call_id: str = "call_1") -> CallFlags:
+        return self.backend.flags(retell_call_id)
 
-    def appointments(self) -> list[Appointment]:
-        with UnitOfWork(self.database.sessions) as uow:
-            return list(uow.session.scalars(select(Appointment).order_by(Appointment.id)))
+    def appointments(self) -> list[AppointmentView]:
+        return self.backend.appointments()
 
     def review_reasons(self) -> list[str]:
-        with UnitOfWork(self.database.sessions) as uow:
-            return list(uow.session.scalars(select(ManualReviewItem.reason)))
+        return self.backend.review_reasons()
 
     def alert_types(self) -> list[str]:
-        with UnitOfWork(self.database.sessions) as uow:
-            return list(
-                uow.session.scalars(
-                    select(ConsistencyAlert.alert_type).where(
-                        ConsistencyAlert.alert_type != "session_outcome_mismatch"
-                    )
-                )
-            )
+        return self.backend.alert_types()
+
+
+@pytest.fixture(params=STORE_KINDS)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """The service over each store: in memory, SQLite, PostgreSQL."""
+    return make_backend(request.param, request)
+
+
+@pytest.fixture(params=STORE_KINDS[1:])
+def sql_backend(request: pytest.FixtureRequest) -> Backend:
+    """The service over the SQL store, for what only a database has (triggers, pools, webhooks)."""
+    return make_backend(request.param, request)
+
+
+def _database(backend: Backend) -> TestDatabase:
+    assert backend.database is not None
+    return backend.database
 
 
 @asynccontextmanager
 async def rig(
-    database: TestDatabase,
+    backend: Backend,
     calcom: CalcomStandin,
     *,
     read_timeout: float = 2.0,
@@ -80,7 +94,7 @@ async def rig(
         base_url=calcom.base_url, api_key=calcom.api_key, read_timeout=read_timeout
     ) as client:
         service = BookingService(
-            sessions=database.sessions,
+            store=backend.store,
             calcom=client,
             breaker=breaker,
             retrier=retrier,
@@ -88,7 +102,7 @@ async def rig(
             clock=lambda: NOW,
         )
         try:
-            yield Rig(service, breaker, retrier, calcom, database, client)
+            yield Rig(service, breaker, retrier, calcom, backend, client)
         finally:
             await service.aclose()
 
@@ -105,9 +119,9 @@ def _request(retell_call_id: str = "call_1", start: datetime = SLOT) -> BookingR
     )
 
 
-async def test_good_booking(database: TestDatabase, calcom_standin: CalcomStandin) -> None:
+async def test_good_booking(backend: Backend, calcom_standin: CalcomStandin) -> None:
     """A booking lands in Cal.com and in the database, and the call says booked."""
-    async with rig(database, calcom_standin) as r:
+    async with rig(backend, calcom_standin) as r:
         outcome = await r.service.book(_request())
     assert outcome.result is BookingResult.BOOKED
     assert outcome.booked
@@ -129,19 +143,21 @@ async def test_good_booking(database: TestDatabase, calcom_standin: CalcomStandi
 
 
 async def test_booking_links_the_call_with_the_triggers_switched_off(
-    database: TestDatabase, calcom_standin: CalcomStandin
+    sql_backend: Backend, calcom_standin: CalcomStandin
 ) -> None:
     """During a staged roll-out (triggers off) the booking itself writes the call's flags."""
+    database = _database(sql_backend)
     with database.engine.begin() as connection:
         switched = set_triggers_enabled(connection, enabled=False)
     assert "appointments_link_inserted" in switched
     with UnitOfWork(database.sessions) as uow:
         uow.session.add(Call(retell_call_id="call_1", direction="inbound"))
         uow.commit()
-    async with rig(database, calcom_standin) as r:
+    async with rig(sql_backend, calcom_standin) as r:
         outcome = await r.service.book(_request())
     assert outcome.result is BookingResult.BOOKED
-    call = r.call()
+    with UnitOfWork(database.sessions) as uow:
+        call = uow.session.scalars(select(Call).where(Call.retell_call_id == "call_1")).one()
     assert (call.appointment_made, call.session_outcome, call.appointment_link_status) == (
         True,
         "appointment_booked",
@@ -152,42 +168,46 @@ async def test_booking_links_the_call_with_the_triggers_switched_off(
 
 
 async def test_write_and_read_back_share_one_pooled_connection(
-    database: TestDatabase, calcom_standin: CalcomStandin
+    sql_backend: Backend, calcom_standin: CalcomStandin
 ) -> None:
     """A booking takes two pooled connections: the look-up's, one to write and read back.
 
-    On PostgreSQL both come from the async pool and the engine's pool is not touched.
+    On PostgreSQL both come from the async engine's pool and the sync engine's is not touched.
     """
-    checkouts: list[object] = []
-
-    def checked_out(*args: object) -> None:
-        checkouts.append(args)
-
-    with UnitOfWork(database.sessions) as uow:
-        uow.session.add(Call(retell_call_id="call_1", direction="inbound"))
-        uow.commit()
-    async with rig(database, calcom_standin) as r:
-        postgres = r.service.postgres
+    database = _database(sql_backend)
+    async with rig(sql_backend, calcom_standin) as r:
+        store = r.service.store
+        assert isinstance(store, SqlBookingStore)
+        with UnitOfWork(database.sessions) as uow:
+            uow.session.add(Call(retell_call_id="call_1", direction="inbound"))
+            uow.commit()
         await r.service.book(_request("call_warm_up", SLOT + timedelta(days=1)))
-        requests_before = postgres.pool_requests() if postgres is not None else 0
-        event.listen(database.engine, "checkout", checked_out)
+        checkouts: dict[int, int] = {}
+        listeners = []
+        for number, engine in enumerate(store.engines):
+
+            def checked_out(*args: object, number: int = number) -> None:
+                checkouts[number] = checkouts.get(number, 0) + 1
+
+            event.listen(engine, "checkout", checked_out)
+            listeners.append((engine, checked_out))
         try:
             outcome = await r.service.book(_request())
         finally:
-            event.remove(database.engine, "checkout", checked_out)
-        requests = postgres.pool_requests() - requests_before if postgres is not None else 0
+            for engine, listener in listeners:
+                event.remove(engine, "checkout", listener)
     assert outcome.result is BookingResult.BOOKED
     if database.dialect == "postgresql":
-        assert (len(checkouts), requests) == (0, 2)
+        assert checkouts == {1: 2}
     else:
-        assert len(checkouts) == 2
+        assert checkouts == {0: 2}
 
 
 async def test_same_request_three_times_books_once(
-    database: TestDatabase, calcom_standin: CalcomStandin
+    backend: Backend, calcom_standin: CalcomStandin
 ) -> None:
     """Retell's retries of one function call return the same appointment and book once."""
-    async with rig(database, calcom_standin) as r:
+    async with rig(backend, calcom_standin) as r:
         outcomes = [await r.service.book(_request()) for _ in range(3)]
     assert [o.result for o in outcomes] == [
         BookingResult.BOOKED,
@@ -201,11 +221,11 @@ async def test_same_request_three_times_books_once(
 
 
 async def test_concurrent_duplicates_book_once(
-    database: TestDatabase, calcom_standin: CalcomStandin
+    backend: Backend, calcom_standin: CalcomStandin
 ) -> None:
     """Overlapping retries of one call (the first still in flight) still book once."""
     calcom_standin.delay_next("create", seconds=0.2)
-    async with rig(database, calcom_standin) as r:
+    async with rig(backend, calcom_standin) as r:
         outcomes = await asyncio.gather(*(r.service.book(_request()) for _ in range(3)))
     assert sorted(o.result.value for o in outcomes) == [
         "already_booked",
@@ -216,11 +236,11 @@ async def test_concurrent_duplicates_book_once(
 
 
 async def test_server_errors_exhaust_retries(
-    database: TestDatabase, calcom_standin: CalcomStandin
+    backend: Backend, calcom_standin: CalcomStandin
 ) -> None:
     """Three 500s: not booked, the call consistent and flagged, a review item, no booking."""
     calcom_standin.fail_next("create", status=500, times=3)
-    async with rig(database, calcom_standin) as r:
+    async with rig(backend, calcom_standin) as r:
         outcome = await r.service.book(_request())
     assert outcome.result is BookingResult.CALCOM_UNAVAILABLE
     assert not outcome.booked
@@ -237,11 +257,11 @@ async def test_server_errors_exhaust_retries(
 
 
 async def test_lost_response_books_exactly_once(
-    database: TestDatabase, calcom_standin: CalcomStandin
+    backend: Backend, calcom_standin: CalcomStandin
 ) -> None:
     """Booked but the answer was lost: the retry finds the booking instead of creating another."""
     calcom_standin.lose_response_next("create")
-    async with rig(database, calcom_standin) as r:
+    async with rig(backend, calcom_standin) as r:
         outcome = await r.service.book(_request())
     assert outcome.result is BookingResult.BOOKED
     assert len(calcom_standin.bookings()) == 1
@@ -251,11 +271,11 @@ async def test_lost_response_books_exactly_once(
 
 
 async def test_timed_out_create_that_booked_is_found(
-    database: TestDatabase, calcom_standin: CalcomStandin
+    backend: Backend, calcom_standin: CalcomStandin
 ) -> None:
     """A create that books but answers past the read timeout is found, not repeated."""
     calcom_standin.lose_response_next("create", hang_seconds=2.0)
-    async with rig(database, calcom_standin, read_timeout=0.3) as r:
+    async with rig(backend, calcom_standin, read_timeout=0.3) as r:
         outcome = await r.service.book(_request())
     assert outcome.result is BookingResult.BOOKED
     assert len(calcom_standin.bookings()) == 1
@@ -263,22 +283,20 @@ async def test_timed_out_create_that_booked_is_found(
 
 
 async def test_hang_without_booking_is_retried(
-    database: TestDatabase, calcom_standin: CalcomStandin
+    backend: Backend, calcom_standin: CalcomStandin
 ) -> None:
     """A create that hung without booking is looked up, then created again: one booking."""
     calcom_standin.hang_next("create", seconds=2.0)
-    async with rig(database, calcom_standin, read_timeout=0.3) as r:
+    async with rig(backend, calcom_standin, read_timeout=0.3) as r:
         outcome = await r.service.book(_request())
     assert outcome.result is BookingResult.BOOKED
     assert len(calcom_standin.bookings()) == 1
     assert calcom_standin.request_count("create") == 2
 
 
-async def test_open_circuit_sends_nothing(
-    database: TestDatabase, calcom_standin: CalcomStandin
-) -> None:
+async def test_open_circuit_sends_nothing(backend: Backend, calcom_standin: CalcomStandin) -> None:
     """An open circuit answers not booked at once, with no request to Cal.com, filed for review."""
-    async with rig(database, calcom_standin) as r:
+    async with rig(backend, calcom_standin) as r:
         r.breaker.open = True
         outcome = await r.service.book(_request())
     assert outcome.result is BookingResult.CIRCUIT_OPEN
@@ -288,24 +306,20 @@ async def test_open_circuit_sends_nothing(
     assert r.call().appointment_made is False
 
 
-async def test_taken_slot_is_not_retried(
-    database: TestDatabase, calcom_standin: CalcomStandin
-) -> None:
+async def test_taken_slot_is_not_retried(backend: Backend, calcom_standin: CalcomStandin) -> None:
     """A slot Cal.com says is taken is answered at once, without retries."""
     calcom_standin.add_booking(start=SLOT, event_type_id=42)
-    async with rig(database, calcom_standin) as r:
+    async with rig(backend, calcom_standin) as r:
         outcome = await r.service.book(_request())
     assert outcome.result is BookingResult.SLOT_UNAVAILABLE
     assert calcom_standin.request_count("create") == 1
     assert r.appointments() == []
 
 
-async def test_rate_limit_waits_for_reset(
-    database: TestDatabase, calcom_standin: CalcomStandin
-) -> None:
+async def test_rate_limit_waits_for_reset(backend: Backend, calcom_standin: CalcomStandin) -> None:
     """A 429 is retried after the reset the headers announce."""
     calcom_standin.rate_limit_next("create", reset_seconds=4)
-    async with rig(database, calcom_standin) as r:
+    async with rig(backend, calcom_standin) as r:
         outcome = await r.service.book(_request())
     assert outcome.booked
     assert r.retrier.waits == [4.0]
@@ -313,11 +327,11 @@ async def test_rate_limit_waits_for_reset(
 
 
 async def test_failed_validation_rolls_back_and_cancels(
-    database: TestDatabase, calcom_standin: CalcomStandin
+    backend: Backend, calcom_standin: CalcomStandin
 ) -> None:
     """A booking that fails validation is rolled back, cancelled on Cal.com and locally."""
     async with rig(
-        database, calcom_standin, validation_clock=lambda: NOW + timedelta(minutes=10)
+        backend, calcom_standin, validation_clock=lambda: NOW + timedelta(minutes=10)
     ) as r:
         outcome = await r.service.book(_request())
     assert outcome.result is BookingResult.VALIDATION_FAILED
@@ -333,11 +347,11 @@ async def test_failed_validation_rolls_back_and_cancels(
 
 
 async def test_failed_local_write_cancels_calcom_booking(
-    database: TestDatabase, calcom_standin: CalcomStandin
+    backend: Backend, calcom_standin: CalcomStandin
 ) -> None:
     """Cal.com booked but our insert failed: the Cal.com booking is cancelled (compensation)."""
-    with _failing_appointment_insert(database):
-        async with rig(database, calcom_standin) as r:
+    with backend.failing_appointment_insert():
+        async with rig(backend, calcom_standin) as r:
             outcome = await r.service.book(_request())
     assert outcome.result is BookingResult.LOCAL_WRITE_FAILED
     (booking,) = calcom_standin.bookings()
@@ -349,58 +363,17 @@ async def test_failed_local_write_cancels_calcom_booking(
 
 
 async def test_failed_compensation_alerts_and_files(
-    database: TestDatabase, calcom_standin: CalcomStandin
+    backend: Backend, calcom_standin: CalcomStandin
 ) -> None:
-    """If the cancellation fails too: a critical compensation_failed alert and a review item."""
+    """If the cancellation fails too: a compensation_failed alert and a review item."""
     calcom_standin.fail_next("cancel", status=503, times=3)
-    with _failing_appointment_insert(database):
-        async with rig(database, calcom_standin) as r:
+    with backend.failing_appointment_insert():
+        async with rig(backend, calcom_standin) as r:
             outcome = await r.service.book(_request())
     assert outcome.result is BookingResult.LOCAL_WRITE_FAILED
     assert calcom_standin.bookings()[0]["status"] == "accepted"
     assert r.alert_types() == ["compensation_failed"]
     assert r.review_reasons() == ["compensation_failed"]
-    with UnitOfWork(database.sessions) as uow:
-        severity = uow.session.scalar(
-            select(ConsistencyAlert.severity).where(
-                ConsistencyAlert.alert_type == "compensation_failed"
-            )
-        )
-        count = uow.session.scalar(select(func.count()).select_from(ManualReviewItem))
-    assert (severity, count) == ("critical", 1)
-
-
-class _failing_appointment_insert:
-    """Make the database reject appointment INSERTs while active: a trigger that raises."""
-
-    def __init__(self, database: TestDatabase) -> None:
-        self.database = database
-
-    def __enter__(self) -> None:
-        with self.database.engine.begin() as connection:
-            if self.database.dialect == "postgresql":
-                connection.exec_driver_sql(
-                    "CREATE OR REPLACE FUNCTION test_reject_appointment() RETURNS trigger"
-                    " LANGUAGE plpgsql"
-                    " AS $$ BEGIN RAISE EXCEPTION 'appointments rejected'; END $$"
-                )
-                connection.exec_driver_sql(
-                    "CREATE TRIGGER test_reject_appointment BEFORE INSERT ON appointments"
-                    " FOR EACH ROW EXECUTE FUNCTION test_reject_appointment()"
-                )
-            else:
-                connection.exec_driver_sql(
-                    "CREATE TRIGGER test_reject_appointment BEFORE INSERT ON appointments"
-                    " BEGIN SELECT RAISE(ABORT, 'appointments rejected'); END"
-                )
-
-    def __exit__(self, *args: object) -> None:
-        with self.database.engine.begin() as connection:
-            if self.database.dialect == "postgresql":
-                connection.exec_driver_sql("DROP TRIGGER test_reject_appointment ON appointments")
-                connection.exec_driver_sql("DROP FUNCTION test_reject_appointment()")
-            else:
-                connection.exec_driver_sql("DROP TRIGGER test_reject_appointment")
 
 
 class _BrokenBreaker(FakeBreaker):
@@ -409,10 +382,10 @@ class _BrokenBreaker(FakeBreaker):
 
 
 async def test_unexpected_error_is_filed_not_raised(
-    database: TestDatabase, calcom_standin: CalcomStandin
+    backend: Backend, calcom_standin: CalcomStandin
 ) -> None:
     """An error nobody foresaw ends as not booked, with the call filed for review."""
-    async with rig(database, calcom_standin, breaker=_BrokenBreaker()) as r:
+    async with rig(backend, calcom_standin, breaker=_BrokenBreaker()) as r:
         outcome = await r.service.book(_request())
     assert outcome.result is BookingResult.INTERNAL_ERROR
     assert not outcome.booked
@@ -421,10 +394,11 @@ async def test_unexpected_error_is_filed_not_raised(
 
 
 async def test_webhook_storing_the_booking_first_is_no_conflict(
-    database: TestDatabase, calcom_standin: CalcomStandin
+    sql_backend: Backend, calcom_standin: CalcomStandin
 ) -> None:
     """Cal.com's BOOKING_CREATED stored before our own write: the booking still succeeds once."""
-    async with rig(database, calcom_standin) as r:
+    database = _database(sql_backend)
+    async with rig(sql_backend, calcom_standin) as r:
         client = r.client
         create = client.create_booking
 

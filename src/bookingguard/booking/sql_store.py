@@ -1,0 +1,112 @@
+"""``SqlBookingStore``: the ``BookingStore`` over an engine's sessions.
+
+The booking's own reads and writes go through ``bookingguard.db.booking_queries``,
+whose implementation for the engine's database is chosen once, here, when the store
+is built. The records of a failed booking (``rollback``) each own one transaction on
+the engine, in a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Any, TypeVar
+
+import anyio.to_thread
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from bookingguard.booking.rollback import (
+    record_booking_failure,
+    record_compensation_failure,
+    rollback_on_failure,
+)
+from bookingguard.db.booking_queries import (
+    AppointmentReadBack,
+    NewAppointment,
+    ReadBack,
+    StoredAppointment,
+    booking_queries_for,
+)
+from bookingguard.db.uow import UnitOfWork
+
+__all__ = ["SqlBookingStore"]
+
+T = TypeVar("T")
+
+
+class SqlBookingStore:
+    """Bookings in the database the sessions are bound to."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+        self._queries = booking_queries_for(sessions)
+
+    @property
+    def engines(self) -> tuple[Engine, ...]:
+        """The engines whose pools serve the store (events on them count its statements)."""
+        return self._queries.engines
+
+    @property
+    def driver_statements(self) -> int:
+        """Statements run around the engines' events (benchmarks add them to the events' count)."""
+        return self._queries.driver_statements
+
+    async def look_up(self, retell_call_id: str, key: str) -> tuple[int, StoredAppointment | None]:
+        return await self._queries.look_up(retell_call_id, key)
+
+    async def write_and_link(
+        self, appointment: NewAppointment, check: Callable[[int, ReadBack], Awaitable[T]]
+    ) -> tuple[int, T]:
+        return await self._queries.write_and_link(appointment, check)
+
+    async def read_back(
+        self, call_id: int, appointment_id: int | None
+    ) -> AppointmentReadBack | None:
+        return await self._queries.read_back(call_id, appointment_id)
+
+    async def claim_stored(self, key: str, uid: str) -> StoredAppointment | None:
+        return await self._queries.claim_stored(key, uid)
+
+    async def cancel_appointment(self, appointment_id: int, now: datetime) -> None:
+        await self._queries.cancel_appointment(appointment_id, now)
+
+    async def roll_back(
+        self, call_id: int, *, reason: str, details: Mapping[str, Any], now: datetime
+    ) -> None:
+        await anyio.to_thread.run_sync(
+            lambda: rollback_on_failure(
+                self._sessions, call_id=call_id, reason=reason, details=details, now=now
+            )
+        )
+
+    async def record_failure(
+        self, call_id: int, *, reason: str, details: Mapping[str, Any], now: datetime
+    ) -> None:
+        def write() -> None:
+            with UnitOfWork(self._sessions) as uow:
+                record_booking_failure(
+                    uow.session, call_id=call_id, reason=reason, details=details, now=now
+                )
+                uow.commit()
+
+        await anyio.to_thread.run_sync(write)
+
+    async def record_compensation_failure(
+        self, call_id: int, *, calcom_booking_uid: str, error: str, now: datetime
+    ) -> None:
+        def write() -> None:
+            with UnitOfWork(self._sessions) as uow:
+                record_compensation_failure(
+                    uow.session,
+                    call_id=call_id,
+                    calcom_uid=calcom_booking_uid,
+                    error=error,
+                    now=now,
+                )
+                uow.commit()
+
+        await anyio.to_thread.run_sync(write)
+
+    async def aclose(self) -> None:
+        await self._queries.aclose()

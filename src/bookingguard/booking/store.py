@@ -1,0 +1,86 @@
+"""``BookingStore``: the database work the booking service depends on, as one protocol.
+
+``SqlBookingStore`` (``bookingguard.booking.sql_store``) implements it over an
+engine's sessions; ``bookingguard.testing.booking.MemoryBookingStore`` in memory. One
+contract suite (``tests/integration/booking/test_store_contract.py``) runs over both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from bookingguard.db.booking_queries import (
+    AppointmentReadBack,
+    NewAppointment,
+    ReadBack,
+    StoredAppointment,
+)
+
+__all__ = [
+    "AppointmentReadBack",
+    "BookingStore",
+    "NewAppointment",
+    "ReadBack",
+    "StoredAppointment",
+]
+
+T = TypeVar("T")
+
+
+class BookingStore(Protocol):
+    """Where bookings and their calls are stored, and failed bookings are written down."""
+
+    async def look_up(self, retell_call_id: str, key: str) -> tuple[int, StoredAppointment | None]:
+        """The call's id (created if no webhook has yet) and any appointment stored for ``key``."""
+        ...
+
+    async def write_and_link(
+        self, appointment: NewAppointment, check: Callable[[int, ReadBack], Awaitable[T]]
+    ) -> tuple[int, T]:
+        """Store ``appointment`` and link its call, committed; then ``check(appointment_id, read)``.
+
+        Raises ``IntegrityError`` when the key or the Cal.com booking is already
+        stored, another ``SQLAlchemyError`` when the write fails.
+        """
+        ...
+
+    async def read_back(
+        self, call_id: int, appointment_id: int | None
+    ) -> AppointmentReadBack | None:
+        """The appointment (else the call's latest) with the call's flags, or None."""
+        ...
+
+    async def claim_stored(self, key: str, uid: str) -> StoredAppointment | None:
+        """The appointment stored for ``key`` or Cal.com booking ``uid``, claimed for ``key``."""
+        ...
+
+    async def cancel_appointment(self, appointment_id: int, now: datetime) -> None:
+        """Mark the appointment cancelled (its call is unlinked)."""
+        ...
+
+    async def roll_back(
+        self, call_id: int, *, reason: str, details: Mapping[str, Any], now: datetime
+    ) -> None:
+        """The call's booking failed validation: flags rolled back, alert, review, notice.
+
+        Raises ``RollbackFailedError`` when nothing could be written.
+        """
+        ...
+
+    async def record_failure(
+        self, call_id: int, *, reason: str, details: Mapping[str, Any], now: datetime
+    ) -> None:
+        """A booking that never happened: the call flagged and filed for review."""
+        ...
+
+    async def record_compensation_failure(
+        self, call_id: int, *, calcom_booking_uid: str, error: str, now: datetime
+    ) -> None:
+        """Cal.com holds a booking we could neither record nor cancel: alert, review, notice."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the store opened."""
+        ...

@@ -1,0 +1,87 @@
+"""The booking path's values: what the agent asks for, and how the request ended."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bookingguard.calcom import format_utc
+
+__all__ = [
+    "IDEMPOTENCY_METADATA_KEY",
+    "RETELL_CALL_METADATA_KEY",
+    "BookingOutcome",
+    "BookingRequest",
+    "BookingResult",
+    "circuit_key_for",
+]
+
+#: Cal.com booking metadata keys: our idempotency key and the Retell call id.
+IDEMPOTENCY_METADATA_KEY = "bookingguard_idempotency_key"
+RETELL_CALL_METADATA_KEY = "retell_call_id"
+
+
+def circuit_key_for(event_type_id: int) -> str:
+    """The breaker circuit guarding bookings of one Cal.com event type."""
+    return f"appointment_booking:event_type:{event_type_id}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BookingRequest:
+    """One booking asked for by the agent during a call."""
+
+    retell_call_id: str
+    start: datetime
+    event_type_id: int
+    name: str
+    time_zone: str
+    email: str | None = None
+    phone: str | None = None
+    language: str = "en"
+    idempotency_key: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The given key, else one derived from the call, the event type and the slot."""
+        if self.idempotency_key:
+            return self.idempotency_key
+        text = f"{self.retell_call_id}|{self.event_type_id}|{format_utc(self.start)}"
+        return "bg1-" + hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+class BookingResult(enum.StrEnum):
+    """How a booking request ended; the HTTP layer turns it into a sentence for the caller."""
+
+    BOOKED = "booked"
+    ALREADY_BOOKED = "already_booked"
+    SLOT_UNAVAILABLE = "slot_unavailable"
+    CIRCUIT_OPEN = "circuit_open"
+    CALCOM_UNAVAILABLE = "calcom_unavailable"
+    CALCOM_REJECTED = "calcom_rejected"
+    VALIDATION_FAILED = "validation_failed"
+    LOCAL_WRITE_FAILED = "local_write_failed"
+    PREVIOUSLY_FAILED = "previously_failed"
+    INTERNAL_ERROR = "internal_error"
+
+
+_BOOKED_RESULTS = frozenset({BookingResult.BOOKED, BookingResult.ALREADY_BOOKED})
+
+
+@dataclass(frozen=True)
+class BookingOutcome:
+    """The answer to one booking request."""
+
+    result: BookingResult
+    call_id: int | None = None
+    appointment_id: int | None = None
+    start: datetime | None = None
+    calcom_booking_uid: str | None = None
+    retry_after: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def booked(self) -> bool:
+        return self.result in _BOOKED_RESULTS

@@ -1,0 +1,94 @@
+"""The booking path's queries on PostgreSQL: SQLAlchemy's async engine, on the event loop.
+
+The look-up, the write and the read-back, which every booking waits on, run on
+connections of the async engine (``make_async_engine``), in autocommit, through
+``AsyncStatements``. The write is one statement (the call's link a data-modifying
+CTE of the appointment's INSERT), its own transaction: one round trip instead of
+BEGIN, INSERT, UPDATE and COMMIT. The rest runs on the sync engine in worker threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from bookingguard.db.async_engine import make_async_engine
+from bookingguard.db.async_statements import AsyncStatements
+from bookingguard.db.booking_queries.base import (
+    INSERT_APPOINTMENT,
+    LINK_CALL,
+    LOOK_UP,
+    AppointmentReadBack,
+    BookingQueries,
+    NewAppointment,
+    ReadBack,
+    StoredAppointment,
+    in_thread,
+    looked_up,
+    read_back_row,
+    read_back_statement,
+)
+from bookingguard.db.models import Call
+
+__all__ = ["PostgresBookingQueries"]
+
+T = TypeVar("T")
+
+_INSERT_AND_LINK = INSERT_APPOINTMENT.add_cte(LINK_CALL.returning(Call.id).cte("linked_call"))
+
+
+class PostgresBookingQueries(BookingQueries):
+    """The hot path on the async engine; a booking takes two of its pooled connections."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        super().__init__(sessions)
+        self._async = make_async_engine(self._engine)
+        self._statements = AsyncStatements(self._async)
+
+    @property
+    def engines(self) -> tuple[Engine, ...]:
+        return (self._engine, self._async.sync_engine)
+
+    @property
+    def driver_statements(self) -> int:
+        return self._statements.statements
+
+    async def look_up(self, retell_call_id: str, key: str) -> tuple[int, StoredAppointment | None]:
+        params = {"retell_call_id": retell_call_id, "key": key}
+        async with self._statements.connection() as connection:
+            row = await self._statements.first(connection, LOOK_UP, params)
+        if row is not None:
+            return looked_up(row)
+        return await in_thread(self._create_call, retell_call_id, key)
+
+    async def write_and_link(
+        self, appointment: NewAppointment, check: Callable[[int, ReadBack], Awaitable[T]]
+    ) -> tuple[int, T]:
+        statements = self._statements
+        async with statements.connection() as connection:
+            row = await statements.first(connection, _INSERT_AND_LINK, appointment.params())
+            if row is None:
+                raise RuntimeError("the appointment INSERT returned no id")
+            appointment_id = int(row[0])
+            params = {"call_id": appointment.call_id, "appointment_id": appointment_id}
+
+            async def read() -> AppointmentReadBack | None:
+                statement = read_back_statement(appointment_id)
+                return read_back_row(await statements.first(connection, statement, params))
+
+            return appointment_id, await check(appointment_id, read)
+
+    async def read_back(
+        self, call_id: int, appointment_id: int | None
+    ) -> AppointmentReadBack | None:
+        params = {"call_id": call_id, "appointment_id": appointment_id}
+        statement = read_back_statement(appointment_id)
+        async with self._statements.connection() as connection:
+            row = await self._statements.first(connection, statement, params)
+        return read_back_row(row)
+
+    async def aclose(self) -> None:
+        await self._async.dispose()

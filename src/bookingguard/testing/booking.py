@@ -1,0 +1,268 @@
+"""``MemoryBookingStore``: the booking store in memory, for tests of code that books.
+
+It keeps what the database guarantees on the booking path: one appointment per
+idempotency key and per Cal.com booking (a second raises ``IntegrityError``, as
+the unique constraints do), a new live appointment links its call, a cancelled
+last appointment unlinks it. What a failed booking writes down (rollbacks,
+failures, compensation failures) is kept in lists to assert on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import IntegrityError
+
+from bookingguard.booking.errors import RollbackFailedError
+from bookingguard.booking.store import (
+    AppointmentReadBack,
+    NewAppointment,
+    ReadBack,
+    StoredAppointment,
+)
+
+__all__ = ["MemoryAppointment", "MemoryBookingStore", "StoredCall", "WrittenDown"]
+
+T = TypeVar("T")
+
+
+@dataclass
+class StoredCall:
+    """A call's booking flags, as the ``calls`` row holds them."""
+
+    id: int
+    retell_call_id: str
+    appointment_made: bool = False
+    session_outcome: str | None = None
+    appointment_link_status: str | None = None
+    booking_failed: bool = False
+    booking_failure_reason: str | None = None
+    requires_manual_processing: bool = False
+
+
+@dataclass
+class MemoryAppointment:
+    """An ``appointments`` row's columns the booking path uses."""
+
+    id: int
+    call_id: int
+    calcom_v2_booking_id: int | None
+    calcom_booking_uid: str
+    starts_at: datetime
+    status: str
+    idempotency_key: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class WrittenDown:
+    """One record of a failed booking, named like the review item it files; ``alerted``
+    when it raises an alert too."""
+
+    kind: str
+    call_id: int
+    alerted: bool
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class MemoryBookingStore:
+    """A ``BookingStore`` in memory; ``fail_writes`` makes the next writes raise."""
+
+    def __init__(self) -> None:
+        self.calls: dict[int, StoredCall] = {}
+        self.records: list[WrittenDown] = []
+        self.fail_writes: Exception | None = None
+        self._appointments: dict[int, MemoryAppointment] = {}
+        self._next_id = 0
+
+    @property
+    def appointments(self) -> list[MemoryAppointment]:
+        """The stored appointments, oldest first."""
+        return sorted(self._appointments.values(), key=lambda a: a.id)
+
+    def call(self, retell_call_id: str) -> StoredCall:
+        """The stored call with Retell id ``retell_call_id``."""
+        return next(c for c in self.calls.values() if c.retell_call_id == retell_call_id)
+
+    def add_call(self, retell_call_id: str) -> StoredCall:
+        """Store a call, as a Retell webhook would before the booking."""
+        call = StoredCall(self._new_id(), retell_call_id)
+        self.calls[call.id] = call
+        return call
+
+    def add_appointment(
+        self, *, call_id: int, calcom_booking_uid: str, starts_at: datetime, now: datetime
+    ) -> int:
+        """Store an appointment with no idempotency key, as the Cal.com webhook would."""
+        appointment = MemoryAppointment(
+            self._new_id(), call_id, None, calcom_booking_uid, starts_at, "booked", None, now
+        )
+        self._appointments[appointment.id] = appointment
+        self._link(self.calls[call_id])
+        return appointment.id
+
+    async def look_up(self, retell_call_id: str, key: str) -> tuple[int, StoredAppointment | None]:
+        call = next((c for c in self.calls.values() if c.retell_call_id == retell_call_id), None)
+        if call is None:
+            call = self.add_call(retell_call_id)
+        found = next((a for a in self._appointments.values() if a.idempotency_key == key), None)
+        return call.id, _stored(found) if found is not None else None
+
+    async def write_and_link(
+        self, appointment: NewAppointment, check: Callable[[int, ReadBack], Awaitable[T]]
+    ) -> tuple[int, T]:
+        if self.fail_writes is not None:
+            raise self.fail_writes
+        for stored in self._appointments.values():
+            if (
+                stored.idempotency_key == appointment.idempotency_key
+                or stored.calcom_booking_uid == appointment.calcom_booking_uid
+            ):
+                raise IntegrityError("INSERT INTO appointments", {}, ValueError("duplicate"))
+        new = MemoryAppointment(
+            self._new_id(),
+            appointment.call_id,
+            appointment.calcom_v2_booking_id,
+            appointment.calcom_booking_uid,
+            appointment.starts_at,
+            "booked",
+            appointment.idempotency_key,
+            appointment.now,
+        )
+        self._appointments[new.id] = new
+        self._link(self.calls[appointment.call_id])
+
+        async def read() -> AppointmentReadBack | None:
+            return await self.read_back(appointment.call_id, new.id)
+
+        return new.id, await check(new.id, read)
+
+    async def read_back(
+        self, call_id: int, appointment_id: int | None
+    ) -> AppointmentReadBack | None:
+        if appointment_id is not None:
+            appointment = self._appointments.get(appointment_id)
+        else:
+            of_call = [a for a in self._appointments.values() if a.call_id == call_id]
+            appointment = max(of_call, key=lambda a: (a.created_at, a.id), default=None)
+        if appointment is None:
+            return None
+        call = self.calls.get(call_id)
+        return AppointmentReadBack(
+            appointment.id,
+            appointment.call_id,
+            appointment.calcom_v2_booking_id,
+            appointment.calcom_booking_uid,
+            appointment.created_at,
+            call.id if call is not None else None,
+            call.appointment_made if call is not None else None,
+            call.session_outcome if call is not None else None,
+            call.appointment_link_status if call is not None else None,
+        )
+
+    async def claim_stored(self, key: str, uid: str) -> StoredAppointment | None:
+        found = next(
+            (
+                a
+                for a in self._appointments.values()
+                if a.idempotency_key == key or a.calcom_booking_uid == uid
+            ),
+            None,
+        )
+        if found is None:
+            return None
+        if found.idempotency_key is None:
+            found.idempotency_key = key
+        return _stored(found)
+
+    async def cancel_appointment(self, appointment_id: int, now: datetime) -> None:
+        appointment = self._appointments[appointment_id]
+        appointment.status = "cancelled"
+        live = any(
+            a.status != "cancelled"
+            for a in self._appointments.values()
+            if a.call_id == appointment.call_id
+        )
+        call = self.calls[appointment.call_id]
+        if live or not (
+            call.appointment_made
+            or call.appointment_link_status == "linked"
+            or call.session_outcome == "appointment_booked"
+        ):
+            return
+        call.appointment_made = False
+        if call.session_outcome == "appointment_booked":
+            call.session_outcome = "appointment_cancelled"
+        call.appointment_link_status = "unlinked"
+
+    async def roll_back(
+        self, call_id: int, *, reason: str, details: Mapping[str, Any], now: datetime
+    ) -> None:
+        call = self.calls.get(call_id)
+        if call is None:
+            raise RollbackFailedError(call_id, "no such call")
+        call.appointment_made = False
+        call.session_outcome = "creation_failed"
+        call.appointment_link_status = "creation_failed"
+        call.booking_failed = True
+        call.booking_failure_reason = reason
+        call.requires_manual_processing = True
+        self.records.append(
+            WrittenDown(
+                "appointment_validation_failed", call_id, True, {"reason": reason, **details}
+            )
+        )
+
+    async def record_failure(
+        self, call_id: int, *, reason: str, details: Mapping[str, Any], now: datetime
+    ) -> None:
+        call = self.calls[call_id]
+        call.booking_failed = True
+        call.booking_failure_reason = reason
+        call.requires_manual_processing = True
+        if not call.appointment_made:
+            call.session_outcome = "creation_failed"
+            call.appointment_link_status = "creation_failed"
+        self.records.append(
+            WrittenDown("booking_failed", call_id, False, {"reason": reason, **details})
+        )
+
+    async def record_compensation_failure(
+        self, call_id: int, *, calcom_booking_uid: str, error: str, now: datetime
+    ) -> None:
+        self.records.append(
+            WrittenDown(
+                "compensation_failed",
+                call_id,
+                True,
+                {"calcom_booking_uid": calcom_booking_uid, "error": error},
+            )
+        )
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    @staticmethod
+    def _link(call: StoredCall) -> None:
+        call.appointment_made = True
+        call.session_outcome = "appointment_booked"
+        call.appointment_link_status = "linked"
+        call.booking_failed = False
+        call.booking_failure_reason = None
+
+
+def _stored(appointment: MemoryAppointment) -> StoredAppointment:
+    return StoredAppointment(
+        appointment.id,
+        appointment.call_id,
+        appointment.starts_at,
+        appointment.status,
+        appointment.calcom_booking_uid,
+    )

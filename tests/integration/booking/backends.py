@@ -1,0 +1,200 @@
+"""The booking store's implementations side by side, each with a view of what it stored.
+
+``backend`` fixtures give one ``Backend`` per implementation (memory, SQLite,
+PostgreSQL), so the contract suite and the service's tests run over every one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+import pytest
+from sqlalchemy import insert, select
+from sqlalchemy.exc import OperationalError
+
+from bookingguard.booking import SqlBookingStore
+from bookingguard.booking.store import BookingStore
+from bookingguard.db.models import Appointment, Call, ConsistencyAlert, ManualReviewItem
+from bookingguard.db.uow import UnitOfWork
+from bookingguard.testing.booking import MemoryBookingStore, StoredCall
+from tests.conftest import TestDatabase
+
+STORE_KINDS = ["memory", "sqlite", "postgresql"]
+
+
+@dataclass(frozen=True)
+class CallFlags:
+    """A call's booking flags, however the store keeps them."""
+
+    appointment_made: bool
+    session_outcome: str | None
+    appointment_link_status: str | None
+    booking_failed: bool
+    booking_failure_reason: str | None
+    requires_manual_processing: bool
+
+
+@dataclass(frozen=True)
+class AppointmentView:
+    """An appointment's columns the booking path writes."""
+
+    id: int
+    calcom_booking_uid: str | None
+    calcom_v2_booking_id: int | None
+    status: str
+    idempotency_key: str | None
+
+
+class Backend:
+    """One ``BookingStore`` implementation and a view of what it stored."""
+
+    def __init__(self, kind: str, database: TestDatabase | None) -> None:
+        self.kind = kind
+        self.database = database
+        self.memory = MemoryBookingStore() if database is None else None
+        self.store: BookingStore = (
+            self.memory if self.memory is not None else SqlBookingStore(self._sql.sessions)
+        )
+
+    @property
+    def _sql(self) -> TestDatabase:
+        assert self.database is not None
+        return self.database
+
+    def add_call(self, retell_call_id: str) -> int:
+        """A call announced by a Retell webhook before the booking."""
+        if self.memory is not None:
+            return self.memory.add_call(retell_call_id).id
+        with UnitOfWork(self._sql.sessions) as uow:
+            call = Call(retell_call_id=retell_call_id, direction="inbound")
+            uow.session.add(call)
+            uow.commit()
+            return call.id
+
+    def add_webhook_appointment(
+        self, *, call_id: int, calcom_booking_uid: str, starts_at: datetime, now: datetime
+    ) -> int:
+        """An appointment stored by the Cal.com webhook: no idempotency key."""
+        if self.memory is not None:
+            return self.memory.add_appointment(
+                call_id=call_id, calcom_booking_uid=calcom_booking_uid, starts_at=starts_at, now=now
+            )
+        with self._sql.engine.begin() as connection:
+            appointment_id: int = connection.execute(
+                insert(Appointment)
+                .values(
+                    call_id=call_id,
+                    calcom_booking_uid=calcom_booking_uid,
+                    starts_at=starts_at,
+                    status="booked",
+                    created_at=now,
+                )
+                .returning(Appointment.id)
+            ).scalar_one()
+        return appointment_id
+
+    def flags(self, retell_call_id: str) -> CallFlags:
+        call: StoredCall | Call
+        if self.memory is not None:
+            call = self.memory.call(retell_call_id)
+        else:
+            with UnitOfWork(self._sql.sessions) as uow:
+                call = uow.session.scalars(
+                    select(Call).where(Call.retell_call_id == retell_call_id)
+                ).one()
+        return CallFlags(
+            call.appointment_made,
+            call.session_outcome,
+            call.appointment_link_status,
+            call.booking_failed,
+            call.booking_failure_reason,
+            call.requires_manual_processing,
+        )
+
+    def appointments(self) -> list[AppointmentView]:
+        if self.memory is not None:
+            return [
+                AppointmentView(
+                    a.id, a.calcom_booking_uid, a.calcom_v2_booking_id, a.status, a.idempotency_key
+                )
+                for a in self.memory.appointments
+            ]
+        with UnitOfWork(self._sql.sessions) as uow:
+            return [
+                AppointmentView(
+                    a.id, a.calcom_booking_uid, a.calcom_v2_booking_id, a.status, a.idempotency_key
+                )
+                for a in uow.session.scalars(select(Appointment).order_by(Appointment.id))
+            ]
+
+    def review_reasons(self) -> list[str]:
+        """The review items filed, by reason."""
+        if self.memory is not None:
+            return [record.kind for record in self.memory.records]
+        with UnitOfWork(self._sql.sessions) as uow:
+            return list(uow.session.scalars(select(ManualReviewItem.reason)))
+
+    def alert_types(self) -> list[str]:
+        """The alerts the booking path raised (not the database's own corrections)."""
+        if self.memory is not None:
+            return [record.kind for record in self.memory.records if record.alerted]
+        with UnitOfWork(self._sql.sessions) as uow:
+            return list(
+                uow.session.scalars(
+                    select(ConsistencyAlert.alert_type).where(
+                        ConsistencyAlert.alert_type != "session_outcome_mismatch"
+                    )
+                )
+            )
+
+    @contextmanager
+    def failing_appointment_insert(self) -> Iterator[None]:
+        """The store rejects appointment writes while active (a database trigger that raises)."""
+        if self.memory is not None:
+            self.memory.fail_writes = OperationalError(
+                "INSERT INTO appointments", {}, RuntimeError("appointments rejected")
+            )
+            try:
+                yield
+            finally:
+                self.memory.fail_writes = None
+            return
+        with self._sql.engine.begin() as connection:
+            if self._sql.dialect == "postgresql":
+                connection.exec_driver_sql(
+                    "CREATE OR REPLACE FUNCTION test_reject_appointment() RETURNS trigger"
+                    " LANGUAGE plpgsql"
+                    " AS $$ BEGIN RAISE EXCEPTION 'appointments rejected'; END $$"
+                )
+                connection.exec_driver_sql(
+                    "CREATE TRIGGER test_reject_appointment BEFORE INSERT ON appointments"
+                    " FOR EACH ROW EXECUTE FUNCTION test_reject_appointment()"
+                )
+            else:
+                connection.exec_driver_sql(
+                    "CREATE TRIGGER test_reject_appointment BEFORE INSERT ON appointments"
+                    " BEGIN SELECT RAISE(ABORT, 'appointments rejected'); END"
+                )
+        try:
+            yield
+        finally:
+            with self._sql.engine.begin() as connection:
+                if self._sql.dialect == "postgresql":
+                    connection.exec_driver_sql(
+                        "DROP TRIGGER test_reject_appointment ON appointments"
+                    )
+                    connection.exec_driver_sql("DROP FUNCTION test_reject_appointment()")
+                else:
+                    connection.exec_driver_sql("DROP TRIGGER test_reject_appointment")
+
+
+def make_backend(kind: str, request: pytest.FixtureRequest) -> Backend:
+    """The backend of ``kind``, its database (if any) from the suite's fixtures."""
+    if kind == "memory":
+        return Backend(kind, None)
+    fixture = "sqlite_database" if kind == "sqlite" else "postgres_database"
+    database: TestDatabase = request.getfixturevalue(fixture)
+    return Backend(kind, database)

@@ -1,0 +1,211 @@
+"""The ``BookingStore`` contract, run over every implementation: memory, SQLite, PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from bookingguard.booking import RollbackFailedError
+from bookingguard.booking.store import AppointmentReadBack, NewAppointment, ReadBack
+from tests.integration.booking.backends import STORE_KINDS, Backend, CallFlags, make_backend
+
+NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
+SLOT = datetime(2026, 12, 3, 14, tzinfo=UTC)
+
+
+@pytest.fixture(params=STORE_KINDS)
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    backend = make_backend(request.param, request)
+    try:
+        yield backend
+    finally:
+        await backend.store.aclose()
+
+
+def _appointment(call_id: int, *, key: str = "key-1", uid: str = "uid-1") -> NewAppointment:
+    return NewAppointment(
+        call_id=call_id,
+        event_type_id=42,
+        calcom_v2_booking_id=abs(hash(uid)) % 1_000_000,
+        calcom_booking_uid=uid,
+        starts_at=SLOT,
+        ends_at=SLOT + timedelta(minutes=30),
+        idempotency_key=key,
+        now=NOW,
+    )
+
+
+async def _read(appointment_id: int, read: ReadBack) -> AppointmentReadBack | None:
+    return await read()
+
+
+async def test_look_up_creates_the_call_once(backend: Backend) -> None:
+    """A call no webhook announced is created by the first look-up and found by the next."""
+    first_id, first_stored = await backend.store.look_up("call_new", "key-1")
+    second_id, second_stored = await backend.store.look_up("call_new", "key-1")
+    assert first_id == second_id
+    assert first_stored is second_stored is None
+
+
+async def test_write_and_link_links_the_call_and_reads_back_what_it_stored(
+    backend: Backend,
+) -> None:
+    """The write links the call; the read-back on its connection sees the committed row."""
+    call_id = backend.add_call("call_1")
+    appointment_id, row = await backend.store.write_and_link(_appointment(call_id), _read)
+    assert row is not None
+    assert (row.id, row.call_id, row.calcom_booking_uid) == (appointment_id, call_id, "uid-1")
+    assert row.calcom_v2_booking_id is not None
+    assert row.created_at == NOW
+    assert (row.flags_call_id, row.appointment_made, row.session_outcome) == (
+        call_id,
+        True,
+        "appointment_booked",
+    )
+    assert row.appointment_link_status == "linked"
+    flags = backend.flags("call_1")
+    assert (flags.appointment_made, flags.booking_failed) == (True, False)
+
+
+async def test_look_up_finds_the_appointment_stored_for_the_key(backend: Backend) -> None:
+    """Once written, the key's look-up returns the appointment, its start in UTC."""
+    call_id = backend.add_call("call_1")
+    appointment_id, _ = await backend.store.write_and_link(_appointment(call_id), _read)
+    found_call, stored = await backend.store.look_up("call_1", "key-1")
+    assert found_call == call_id
+    assert stored is not None
+    assert (stored.appointment_id, stored.call_id, stored.status) == (
+        appointment_id,
+        call_id,
+        "booked",
+    )
+    assert (stored.start, stored.calcom_booking_uid) == (SLOT, "uid-1")
+    assert (await backend.store.look_up("call_1", "key-other"))[1] is None
+
+
+@pytest.mark.parametrize(("key", "uid"), [("key-1", "uid-2"), ("key-2", "uid-1")])
+async def test_a_second_write_of_the_key_or_the_booking_is_an_integrity_error(
+    backend: Backend, key: str, uid: str
+) -> None:
+    """One appointment per idempotency key and per Cal.com booking."""
+    call_id = backend.add_call("call_1")
+    await backend.store.write_and_link(_appointment(call_id), _read)
+    with pytest.raises(IntegrityError):
+        await backend.store.write_and_link(_appointment(call_id, key=key, uid=uid), _read)
+    assert len(backend.appointments()) == 1
+
+
+async def test_read_back_without_an_id_finds_the_calls_latest(backend: Backend) -> None:
+    """The read-back of a call without an appointment id is its latest appointment."""
+    call_id = backend.add_call("call_1")
+    await backend.store.write_and_link(_appointment(call_id), _read)
+    later = replace(_appointment(call_id, key="k2", uid="u2"), now=NOW + timedelta(seconds=1))
+    latest_id, _ = await backend.store.write_and_link(later, _read)
+    row = await backend.store.read_back(call_id, None)
+    assert row is not None
+    assert row.id == latest_id
+    assert await backend.store.read_back(call_id, latest_id + 100) is None
+
+
+async def test_claim_stored_claims_a_webhooks_appointment_for_the_key(backend: Backend) -> None:
+    """An appointment the Cal.com webhook stored (no key) is found by its booking and claimed."""
+    call_id = backend.add_call("call_1")
+    appointment_id = backend.add_webhook_appointment(
+        call_id=call_id, calcom_booking_uid="uid-1", starts_at=SLOT, now=NOW
+    )
+    stored = await backend.store.claim_stored("key-1", "uid-1")
+    assert stored is not None
+    assert stored.appointment_id == appointment_id
+    assert [a.idempotency_key for a in backend.appointments()] == ["key-1"]
+    assert await backend.store.claim_stored("key-2", "uid-2") is None
+
+
+async def test_claim_stored_keeps_another_keys_claim(backend: Backend) -> None:
+    """An appointment already stored for another key is returned, its key unchanged."""
+    call_id = backend.add_call("call_1")
+    await backend.store.write_and_link(_appointment(call_id), _read)
+    stored = await backend.store.claim_stored("key-2", "uid-1")
+    assert stored is not None
+    assert stored.calcom_booking_uid == "uid-1"
+    assert [a.idempotency_key for a in backend.appointments()] == ["key-1"]
+
+
+async def test_cancelling_the_last_appointment_unlinks_the_call(backend: Backend) -> None:
+    """A cancelled last appointment unlinks its call and moves it off 'booked'."""
+    call_id = backend.add_call("call_1")
+    appointment_id, _ = await backend.store.write_and_link(_appointment(call_id), _read)
+    await backend.store.cancel_appointment(appointment_id, NOW)
+    assert [a.status for a in backend.appointments()] == ["cancelled"]
+    flags = backend.flags("call_1")
+    assert (flags.appointment_made, flags.session_outcome, flags.appointment_link_status) == (
+        False,
+        "appointment_cancelled",
+        "unlinked",
+    )
+
+
+async def test_roll_back_flags_the_call_and_files_it(backend: Backend) -> None:
+    """A rollback marks the booking failed, with an alert and a review item."""
+    call_id = backend.add_call("call_1")
+    await backend.store.write_and_link(_appointment(call_id), _read)
+    await backend.store.roll_back(
+        call_id, reason="appointment_too_old", details={"age_seconds": 900}, now=NOW
+    )
+    assert backend.flags("call_1") == CallFlags(
+        False, "creation_failed", "creation_failed", True, "appointment_too_old", True
+    )
+    assert backend.alert_types() == ["appointment_validation_failed"]
+    assert backend.review_reasons() == ["appointment_validation_failed"]
+
+
+async def test_roll_back_of_an_unknown_call_fails(backend: Backend) -> None:
+    """Rolling back a call that does not exist raises RollbackFailedError, writing nothing."""
+    with pytest.raises(RollbackFailedError):
+        await backend.store.roll_back(424242, reason="x", details={}, now=NOW)
+    assert backend.review_reasons() == []
+
+
+async def test_record_failure_flags_an_unbooked_call(backend: Backend) -> None:
+    """A booking that never happened leaves the call failed and filed for review."""
+    call_id = backend.add_call("call_1")
+    await backend.store.record_failure(
+        call_id, reason="calcom_unavailable", details={"attempts": 3}, now=NOW
+    )
+    flags = backend.flags("call_1")
+    assert (flags.appointment_made, flags.session_outcome, flags.appointment_link_status) == (
+        False,
+        "creation_failed",
+        "creation_failed",
+    )
+    assert (flags.booking_failed, flags.booking_failure_reason) == (True, "calcom_unavailable")
+    assert flags.requires_manual_processing is True
+    assert backend.review_reasons() == ["booking_failed"]
+    assert backend.alert_types() == []
+
+
+async def test_record_failure_keeps_a_booked_calls_flags(backend: Backend) -> None:
+    """A call that holds another booking stays booked when a later booking fails."""
+    call_id = backend.add_call("call_1")
+    await backend.store.write_and_link(_appointment(call_id), _read)
+    await backend.store.record_failure(call_id, reason="slot_unavailable", details={}, now=NOW)
+    flags = backend.flags("call_1")
+    assert (flags.appointment_made, flags.session_outcome, flags.appointment_link_status) == (
+        True,
+        "appointment_booked",
+        "linked",
+    )
+    assert flags.booking_failed is True
+
+
+async def test_record_compensation_failure_alerts_and_files(backend: Backend) -> None:
+    """A booking neither recorded nor cancelled raises an alert and files a review item."""
+    call_id = backend.add_call("call_1")
+    await backend.store.record_compensation_failure(
+        call_id, calcom_booking_uid="uid-1", error="503", now=NOW
+    )
+    assert backend.alert_types() == ["compensation_failed"]
+    assert backend.review_reasons() == ["compensation_failed"]
