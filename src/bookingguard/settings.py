@@ -1,9 +1,10 @@
 """Configuration: one pydantic-settings ``Settings`` read from the environment and a TOML file.
 
-Every key has the default named in DESIGN.md. Nested sections use ``__`` in the
-environment (``BOOKINGGUARD_CIRCUIT_BREAKER__COOLDOWN_SECONDS=30``). A TOML file
-is read when ``BOOKINGGUARD_CONFIG`` (or the CLI's ``--config``) names one; the
-environment wins over the file.
+Every key has its default here and nowhere else (the README's table lists them).
+Nested sections use ``__`` in the environment
+(``BOOKINGGUARD_CIRCUIT_BREAKER__COOLDOWN_SECONDS=30``). A TOML file is read when
+``BOOKINGGUARD_CONFIG`` (or the CLI's ``--config``) names one; the environment wins
+over the file.
 """
 
 from __future__ import annotations

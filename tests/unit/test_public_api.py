@@ -17,7 +17,7 @@ def test_every_public_name_resolves() -> None:
 
 
 def test_public_names_are_the_contract_objects() -> None:
-    """The top-level names are the same objects DESIGN.md's Contract names in their modules."""
+    """The top-level names are the same objects the README names in their modules."""
     assert bookingguard.CircuitBreaker is CircuitBreaker
     assert bookingguard.PostBookingValidator is PostBookingValidator
     assert bookingguard.ValidationResult is ValidationResult

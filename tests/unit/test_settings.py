@@ -1,4 +1,4 @@
-"""Settings: defaults from DESIGN.md, environment and TOML, clear errors that hide secrets."""
+"""Settings: the README table's defaults, environment and TOML, clear errors that hide secrets."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_defaults_are_the_documented_ones() -> None:
-    """Every default of DESIGN.md's configuration table."""
+    """Every default of the README's configuration table."""
     s = Settings()
     assert s.database_url == "sqlite:///./bookingguard.db"
     assert s.redis_url is None

@@ -83,7 +83,7 @@ class RunReport:
         return EXIT_CLEAN
 
     def to_dict(self) -> dict[str, Any]:
-        """The Contract's JSON object (DESIGN.md), with ISO 8601 times."""
+        """The ``check --json`` object (README, CLI reference), with ISO 8601 times."""
         return {
             "run_id": self.run_id,
             "started_at": self.started_at.isoformat(),
