@@ -11,41 +11,28 @@ envelope and turns the error envelope into the typed errors of
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import httpx
 from pydantic import ValidationError
 
 from bookingguard.calcom.create_request import create_request
 from bookingguard.calcom.errors import (
-    CalcomAuthError,
     CalcomConnectionError,
-    CalcomError,
-    CalcomNotFoundError,
     CalcomProtocolError,
-    CalcomRateLimitedError,
-    CalcomServerError,
-    CalcomSlotUnavailableError,
     CalcomTimeoutError,
-    CalcomValidationError,
 )
 from bookingguard.calcom.event_types import EventType
 from bookingguard.calcom.models import BookingPage, CalcomBooking, NewBooking, Slot, format_utc
+from bookingguard.calcom.responses import error_for, parse_booking, success_body
 from bookingguard.settings import Settings
 
 __all__ = ["ApiVersions", "CalcomClient"]
-
-_SLOT_UNAVAILABLE = re.compile(
-    r"not available|no_available_users|already has booking|slot|unavailable", re.IGNORECASE
-)
-#: A reset header above this is an absolute Unix time, below it a number of seconds.
-_EPOCH_THRESHOLD = 1_000_000_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,19 +146,19 @@ class CalcomClient:
         event_type = await self.get_event_type(booking.event_type_id)
         body = create_request(booking, event_type)
         data = await self._request("POST", "bookings", json=body)
-        return _parse_booking(data)
+        return parse_booking(data)
 
     async def get_booking(self, uid: str) -> CalcomBooking:
         """``GET /v2/bookings/{uid}``; ``CalcomNotFoundError`` if there is none."""
         data = await self._request("GET", f"bookings/{uid}")
-        return _parse_booking(data)
+        return parse_booking(data)
 
     async def cancel_booking(self, uid: str, *, reason: str) -> CalcomBooking:
         """``POST /v2/bookings/{uid}/cancel`` with a cancellation reason."""
         data = await self._request(
             "POST", f"bookings/{uid}/cancel", json={"cancellationReason": reason}
         )
-        return _parse_booking(data)
+        return parse_booking(data)
 
     async def reschedule_booking(
         self, uid: str, *, start: datetime, reason: str | None = None
@@ -182,18 +169,18 @@ class CalcomClient:
         if reason is not None:
             body["reschedulingReason"] = reason
         data = await self._request("POST", f"bookings/{uid}/reschedule", json=body)
-        return _parse_booking(data)
+        return parse_booking(data)
 
     async def confirm_booking(self, uid: str) -> CalcomBooking:
         """``POST /v2/bookings/{uid}/confirm``: a pending booking becomes accepted."""
         data = await self._request("POST", f"bookings/{uid}/confirm")
-        return _parse_booking(data)
+        return parse_booking(data)
 
     async def decline_booking(self, uid: str, *, reason: str | None = None) -> CalcomBooking:
         """``POST /v2/bookings/{uid}/decline``: a pending booking becomes rejected."""
         body: dict[str, object] = {} if reason is None else {"reason": reason}
         data = await self._request("POST", f"bookings/{uid}/decline", json=body)
-        return _parse_booking(data)
+        return parse_booking(data)
 
     async def get_slots(
         self, event_type_id: int, *, start: datetime | date, end: datetime | date, time_zone: str
@@ -249,13 +236,13 @@ class CalcomClient:
         response = await self._send(
             "GET", "bookings", params=params, version=self.versions.bookings
         )
-        body = _success_body(response)
+        body = success_body(response)
         items = body.get("data")
         if not isinstance(items, list):
             raise CalcomProtocolError(
                 "bookings list without a data array", status_code=response.status_code
             )
-        bookings = tuple(_parse_booking(item) for item in items)
+        bookings = tuple(parse_booking(item) for item in items)
         pagination = body.get("pagination")
         total: int | None = None
         has_next = len(bookings) == take
@@ -307,7 +294,7 @@ class CalcomClient:
         response = await self._send(
             method, path, json=json, params=params, version=version or self.versions.bookings
         )
-        return _success_body(response).get("data")
+        return success_body(response).get("data")
 
     async def _send(
         self,
@@ -339,104 +326,10 @@ class CalcomClient:
                 f"Cal.com {method} /{path}: connection lost", outcome_unknown=True
             ) from exc
         if response.status_code >= 400:
-            raise self._error_for(response)
+            raise error_for(response, now=self._clock())
         return response
-
-    def _error_for(self, response: httpx.Response) -> CalcomError:
-        status = response.status_code
-        error_code, message = _error_details(response)
-        text = f"Cal.com {response.request.method} {response.request.url.path}: {status} {message}"
-        if status == 429:
-            return CalcomRateLimitedError(
-                text,
-                error_code=error_code,
-                retry_after=_retry_after(response.headers, now=self._clock()),
-                limit=_rate_header(response.headers, "x-ratelimit-limit"),
-                remaining=_rate_header(response.headers, "x-ratelimit-remaining"),
-            )
-        if status >= 500:
-            return CalcomServerError(text, status_code=status, error_code=error_code)
-        if status in (401, 403):
-            return CalcomAuthError(text, status_code=status, error_code=error_code)
-        if status == 404:
-            return CalcomNotFoundError(text, status_code=status, error_code=error_code)
-        if status == 409 or (status == 400 and _SLOT_UNAVAILABLE.search(message)):
-            return CalcomSlotUnavailableError(text, status_code=status, error_code=error_code)
-        return CalcomValidationError(text, status_code=status, error_code=error_code)
 
 
 def _slot_bound(moment: datetime | date) -> str:
     """A whole day as ``YYYY-MM-DD``, a moment in UTC: the two forms the spec accepts."""
     return format_utc(moment) if isinstance(moment, datetime) else moment.isoformat()
-
-
-def _success_body(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError as exc:
-        raise CalcomProtocolError(
-            "Cal.com answered with something other than JSON", status_code=response.status_code
-        ) from exc
-    if not isinstance(body, dict) or body.get("status") != "success":
-        raise CalcomProtocolError(
-            "Cal.com answered without a success envelope", status_code=response.status_code
-        )
-    return body
-
-
-def _parse_booking(data: object) -> CalcomBooking:
-    try:
-        return CalcomBooking.model_validate(data)
-    except ValidationError as exc:
-        raise CalcomProtocolError(f"unexpected Cal.com booking shape: {exc}") from exc
-
-
-def _error_details(response: httpx.Response) -> tuple[str | None, str]:
-    try:
-        body = response.json()
-    except ValueError:
-        return None, response.reason_phrase or "error"
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict):
-        code = error.get("code")
-        message = error.get("message")
-        return (
-            code if isinstance(code, str) else None,
-            message if isinstance(message, str) else str(message or "error"),
-        )
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return None, str(body["message"])
-    return None, response.reason_phrase or "error"
-
-
-def _header_with_prefix(headers: httpx.Headers, prefix: str) -> str | None:
-    """``X-RateLimit-Reset`` or Cal.com's named form ``X-RateLimit-Reset-Default``."""
-    if prefix in headers:
-        return headers[prefix]
-    for name, value in headers.items():
-        if name.lower().startswith(prefix + "-"):
-            return value
-    return None
-
-
-def _rate_header(headers: httpx.Headers, prefix: str) -> int | None:
-    raw = _header_with_prefix(headers, prefix)
-    try:
-        return int(float(raw)) if raw is not None else None
-    except ValueError:
-        return None
-
-
-def _retry_after(headers: httpx.Headers, *, now: float) -> float | None:
-    """Seconds to wait: ``Retry-After``, else the rate-limit reset (seconds or a Unix time)."""
-    for raw in (headers.get("retry-after"), _header_with_prefix(headers, "x-ratelimit-reset")):
-        if raw is None:
-            continue
-        try:
-            value = float(raw)
-        except ValueError:
-            continue
-        if value > _EPOCH_THRESHOLD:
-            value -= now
-        return max(value, 0.0)
-    return None
