@@ -8,17 +8,18 @@ replica reports what the store says, not only the transitions it saw itself.
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections.abc import Iterable, Iterator
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from bookingguard.metrics_catalog import CATALOG, counter
 from bookingguard.resilience.machine import CLOSED, HALF_OPEN, OPEN, CircuitStatistics
 
-__all__ = ["STATE_VALUES", "BreakerMetrics", "CircuitStateCollector"]
+__all__ = ["STATE_VALUES", "BreakerMetrics", "CallCounts", "CircuitStateCollector"]
 
 #: Value of the state gauge for each state.
 STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
@@ -70,18 +71,54 @@ class CircuitStateCollector(Collector):
         yield family
 
 
+class CallCounts(Collector):
+    """``bookingguard_circuit_calls_total`` counted in a dict and read at scrape time.
+
+    The guarded call's hot path in one process: a dict update instead of a
+    ``Counter`` child's locked increment (``bench/breaker_overhead.py``: 0.09 µs
+    against 0.37 µs per call, a fifth of the memory store's whole overhead). Under
+    ``serve --workers`` a ``Counter`` is used instead: only its values reach the
+    multiprocess files that ``/metrics`` reads.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def _family(self) -> CounterMetricFamily:
+        spec = CATALOG["bookingguard_circuit_calls_total"]
+        return CounterMetricFamily(spec.name, spec.help, labels=list(spec.labels))
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        yield self._family()
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = self._family()
+        for (circuit, outcome), count in sorted(self.counts.items()):
+            family.add_metric([circuit, outcome], count)
+        yield family
+
+
 class BreakerMetrics:
-    """The breaker's collectors, registered once per registry (see ``for_registry``)."""
+    """The breaker's collectors, registered once per registry (see ``for_registry``).
+
+    Whether the calls are counted for several processes is read from
+    ``PROMETHEUS_MULTIPROC_DIR``, as prometheus_client itself decides it.
+    """
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.state = CircuitStateCollector()
         registry.register(self.state)
         self.transitions = counter("bookingguard_circuit_transitions_total", registry)
-        self.calls = counter("bookingguard_circuit_calls_total", registry)
         self.not_permitted = counter("bookingguard_circuit_not_permitted_total", registry)
         self.store_switches = counter("bookingguard_circuit_store_switches_total", registry)
-        # The guarded call's hot path: one dict lookup, no ``labels()`` call.
-        self._call_children: dict[tuple[str, str], Counter] = {}
+        self._shared_calls: Counter | None = None
+        self._call_counts: dict[tuple[str, str], int] | None = None
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            self._shared_calls = counter("bookingguard_circuit_calls_total", registry)
+        else:
+            local = CallCounts()
+            registry.register(local)
+            self._call_counts = local.counts
         self._known: set[str] = set()
 
     @classmethod
@@ -94,12 +131,11 @@ class BreakerMetrics:
         return metrics
 
     def call(self, circuit: str, outcome: str) -> None:
-        child = self._call_children.get((circuit, outcome))
-        if child is None:
-            child = self._call_children[circuit, outcome] = self.calls.labels(
-                circuit=circuit, outcome=outcome
-            )
-        child.inc()
+        counts = self._call_counts
+        if counts is not None:
+            counts[circuit, outcome] = counts.get((circuit, outcome), 0) + 1
+        elif self._shared_calls is not None:
+            self._shared_calls.labels(circuit=circuit, outcome=outcome).inc()
 
     def transition(self, circuit: str, from_state: str, to_state: str) -> None:
         self.transitions.labels(circuit=circuit, from_state=from_state, to_state=to_state).inc()
@@ -119,7 +155,10 @@ class BreakerMetrics:
                 continue
             self._known.add(key)
             for outcome in CALL_OUTCOMES:
-                self.calls.labels(circuit=key, outcome=outcome)
+                if self._call_counts is not None:
+                    self._call_counts.setdefault((key, outcome), 0)
+                elif self._shared_calls is not None:
+                    self._shared_calls.labels(circuit=key, outcome=outcome)
             for from_state, to_state in TRANSITIONS:
                 self.transitions.labels(circuit=key, from_state=from_state, to_state=to_state)
             self.not_permitted.labels(circuit=key)
