@@ -19,14 +19,14 @@ PACKAGE = "bookingguard"
 SOURCE = Path(bookingguard.__file__).resolve().parent
 
 #: Lowest first. A module may import its own layer's modules and any lower layer's.
-#: The foundation (``errors``, the clock, URL masking, the token entry format) has no
-#: dependency inside the package. ``tokens`` stores and checks tokens in the database,
-#: a service beside ``review``. ``testing`` ships fakes of the services' ports: it may
+#: The foundation (``errors``, the clock, URL masking, the token entry format, the metrics
+#: catalog) has no dependency inside the package. ``tokens`` stores and checks tokens in
+#: the database, a service beside ``review``. ``testing`` ships fakes of the services' ports: it may
 #: import anything below ``bootstrap``. The top package's ``__init__`` only re-exports
 #: public names of the services (lazily), so it sits with ``bootstrap``: above every
 #: name it re-exports, below ``api`` and ``cli``, and nothing inside the package imports it.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"errors", "clock", "urls", "token_format"}),
+    frozenset({"errors", "clock", "urls", "token_format", "metrics_catalog"}),
     frozenset({"settings"}),
     frozenset({"db"}),
     frozenset({"calcom", "resilience", "notify", "review", "tokens"}),

@@ -12,8 +12,9 @@ monitor's scheduled work runs while the app does.
 from __future__ import annotations
 
 import gc
+import logging
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,11 +23,13 @@ from fastapi import Depends, FastAPI, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 from sqlalchemy import Engine, text
 
 from bookingguard.api.access import login_token
 from bookingguard.api.app import create_app
 from bookingguard.api.auth import require_scope
+from bookingguard.api.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from bookingguard.api.observability import RequestIdMiddleware, configure_logging
 from bookingguard.api.operator import install_operator_surface
 from bookingguard.api.ratelimit import RateLimiter
@@ -42,6 +45,7 @@ from bookingguard.bootstrap import (
 )
 from bookingguard.db import migrate
 from bookingguard.monitoring import admin, scheduler
+from bookingguard.resilience import BreakerMetrics
 from bookingguard.settings import Settings, load_settings
 from bookingguard.tokens import StaticToken
 
@@ -59,19 +63,30 @@ LOGIN_SECRET_ENV = "BOOKINGGUARD_SERVE_LOGIN_SECRET"  # noqa: S105 (a variable's
 #: prometheus_client's multiprocess mode: set before the workers start, each keeps its
 #: metric values in files there (chosen when prometheus_client is first imported).
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: How long ``/metrics`` waits for the breaker store's circuits before rendering without.
+CIRCUIT_READ_SECONDS = 2.0
+
+log = logging.getLogger(__name__)
 
 
-def metrics_view(registry: CollectorRegistry) -> CollectorRegistry:
+def metrics_view(
+    registry: CollectorRegistry, *, scrape_time: Iterable[Collector] = ()
+) -> CollectorRegistry:
     """What ``/metrics`` and the dashboard read: ``registry``, or every process's values.
 
     In multiprocess mode the values live in one file per process: counters and
-    histograms are summed over the workers, gauges report the value set last.
+    histograms are summed over the workers, gauges combine as their declaration
+    says (``metrics_catalog``). ``scrape_time`` collectors (registered on
+    ``registry`` too) read shared state when scraped, so they join the combined view
+    as they are.
     """
     directory = os.environ.get(METRICS_DIR_ENV)
     if not directory:
         return registry
     combined = CollectorRegistry()
     MultiProcessCollector(combined, path=directory)  # type: ignore[no-untyped-call]
+    for collector in scrape_time:
+        combined.register(collector)
     return combined
 
 
@@ -115,7 +130,8 @@ def build_server_app(
         redis_clients=redis_clients,
     )
     app = create_app(settings, services=services)
-    readable = metrics_view(registry)
+    breaker_metrics = BreakerMetrics.for_registry(registry)
+    readable = metrics_view(registry, scrape_time=[breaker_metrics.state])
     install_operator_surface(
         app,
         settings,
@@ -128,6 +144,7 @@ def build_server_app(
     )
     app.state.backends = ApiBackends(monitoring=monitor, breaker=breaker)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(registry))
     head = migrate.head_revision(engine)
 
     inner_lifespan = app.router.lifespan_context
@@ -187,7 +204,18 @@ def build_server_app(
         else [],
     )
     async def metrics() -> Response:
-        """Every collector (of every worker), in the Prometheus text format."""
+        """Every collector (of every worker), in the Prometheus text format.
+
+        The circuits' state is read from the breaker's store first, so every
+        replica and worker reports the state the store holds now.
+        """
+        try:
+            with anyio.fail_after(CIRCUIT_READ_SECONDS):
+                circuits = await breaker.list_circuits()
+        except Exception:
+            log.warning("could not read the circuits for /metrics", exc_info=True)
+        else:
+            breaker_metrics.observe_store(circuits)
         return Response(generate_latest(readable), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -1,14 +1,14 @@
-"""Prometheus metrics of the booking path (labels stay bounded: outcome, reason)."""
+"""Prometheus metrics of the booking path, built from ``metrics_catalog`` (bounded labels)."""
 
 from __future__ import annotations
 
 from functools import cache
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from bookingguard.metrics_catalog import counter, histogram
 
 __all__ = ["BookingMetrics", "default_booking_metrics"]
-
-_DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 class BookingMetrics:
@@ -16,42 +16,12 @@ class BookingMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         registry = registry if registry is not None else CollectorRegistry()
-        self.validation_duration = Histogram(
-            "bookingguard_validation_duration_seconds",
-            "Post-booking validation time per call",
-            ["outcome"],
-            buckets=_DURATION_BUCKETS,
-            registry=registry,
-        )
-        self.validation_failures = Counter(
-            "bookingguard_validation_failures_total",
-            "Post-booking validation failures by reason",
-            ["reason"],
-            registry=registry,
-        )
-        self.rollbacks = Counter(
-            "bookingguard_rollbacks_total",
-            "Rollbacks of a call's booking flags, by outcome",
-            ["outcome"],
-            registry=registry,
-        )
-        self.bookings = Counter(
-            "bookingguard_bookings_total",
-            "Booking requests by result",
-            ["result"],
-            registry=registry,
-        )
-        self.compensations = Counter(
-            "bookingguard_compensations_total",
-            "Cancellations of Cal.com bookings we could not keep, by outcome",
-            ["outcome"],
-            registry=registry,
-        )
-        self.retries = Counter(
-            "bookingguard_booking_retries_total",
-            "Cal.com requests of the booking path retried after a transient failure",
-            registry=registry,
-        )
+        self.validation_duration = histogram("bookingguard_validation_duration_seconds", registry)
+        self.validation_failures = counter("bookingguard_validation_failures_total", registry)
+        self.rollbacks = counter("bookingguard_rollbacks_total", registry)
+        self.bookings = counter("bookingguard_bookings_total", registry)
+        self.compensations = counter("bookingguard_compensations_total", registry)
+        self.retries = counter("bookingguard_booking_retries_total", registry)
 
     def record_retry(self, _attempt: int, _error: BaseException, _delay: float) -> None:
         """``retry_async``'s ``on_retry`` hook: count one retry."""

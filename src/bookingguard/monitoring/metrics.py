@@ -1,15 +1,17 @@
-"""Prometheus metrics of the monitor and the outbox; labels stay bounded."""
+"""Prometheus metrics of the monitor and the outbox, built from ``metrics_catalog``."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bookingguard.db.models import ConsistencyAlert, ManualReviewItem, NotificationOutbox
+from bookingguard.metrics_catalog import CATALOG, counter, gauge, histogram
+from bookingguard.monitoring.rules import RULES
 
 if TYPE_CHECKING:
     from bookingguard.monitoring.alerting import RuleOutcome
@@ -18,59 +20,28 @@ __all__ = ["MonitorMetrics"]
 
 
 class MonitorMetrics:
-    """The monitor's collectors, registered on the registry given (``/metrics`` serves it)."""
+    """The monitor's collectors, registered on the registry given (``/metrics`` serves it).
+
+    Every rule's series start at zero (with the rule's severity), so an alert or a
+    panel on one rule has a series to read before that rule first finds anything.
+    """
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.findings = Counter(
-            "bookingguard_inconsistencies_detected_total",
-            "Findings per monitor run, by rule and severity.",
-            ["rule", "severity"],
-            registry=registry,
-        )
-        self.auto_corrections = Counter(
-            "bookingguard_auto_corrections_total",
-            "Rows auto-corrected by the monitor, by rule.",
-            ["rule"],
-            registry=registry,
-        )
-        self.rule_errors = Counter(
-            "bookingguard_rule_errors_total",
-            "Rules that raised during a run.",
-            ["rule"],
-            registry=registry,
-        )
-        self.run_duration = Histogram(
-            "bookingguard_check_duration_seconds",
-            "Duration of a whole monitor run.",
-            registry=registry,
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-        )
-        self.open_alerts = Gauge(
-            "bookingguard_open_alerts",
-            "Alerts open or acknowledged, by severity.",
-            ["severity"],
-            registry=registry,
-            multiprocess_mode="mostrecent",
-        )
-        self.notifications = Counter(
-            "bookingguard_notifications_total",
-            "Notification deliveries by channel and outcome (sent, failed).",
-            ["channel", "outcome"],
-            registry=registry,
-        )
-        self.outbox_backlog = Gauge(
-            "bookingguard_outbox_backlog",
-            "Outbox messages waiting for delivery, by channel.",
-            ["channel"],
-            registry=registry,
-            multiprocess_mode="mostrecent",
-        )
-        self.review_queue_size = Gauge(
-            "bookingguard_review_queue_size",
-            "Open manual review items.",
-            registry=registry,
-            multiprocess_mode="mostrecent",
-        )
+        self.findings = counter("bookingguard_inconsistencies_detected_total", registry)
+        self.auto_corrections = counter("bookingguard_auto_corrections_total", registry)
+        self.rule_errors = counter("bookingguard_rule_errors_total", registry)
+        self.run_duration = histogram("bookingguard_check_duration_seconds", registry)
+        self.open_alerts = gauge("bookingguard_open_alerts", registry)
+        self.notifications = counter("bookingguard_notifications_total", registry)
+        self.outbox_backlog = gauge("bookingguard_outbox_backlog", registry)
+        self.review_queue_size = gauge("bookingguard_review_queue_size", registry)
+        self._rule_severities = {(rule.name, rule.severity) for rule in RULES}
+        self._open_alert_labels = set(self._rule_severities)
+        for name, severity in self._rule_severities:
+            self.findings.labels(rule=name, severity=severity)
+            self.auto_corrections.labels(rule=name)
+            self.rule_errors.labels(rule=name)
+            self.open_alerts.labels(rule=name, severity=severity)
 
     def observe_run(self, outcomes: Iterable[RuleOutcome], seconds: float) -> None:
         for outcome in outcomes:
@@ -88,26 +59,34 @@ class MonitorMetrics:
         self.notifications.labels(channel=channel, outcome="sent" if ok else "failed").inc()
 
     def refresh_gauges(self, sessions: sessionmaker[Session]) -> None:
-        """Read open alerts, outbox backlog and review queue size from the database."""
+        """Read open alerts, outbox backlog and review queue size from the database.
+
+        Every label pair set before is set again (to zero when it has no alert left),
+        so a resolved alert's series drops to 0 instead of keeping its last count.
+        """
         with sessions() as session:
-            open_by_severity = dict.fromkeys(("critical", "warning", "info"), 0)
-            for severity, count in session.execute(
-                select(ConsistencyAlert.severity, func.count())
-                .where(ConsistencyAlert.status.in_(("open", "acknowledged")))
-                .group_by(ConsistencyAlert.severity)
-            ):
-                open_by_severity[severity] = int(count)
-            for severity, count in open_by_severity.items():
-                self.open_alerts.labels(severity=severity).set(count)
-            backlog = session.execute(
+            open_alerts = {
+                (str(rule), str(severity)): int(count)
+                for rule, severity, count in session.execute(
+                    select(ConsistencyAlert.alert_type, ConsistencyAlert.severity, func.count())
+                    .where(ConsistencyAlert.status.in_(("open", "acknowledged")))
+                    .group_by(ConsistencyAlert.alert_type, ConsistencyAlert.severity)
+                )
+            }
+            self._open_alert_labels |= open_alerts.keys()
+            for rule, severity in self._open_alert_labels:
+                self.open_alerts.labels(rule=rule, severity=severity).set(
+                    open_alerts.get((rule, severity), 0)
+                )
+            backlog = dict.fromkeys(CATALOG["bookingguard_outbox_backlog"].known["channel"], 0)
+            for channel, count in session.execute(
                 select(NotificationOutbox.channel, func.count())
                 .where(NotificationOutbox.status == "pending")
                 .group_by(NotificationOutbox.channel)
-            ).all()
-            for channel in ("slack", "email", "log"):
-                self.outbox_backlog.labels(channel=channel).set(0)
-            for channel, count in backlog:
-                self.outbox_backlog.labels(channel=channel).set(int(count))
+            ):
+                backlog[str(channel)] = int(count)
+            for channel, count in backlog.items():
+                self.outbox_backlog.labels(channel=channel).set(count)
             self.review_queue_size.set(
                 session.scalar(
                     select(func.count()).where(

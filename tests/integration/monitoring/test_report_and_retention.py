@@ -84,7 +84,7 @@ def test_prune_removes_only_old_resolved_or_corrected_alerts(database: TestDatab
 
 
 def test_metrics_count_findings_and_gauges(database: TestDatabase) -> None:
-    """A run exports findings by rule and severity, open alerts and review queue size."""
+    """A run exports findings and open alerts by rule and severity, and review queue size."""
     play_legacy(database)
     with database.engine.begin() as connection:
         add_call(connection, "p", appointment_made=True, session_outcome="appointment_booked")
@@ -96,6 +96,6 @@ def test_metrics_count_findings_and_gauges(database: TestDatabase) -> None:
     value = registry.get_sample_value
     labels = {"rule": "missing_appointment", "severity": "critical"}
     assert value("bookingguard_inconsistencies_detected_total", labels) == 1
-    assert value("bookingguard_open_alerts", {"severity": "critical"}) == 1
+    assert value("bookingguard_open_alerts", labels) == 1
     assert value("bookingguard_review_queue_size") == 1
     assert value("bookingguard_check_duration_seconds_count") == 1
