@@ -22,13 +22,14 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from bookingguard.api.access import login_token
 from bookingguard.api.app import create_app
 from bookingguard.api.observability import RequestIdMiddleware, configure_logging
 from bookingguard.api.operator import install_operator_surface
 from bookingguard.api.ratelimit import RateLimiter
+from bookingguard.api.readiness import database_check, notifications_check, readiness, redis_check
 from bookingguard.api.v1 import breakers, monitoring
 from bookingguard.api.v1.backends import ApiBackends
 from bookingguard.booking import BookingMetrics
@@ -72,19 +73,6 @@ def metrics_view(registry: CollectorRegistry) -> CollectorRegistry:
     combined = CollectorRegistry()
     MultiProcessCollector(combined, path=directory)  # type: ignore[no-untyped-call]
     return combined
-
-
-def _database_ready(engine: Engine, head: str | None) -> str | None:
-    """``None`` when the database answers at the head revision, else why not."""
-    try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        current = migrate.current_revision(engine)
-    except Exception as exc:
-        return f"database unreachable: {type(exc).__name__}"
-    if current != head:
-        return f"migrations not at head (current {current}, head {head})"
-    return None
 
 
 def build_server_app(
@@ -157,21 +145,15 @@ def build_server_app(
         responses={503: {"description": "A dependency is not ready"}},
     )
     async def readyz() -> JSONResponse:
-        """200 when the database answers at the migration head and Redis (if configured) answers."""
-        checks: dict[str, str] = {}
-        problem = await anyio.to_thread.run_sync(_database_ready, engine, head)
-        checks["database"] = problem or "ok"
+        """200 ``ok``; 200 ``degraded`` naming what fails besides the database; 503 without it."""
+        checks = {"database": await anyio.to_thread.run_sync(database_check, engine, head)}
+        if checks["database"] == "ok":
+            checks["notifications"] = await anyio.to_thread.run_sync(notifications_check, engine)
         if redis_client is not None:
-            try:
-                with anyio.fail_after(2):
-                    await redis_client.ping()
-                checks["redis"] = "ok"
-            except Exception as exc:
-                checks["redis"] = f"unreachable: {type(exc).__name__}"
-        ready = all(value == "ok" for value in checks.values())
+            checks["redis"] = await redis_check(redis_client)
+        ready = readiness(checks)
         return JSONResponse(
-            {"status": "ready" if ready else "not ready", "checks": checks},
-            status_code=200 if ready else 503,
+            {"status": ready.status, "checks": dict(ready.checks)}, status_code=ready.http_status
         )
 
     @app.get(
