@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
+from bookingguard.api.limits import BodyLimitMiddleware
 from bookingguard.api.problems import ProblemError, problem_handler
 from bookingguard.api.routes import calcom, retell
 from bookingguard.bootstrap import Services, build_services
@@ -69,6 +70,11 @@ def create_app(
     if services is not None:
         app.state.services = services
     app.add_exception_handler(ProblemError, problem_handler)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.api.max_body_bytes,
+        max_webhook_body_bytes=settings.api.max_webhook_body_bytes,
+    )
     app.include_router(retell.router)
     app.include_router(calcom.router)
     return app
