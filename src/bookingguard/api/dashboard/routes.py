@@ -14,10 +14,12 @@ from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from bookingguard.api.auth import SESSION_COOKIE, client_ip, principal_for_secret
+from bookingguard.api.bounds import MAX_BIGINT, NO_NUL, is_blank
 from bookingguard.api.context import OperatorContext, operator_context
 from bookingguard.api.dashboard import charts, queries
 from bookingguard.db.uow import UnitOfWork
@@ -32,6 +34,8 @@ REFRESH_SECONDS = 30
 router = APIRouter(include_in_schema=False)
 
 Context = Annotated[OperatorContext, Depends(operator_context)]
+#: A row id in a path: a BIGINT.
+RowId = Annotated[int, PathParam(ge=1, le=MAX_BIGINT)]
 
 
 @cache
@@ -134,9 +138,9 @@ def overview_page(request: Request, context: Context) -> Response:
 def alerts_page(
     request: Request,
     context: Context,
-    status: Annotated[str, Query(max_length=20)] = "",
-    severity: Annotated[str, Query(max_length=20)] = "",
-    alert_type: Annotated[str, Query(alias="type", max_length=64)] = "",
+    status: Annotated[str, Query(max_length=20, pattern=NO_NUL)] = "",
+    severity: Annotated[str, Query(max_length=20, pattern=NO_NUL)] = "",
+    alert_type: Annotated[str, Query(alias="type", max_length=64, pattern=NO_NUL)] = "",
 ) -> Response:
     """Alerts, most severe and newest first, with filters."""
     principal = _signed_in(request, context)
@@ -185,13 +189,13 @@ def _alert_action(
 
 
 @router.post("/alerts/{alert_id}/ack")
-def acknowledge_from_dashboard(request: Request, context: Context, alert_id: int) -> Response:
+def acknowledge_from_dashboard(request: Request, context: Context, alert_id: RowId) -> Response:
     """Acknowledge an alert as the signed-in token."""
     return _alert_action(request, context, alert_id, "acknowledge")
 
 
 @router.post("/alerts/{alert_id}/resolve")
-def resolve_alert_from_dashboard(request: Request, context: Context, alert_id: int) -> Response:
+def resolve_alert_from_dashboard(request: Request, context: Context, alert_id: RowId) -> Response:
     """Resolve an alert as the signed-in token."""
     return _alert_action(request, context, alert_id, "resolve")
 
@@ -257,7 +261,7 @@ def _review_action(
 
 
 @router.post("/review/{item_id}/claim")
-def claim_from_dashboard(request: Request, context: Context, item_id: int) -> Response:
+def claim_from_dashboard(request: Request, context: Context, item_id: RowId) -> Response:
     """Claim an item for the signed-in token; audited."""
     return _review_action(request, context, item_id, "claim", "")
 
@@ -266,12 +270,15 @@ def claim_from_dashboard(request: Request, context: Context, item_id: int) -> Re
 def resolve_from_dashboard(
     request: Request,
     context: Context,
-    item_id: int,
-    note: Annotated[str, Form(max_length=5000)] = "",
+    item_id: RowId,
+    note: Annotated[str, Form(max_length=5000, pattern=NO_NUL)] = "",
     action: Annotated[str, Form(pattern="^(resolve|dismiss)$")] = "resolve",
 ) -> Response:
-    """Resolve or dismiss an item with the note typed in the form; audited."""
-    return _review_action(request, context, item_id, action, note)
+    """Resolve or dismiss an item with the note typed in the form; audited.
+
+    A note that shows nothing (white space, zero-width characters) is no note.
+    """
+    return _review_action(request, context, item_id, action, "" if is_blank(note) else note)
 
 
 @router.get("/breakers")
