@@ -20,6 +20,7 @@ from fastapi_offline import FastAPIOffline
 from bookingguard.api.limits import BodyLimitMiddleware
 from bookingguard.api.problems import ProblemError, problem_handler
 from bookingguard.api.routes import calcom, retell
+from bookingguard.api.security_headers import SecurityHeadersMiddleware
 from bookingguard.bootstrap import Services, build_services
 from bookingguard.settings import Settings
 
@@ -75,6 +76,8 @@ def create_app(
         max_body_bytes=settings.api.max_body_bytes,
         max_webhook_body_bytes=settings.api.max_webhook_body_bytes,
     )
+    # Added last, so outermost: the 413s get the headers too.
+    app.add_middleware(SecurityHeadersMiddleware)
     app.include_router(retell.router)
     app.include_router(calcom.router)
     return app
