@@ -15,6 +15,10 @@ from bookingguard.settings import Settings
 from tests.conftest import TestDatabase
 from tests.support.calcom_standin import CalcomStandin
 from tests.support.retell import calcom_headers, retell_headers
+from tests.support.slack import slack_standin
+from tests.support.smtp import smtp_sink
+
+__all__ = ["slack_standin", "smtp_sink"]
 
 RETELL_KEY = "retell-edge-key-7f3a9c"
 CALCOM_SECRET = "whsec-edge-secret-51d2e8"
