@@ -21,6 +21,7 @@ from bookingguard.api.limits import BodyLimitMiddleware
 from bookingguard.api.problems import ProblemError, problem_handler
 from bookingguard.api.routes import calcom, retell
 from bookingguard.api.security_headers import SecurityHeadersMiddleware
+from bookingguard.api.signature_limits import install_signature_limiter
 from bookingguard.bootstrap import Services, build_services
 from bookingguard.settings import Settings
 
@@ -71,6 +72,7 @@ def create_app(
     if services is not None:
         app.state.services = services
     app.add_exception_handler(ProblemError, problem_handler)
+    install_signature_limiter(app, settings)
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=settings.api.max_body_bytes,

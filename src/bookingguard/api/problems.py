@@ -36,6 +36,8 @@ WEBHOOK_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for status, description in (
         (400, "Malformed JSON"),
         (401, "Missing, wrong or stale signature"),
+        (413, "The body is larger than the configured limit"),
+        (429, "Too many requests with a bad signature from this client"),
         (422, "The body does not match the expected shape"),
     )
 }
@@ -45,18 +47,26 @@ class ProblemError(Exception):
     """Raised in a route to answer ``status`` with ``{"detail", "errors"}``."""
 
     def __init__(
-        self, status: int, detail: str, errors: list[dict[str, str]] | None = None
+        self,
+        status: int,
+        detail: str,
+        errors: list[dict[str, str]] | None = None,
+        *,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.errors = errors or []
+        self.retry_after = retry_after
 
     def response(self) -> JSONResponse:
         body: dict[str, Any] = {"detail": self.detail}
         if self.errors:
             body["errors"] = self.errors
-        headers = {"WWW-Authenticate": "Signature"} if self.status == 401 else None
+        headers = {"WWW-Authenticate": "Signature"} if self.status == 401 else {}
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(self.retry_after)
         return JSONResponse(body, status_code=self.status, headers=headers)
 
 

@@ -30,6 +30,7 @@ from bookingguard.api.observability import RequestIdMiddleware, configure_loggin
 from bookingguard.api.operator import install_operator_surface
 from bookingguard.api.ratelimit import RateLimiter
 from bookingguard.api.readiness import database_check, notifications_check, readiness, redis_check
+from bookingguard.api.signature_limits import install_signature_limiter
 from bookingguard.api.v1 import breakers, monitoring
 from bookingguard.api.v1.backends import ApiBackends
 from bookingguard.booking import BookingMetrics
@@ -102,6 +103,8 @@ def build_server_app(
         redis_clients=redis_clients,
     )
     app = create_app(settings, services=services)
+    rate_limiter = RateLimiter.from_settings(settings, redis_client=blocking_redis)
+    install_signature_limiter(app, settings, storage=rate_limiter.storage)
     readable = metrics_view(registry)
     install_operator_surface(
         app,
@@ -109,7 +112,7 @@ def build_server_app(
         engine=engine,
         api_routers=[monitoring.router, breakers.router],
         extra_tokens=extra_tokens,
-        rate_limiter=RateLimiter.from_settings(settings, redis_client=blocking_redis),
+        rate_limiter=rate_limiter,
         registry=readable,
         alert_actions=admin,
     )

@@ -33,6 +33,7 @@ from bookingguard.api.problems import (
     parse_json,
     validate_body,
 )
+from bookingguard.api.signature_limits import signature_refusal
 from bookingguard.api.signatures import verify_calcom_signature
 from bookingguard.booking.calcom_events import apply_calcom_event
 from bookingguard.booking.service import IDEMPOTENCY_METADATA_KEY, RETELL_CALL_METADATA_KEY
@@ -104,7 +105,7 @@ async def calcom_webhook(request: Request, services: ServicesDep) -> Response:
         request.headers.get("x-cal-signature-256"),
         secret=secret.get_secret_value() if secret is not None else "",
     ):
-        raise ProblemError(401, "missing, malformed or wrong X-Cal-Signature-256")
+        raise signature_refusal(request, "missing, malformed or wrong X-Cal-Signature-256")
     document = parse_json(body)
     if isinstance(document, dict):
         trigger = document.get("triggerEvent")

@@ -28,10 +28,10 @@ from bookingguard.api.bounds import (
 from bookingguard.api.deps import ServicesDep
 from bookingguard.api.problems import (
     WEBHOOK_ERROR_RESPONSES,
-    ProblemError,
     parse_json,
     validate_body,
 )
+from bookingguard.api.signature_limits import signature_refusal
 from bookingguard.api.signatures import verify_retell_signature
 from bookingguard.booking import BookingOutcome, BookingRequest, BookingResult
 from bookingguard.booking.calls import CallEvent
@@ -137,7 +137,7 @@ class RetellWebhook(BaseModel):
     call: RetellCall
 
 
-def _verify(services: Services, body: bytes, signature: str | None) -> None:
+def _verify(request: Request, services: Services, body: bytes, signature: str | None) -> None:
     key = services.settings.retell.api_key
     now_ms = int(services.clock().timestamp() * 1000)
     if not verify_retell_signature(
@@ -147,7 +147,7 @@ def _verify(services: Services, body: bytes, signature: str | None) -> None:
         now_ms=now_ms,
         tolerance_ms=services.settings.retell.signature_tolerance_seconds * 1000,
     ):
-        raise ProblemError(401, "missing, malformed, wrong or stale x-retell-signature")
+        raise signature_refusal(request, "missing, malformed, wrong or stale x-retell-signature")
 
 
 _SORRY = (
@@ -176,7 +176,7 @@ def _message(outcome: BookingOutcome | None, time_zone: str) -> str:
 )
 async def book_appointment(request: Request, services: ServicesDep) -> BookAppointmentResponse:
     body = await request.body()
-    _verify(services, body, request.headers.get("x-retell-signature"))
+    _verify(request, services, body, request.headers.get("x-retell-signature"))
     call = validate_body(FunctionCall, parse_json(body))
     args = call.args
     booking = BookingRequest(
@@ -217,7 +217,7 @@ def _ms(value: int | None) -> datetime | None:
 )
 async def retell_webhook(request: Request, services: ServicesDep) -> Response:
     body = await request.body()
-    _verify(services, body, request.headers.get("x-retell-signature"))
+    _verify(request, services, body, request.headers.get("x-retell-signature"))
     document = parse_json(body)
     event_name = document.get("event") if isinstance(document, dict) else None
     if isinstance(event_name, str) and event_name not in CALL_EVENTS:
