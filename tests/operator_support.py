@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -61,6 +62,13 @@ def operator_app(
         alert_actions=alert_actions,
     )
     return app
+
+
+def csrf_token_of(page: str) -> str:
+    """The CSRF token a dashboard page's forms carry."""
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found is not None, "the page has no form with a CSRF token"
+    return found.group(1)
 
 
 def make_token(database: TestDatabase, name: str, scope: str) -> str:

@@ -167,8 +167,18 @@ class ApiSettings(_Section):
     tokens: list[SecretStr] = Field(default_factory=list)
     #: ``/metrics`` answers only a bearer token of scope ``read`` (or ``operate``).
     metrics_token_required: bool = False
+    #: Largest request body of the API and the dashboard, in bytes; a larger one is 413.
+    max_body_bytes: PositiveInt = 64 * 1024
+    #: Largest body of a webhook or an agent function call, in bytes; a larger one is 413.
+    max_webhook_body_bytes: PositiveInt = 1024 * 1024
+    #: How long a dashboard session lasts after signing in.
+    session_ttl_seconds: PositiveInt = 12 * 3600
+    #: Sign-in attempts per client at ``/login``.
+    login_rate_limit: str = "10/minute"
+    #: Webhook and agent-function requests with a bad signature, per client.
+    signature_failure_rate_limit: str = "20/minute"
 
-    @field_validator("rate_limit")
+    @field_validator("rate_limit", "login_rate_limit", "signature_failure_rate_limit")
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:
         from limits import parse

@@ -77,7 +77,7 @@ def test_serve_runs_until_sigterm_and_prints_a_working_login_url(
 ) -> None:
     """serve answers readyz/healthz/metrics, the printed URL signs in, SIGTERM exits 0.
 
-    With two workers every process accepts the one login secret the parent printed.
+    With two workers every process knows the session the printed secret made, once.
     """
     env = {
         "BOOKINGGUARD_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
@@ -125,12 +125,17 @@ def test_serve_runs_until_sigterm_and_prints_a_working_login_url(
                 assert metric_file_owners(Path(metrics_dir), len(worker_pids)) == {
                     str(pid) for pid in worker_pids
                 }
-            # New connections each time, so with two workers both may answer.
+            with httpx.Client(follow_redirects=True) as browser:
+                dashboard = browser.get(found.group(0))
+                assert dashboard.status_code == 200
+                assert "signed in as dashboard-login" in dashboard.text
+                cookies = browser.cookies
+            # New connections each time, so with two workers both may answer: the
+            # session is known to both, and the link, spent, signs nobody else in.
             for _ in range(2 * workers):
-                with httpx.Client(follow_redirects=True) as browser:
-                    dashboard = browser.get(found.group(0))
-                    assert dashboard.status_code == 200
-                    assert "signed in as dashboard-login" in dashboard.text
+                with httpx.Client(cookies=cookies) as browser:
+                    assert "signed in as dashboard-login" in browser.get(f"{base}/").text
+                    assert browser.get(found.group(0)).status_code == 401
         finally:
             process.send_signal(signal.SIGTERM)
             code = process.wait(timeout=30)

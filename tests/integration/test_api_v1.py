@@ -173,7 +173,7 @@ def test_health_metrics_and_request_id(api: httpx.Client) -> None:
     assert api.get("/healthz").json() == {"status": "ok"}
     ready = api.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": "ok"}
+    assert ready.json() == {"status": "ok", "checks": {"database": "ok", "notifications": "ok"}}
     api.post("/api/v1/consistency/runs", json={"notify": False})
     text = api.get("/metrics").text
     # One registry serves the monitor's, the booking path's and the breaker's collectors.
@@ -189,8 +189,8 @@ def test_health_metrics_and_request_id(api: httpx.Client) -> None:
     assert len(api.get("/healthz").headers["x-request-id"]) == 32
 
 
-def test_readyz_is_503_before_migrations_and_without_redis(tmp_path: Path) -> None:
-    """An unmigrated database or an unreachable Redis makes /readyz answer 503."""
+def test_readyz_is_503_before_migrations(tmp_path: Path) -> None:
+    """An unmigrated database makes /readyz answer 503, whatever Redis does."""
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'empty.db'}", redis_url="redis://127.0.0.1:1/0"
     )
@@ -201,6 +201,7 @@ def test_readyz_is_503_before_migrations_and_without_redis(tmp_path: Path) -> No
     finally:
         engine.dispose()
     assert response.status_code == 503
+    assert response.json()["status"] == "unavailable"
     checks = response.json()["checks"]
     assert checks["database"].startswith("migrations not at head")
     assert checks["redis"].startswith("unreachable")

@@ -17,8 +17,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
+from bookingguard.api.limits import BodyLimitMiddleware
 from bookingguard.api.problems import ProblemError, problem_handler
 from bookingguard.api.routes import calcom, retell
+from bookingguard.api.security_headers import SecurityHeadersMiddleware
+from bookingguard.api.signature_limits import install_signature_limiter
 from bookingguard.bootstrap import Services, build_services
 from bookingguard.settings import Settings
 
@@ -69,6 +72,14 @@ def create_app(
     if services is not None:
         app.state.services = services
     app.add_exception_handler(ProblemError, problem_handler)
+    install_signature_limiter(app, settings)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.api.max_body_bytes,
+        max_webhook_body_bytes=settings.api.max_webhook_body_bytes,
+    )
+    # Added last, so outermost: the 413s get the headers too.
+    app.add_middleware(SecurityHeadersMiddleware)
     app.include_router(retell.router)
     app.include_router(calcom.router)
     return app

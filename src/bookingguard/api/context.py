@@ -35,6 +35,10 @@ class OperatorContext:
     sessions: sessionmaker[Session]
     rate_limiter: RateLimiter
     static_tokens: Sequence[StaticToken] = ()
+    #: One-time dashboard login tokens (``serve``'s printed link): they sign in once, no API use.
+    login_tokens: Sequence[StaticToken] = ()
+    #: Counts sign-in attempts per client (``api.login_rate_limit``); none when unset.
+    login_limiter: RateLimiter | None = None
     clock: Clock = field(default=utc_now)
     #: Where the dashboard's validation page reads the process's metrics.
     registry: CollectorRegistry = field(default=REGISTRY)

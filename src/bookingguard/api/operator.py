@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import REGISTRY, CollectorRegistry
 from sqlalchemy import Engine
 
@@ -42,16 +43,22 @@ def install_operator_surface(
 ) -> OperatorContext:
     """Install the operator surface on ``app`` and return the context it keeps in app.state.
 
-    ``extra_tokens`` are accepted besides ``api.tokens`` and the stored tokens; ``serve``
-    passes the one-time dashboard login token it printed when no token exists yet.
+    ``extra_tokens`` sign in to the dashboard once each, besides ``api.tokens`` and the
+    stored tokens (they are no API tokens); ``serve`` passes the one-time login token it
+    printed when no token exists yet.
     ``alert_actions`` (e.g. ``bookingguard.monitoring.admin``) enables acknowledge and
     resolve on the dashboard's alerts page.
     """
+    limiter = rate_limiter or RateLimiter.from_settings(settings, redis_client=None)
     context = OperatorContext(
         settings=settings,
         sessions=session_factory(engine),
-        rate_limiter=rate_limiter or RateLimiter.from_settings(settings, redis_client=None),
-        static_tokens=[*static_tokens(settings), *extra_tokens],
+        rate_limiter=limiter,
+        static_tokens=static_tokens(settings),
+        login_tokens=list(extra_tokens),
+        login_limiter=RateLimiter(
+            settings.api.login_rate_limit, limiter.storage, namespace="bookingguard:login"
+        ),
         clock=clock,
         registry=registry,
         alert_actions=alert_actions,
@@ -68,4 +75,9 @@ def install_operator_surface(
         api.include_router(router)
     app.include_router(api)
     app.include_router(dashboard.router)
+    app.mount(
+        dashboard.STATIC_URL,
+        StaticFiles(directory=dashboard.STATIC_DIRECTORY),
+        name="dashboard-static",
+    )
     return context

@@ -2,8 +2,9 @@
 
 ``install_problem_handlers(app)`` maps HTTP errors, request-validation errors and
 domain errors to ``{"type", "title", "status", "detail", "instance"}``; headers
-such as ``WWW-Authenticate`` and ``Retry-After`` are kept. Unexpected exceptions
-become a 500 problem without internals.
+such as ``WWW-Authenticate`` and ``Retry-After`` are kept. A database that does not
+answer is a 503 with ``Retry-After`` (the request can be repeated), a value the
+database refuses a 422. Unexpected exceptions become a 500 problem without internals.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 __all__ = [
@@ -55,6 +58,7 @@ _DESCRIPTIONS = {
     409: "Conflicts with the resource's current state",
     422: "Invalid input; `errors` names the offending fields",
     429: "Over the rate limit; retry after `Retry-After` seconds",
+    503: "The database is unavailable; retry after `Retry-After` seconds",
 }
 
 
@@ -66,7 +70,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             "description": _DESCRIPTIONS.get(status, HTTPStatus(status).phrase),
             "content": {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}},
         }
-        if status == 429:
+        if status in (429, 503):
             entry["headers"] = {
                 "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}
             }
@@ -75,7 +79,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 #: What every ``/api/v1`` operation can answer besides its own responses.
-API_ERROR_RESPONSES = problem_responses(401, 403, 422, 429)
+API_ERROR_RESPONSES = problem_responses(401, 403, 422, 429, 503)
 
 
 class ProblemDetail(JSONResponse):
@@ -127,6 +131,31 @@ async def _validation_error(request: Request, exc: Exception) -> ProblemDetail:
     )
 
 
+#: Seconds a client is asked to wait when the database does not answer.
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> ProblemDetail:
+    logger.warning("database unavailable", path=request.url.path, error=type(exc).__name__)
+    return problem_response(
+        request,
+        503,
+        detail="the database is unavailable; retry later",
+        code="database_unavailable",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
+async def _database_refused_value(request: Request, exc: Exception) -> ProblemDetail:
+    logger.warning("database refused a value", path=request.url.path, error=type(exc).__name__)
+    return problem_response(
+        request,
+        422,
+        detail="a value is out of range or not storable (too long, NUL character, too large)",
+        code="validation_error",
+    )
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> ProblemDetail:
     logger.exception("unhandled error", path=request.url.path, error=type(exc).__name__)
     return problem_response(request, 500, detail="internal error; see the service log")
@@ -136,4 +165,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     """Register the problem+json handlers on ``app``."""
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    for unavailable in (OperationalError, InterfaceError, PoolTimeoutError):
+        app.add_exception_handler(unavailable, _database_unavailable)
+    app.add_exception_handler(DataError, _database_refused_value)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from bookingguard.api.access import login_token
 from bookingguard.api.app import create_app
@@ -33,6 +33,8 @@ from bookingguard.api.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from bookingguard.api.observability import RequestIdMiddleware, configure_logging
 from bookingguard.api.operator import install_operator_surface
 from bookingguard.api.ratelimit import RateLimiter
+from bookingguard.api.readiness import database_check, notifications_check, readiness, redis_check
+from bookingguard.api.signature_limits import install_signature_limiter
 from bookingguard.api.v1 import breakers, monitoring
 from bookingguard.api.v1.backends import ApiBackends
 from bookingguard.booking import BookingMetrics
@@ -90,19 +92,6 @@ def metrics_view(
     return combined
 
 
-def _database_ready(engine: Engine, head: str | None) -> str | None:
-    """``None`` when the database answers at the head revision, else why not."""
-    try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        current = migrate.current_revision(engine)
-    except Exception as exc:
-        return f"database unreachable: {type(exc).__name__}"
-    if current != head:
-        return f"migrations not at head (current {current}, head {head})"
-    return None
-
-
 def build_server_app(
     settings: Settings,
     *,
@@ -130,6 +119,8 @@ def build_server_app(
         redis_clients=redis_clients,
     )
     app = create_app(settings, services=services)
+    rate_limiter = RateLimiter.from_settings(settings, redis_client=blocking_redis)
+    install_signature_limiter(app, settings, storage=rate_limiter.storage)
     breaker_metrics = BreakerMetrics.for_registry(registry)
     readable = metrics_view(registry, scrape_time=[breaker_metrics.state])
     install_operator_surface(
@@ -138,7 +129,7 @@ def build_server_app(
         engine=engine,
         api_routers=[monitoring.router, breakers.router],
         extra_tokens=extra_tokens,
-        rate_limiter=RateLimiter.from_settings(settings, redis_client=blocking_redis),
+        rate_limiter=rate_limiter,
         registry=readable,
         alert_actions=admin,
     )
@@ -175,21 +166,15 @@ def build_server_app(
         responses={503: {"description": "A dependency is not ready"}},
     )
     async def readyz() -> JSONResponse:
-        """200 when the database answers at the migration head and Redis (if configured) answers."""
-        checks: dict[str, str] = {}
-        problem = await anyio.to_thread.run_sync(_database_ready, engine, head)
-        checks["database"] = problem or "ok"
+        """200 ``ok``; 200 ``degraded`` naming what fails besides the database; 503 without it."""
+        checks = {"database": await anyio.to_thread.run_sync(database_check, engine, head)}
+        if checks["database"] == "ok":
+            checks["notifications"] = await anyio.to_thread.run_sync(notifications_check, engine)
         if redis_client is not None:
-            try:
-                with anyio.fail_after(2):
-                    await redis_client.ping()
-                checks["redis"] = "ok"
-            except Exception as exc:
-                checks["redis"] = f"unreachable: {type(exc).__name__}"
-        ready = all(value == "ok" for value in checks.values())
+            checks["redis"] = await redis_check(redis_client)
+        ready = readiness(checks)
         return JSONResponse(
-            {"status": "ready" if ready else "not ready", "checks": checks},
-            status_code=200 if ready else 503,
+            {"status": ready.status, "checks": dict(ready.checks)}, status_code=ready.http_status
         )
 
     @app.get(

@@ -487,3 +487,27 @@ class WebhookEvent(Base):
     source: Mapped[str] = mapped_column(String(16))
     event_key: Mapped[str] = mapped_column(String(300), unique=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=_now())
+
+
+class DashboardSession(Base):
+    """A signed-in dashboard browser: the cookie holds a random id, only its SHA-256 is stored.
+
+    ``login_hash`` is set when the session came from the one-time login link: unique,
+    so the link signs in once, in any worker or replica.
+    """
+
+    __tablename__ = "dashboard_sessions"
+    __table_args__ = (
+        CheckConstraint(_one_of("scope", TOKEN_SCOPES, nullable=False), name="scope"),
+        Index("ix_dashboard_sessions_expires_at", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    session_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_name: Mapped[str] = mapped_column(String(100))
+    scope: Mapped[str] = mapped_column(String(16))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    login_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=_now())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -2,11 +2,16 @@
 
 A channel renders an outbox row and sends it, raising ``DeliveryError`` when the
 other side did not take it; the delivery worker decides about retries.
+
+A Slack incoming-webhook URL is a credential (whoever has it can post), and
+httpx logs every request's URL at INFO: ``redact_http_logs`` makes the ``httpx``
+and ``httpcore`` loggers show only a URL's scheme and host.
 """
 
 from __future__ import annotations
 
 import html
+import logging
 import smtplib
 import sys
 from collections.abc import Mapping
@@ -25,8 +30,10 @@ __all__ = [
     "EmailChannel",
     "LogChannel",
     "OutgoingMessage",
+    "RedactUrls",
     "SlackChannel",
     "channels_from_settings",
+    "redact_http_logs",
     "render_email",
     "render_slack",
 ]
@@ -136,6 +143,31 @@ def render_email(message: OutgoingMessage, *, sender: str, recipients: list[str]
     return email
 
 
+def _origin_only(value: object) -> object:
+    if isinstance(value, httpx.URL):
+        return f"{value.scheme}://{value.host}/…"
+    return value
+
+
+class RedactUrls(logging.Filter):
+    """Shows URL arguments of a log record as their scheme and host: no path, query or user."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_origin_only(arg) for arg in record.args)
+        elif isinstance(record.args, Mapping):
+            record.args = {key: _origin_only(arg) for key, arg in record.args.items()}
+        return True
+
+
+def redact_http_logs() -> None:
+    """Install ``RedactUrls`` on httpx's loggers (once, whoever calls it first)."""
+    for name in ("httpx", "httpcore"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(existing, RedactUrls) for existing in logger.filters):
+            logger.addFilter(RedactUrls())
+
+
 class SlackChannel:
     """POSTs Block Kit JSON to an incoming webhook; anything but 2xx is a failure."""
 
@@ -144,12 +176,15 @@ class SlackChannel:
     def __init__(self, webhook_url: str, *, client: httpx.Client | None = None) -> None:
         self._url = webhook_url
         self._client = client or httpx.Client(timeout=httpx.Timeout(10.0, connect=3.0))
+        redact_http_logs()
 
     def send(self, message: OutgoingMessage) -> None:
         try:
             response = self._client.post(self._url, json=render_slack(message))
         except httpx.HTTPError as exc:
-            raise DeliveryError(f"slack: {type(exc).__name__}: {exc}") from exc
+            # The error's text may quote the URL, which is the credential.
+            detail = str(exc).replace(self._url, "<slack webhook url>")
+            raise DeliveryError(f"slack: {type(exc).__name__}: {detail}") from exc
         if response.status_code // 100 != 2:
             raise DeliveryError(f"slack: HTTP {response.status_code}: {response.text[:200]}")
 

@@ -1,13 +1,31 @@
-"""Cal.com booking webhooks: signature checked on the raw body, then applied once."""
+"""Cal.com booking webhooks: signature checked on the raw body, bounds checked, then applied once.
+
+Cal.com's delivery is public input (a booker fills in metadata on a booking
+page), so before it reaches the database every field we store is bounded to its
+column, free of NUL, and every id and moment range-checked: out of range is a
+422 naming the field, never a 500 after half a write.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.exc import IntegrityError
 
+from bookingguard.api.bounds import (
+    NO_NUL,
+    BigIntId,
+    Int32Id,
+    Moment,
+    Text20,
+    Text64,
+    Text128,
+    Text500,
+)
 from bookingguard.api.deps import ServicesDep
 from bookingguard.api.problems import (
     WEBHOOK_ERROR_RESPONSES,
@@ -15,8 +33,10 @@ from bookingguard.api.problems import (
     parse_json,
     validate_body,
 )
+from bookingguard.api.signature_limits import signature_refusal
 from bookingguard.api.signatures import verify_calcom_signature
 from bookingguard.booking.calcom_events import apply_calcom_event
+from bookingguard.booking.types import IDEMPOTENCY_METADATA_KEY, RETELL_CALL_METADATA_KEY
 from bookingguard.calcom import CalcomWebhook
 from bookingguard.calcom.webhooks import HANDLED_TRIGGERS
 from bookingguard.db.uow import UnitOfWork
@@ -24,6 +44,45 @@ from bookingguard.db.uow import UnitOfWork
 __all__ = ["router"]
 
 router = APIRouter(tags=["calcom"])
+
+#: Longest value stored from a metadata key, by key: the column it lands in.
+_METADATA_COLUMNS = {RETELL_CALL_METADATA_KEY: 128, IDEMPOTENCY_METADATA_KEY: 200}
+
+
+class _PayloadBounds(BaseModel):
+    """What of a delivery's payload reaches the database, bounded (the rest is ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    uid: Text128 | None = None
+    booking_id: BigIntId | None = Field(default=None, alias="bookingId")
+    event_type_id: Int32Id | None = Field(default=None, alias="eventTypeId")
+    start_time: Moment | None = Field(default=None, alias="startTime")
+    end_time: Moment | None = Field(default=None, alias="endTime")
+    status: Text20 | None = None
+    reschedule_uid: Text128 | None = Field(default=None, alias="rescheduleUid")
+    from_reschedule: Text128 | None = Field(default=None, alias="fromReschedule")
+    # Cal.com's own limits: 50 keys, values of up to 500 characters.
+    metadata: (
+        dict[Text64, Text500 | int | float | bool | list[Any] | dict[str, Any] | None] | None
+    ) = Field(default=None, max_length=50)
+
+    @field_validator("metadata")
+    @classmethod
+    def _fits_columns(cls, value: dict[str, object] | None) -> dict[str, object] | None:
+        for key, limit in _METADATA_COLUMNS.items():
+            item = (value or {}).get(key)
+            if item is not None and len(str(item)) > limit:
+                raise ValueError(f"metadata.{key} is longer than {limit} characters")
+        return value
+
+
+class _DeliveryBounds(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    trigger_event: str = Field(alias="triggerEvent", max_length=64, pattern=NO_NUL)
+    created_at: Moment | None = Field(default=None, alias="createdAt")
+    payload: _PayloadBounds
 
 
 def _too_old(created_at: datetime | None, now: datetime, tolerance_seconds: float) -> bool:
@@ -46,12 +105,13 @@ async def calcom_webhook(request: Request, services: ServicesDep) -> Response:
         request.headers.get("x-cal-signature-256"),
         secret=secret.get_secret_value() if secret is not None else "",
     ):
-        raise ProblemError(401, "missing, malformed or wrong X-Cal-Signature-256")
+        raise signature_refusal(request, "missing, malformed or wrong X-Cal-Signature-256")
     document = parse_json(body)
     if isinstance(document, dict):
         trigger = document.get("triggerEvent")
         if isinstance(trigger, str) and trigger not in HANDLED_TRIGGERS:
             return Response(status_code=204)
+    validate_body(_DeliveryBounds, document)
     webhook = validate_body(CalcomWebhook, document)
     now = services.clock()
     if _too_old(webhook.created_at, now, services.settings.calcom.webhook_tolerance_seconds):

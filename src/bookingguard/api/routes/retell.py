@@ -15,13 +15,23 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bookingguard.api.bounds import (
+    NO_NUL,
+    VISIBLE_TEXT,
+    EpochMillis,
+    Int32Id,
+    Moment,
+    Text40,
+    Text200,
+    moment_in_range,
+)
 from bookingguard.api.deps import ServicesDep
 from bookingguard.api.problems import (
     WEBHOOK_ERROR_RESPONSES,
-    ProblemError,
     parse_json,
     validate_body,
 )
+from bookingguard.api.signature_limits import signature_refusal
 from bookingguard.api.signatures import verify_retell_signature
 from bookingguard.booking import BookingOutcome, BookingRequest, BookingResult
 from bookingguard.booking.calls import CallEvent
@@ -33,7 +43,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["retell"])
 
 CALL_EVENTS = ("call_started", "call_ended", "call_analyzed")
-_EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+_EMAIL = r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$"
 _PHONE = r"^\+?[0-9][0-9 ()\-.]{3,30}$"
 
 
@@ -42,12 +52,16 @@ class BookAppointmentArgs(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    start: datetime = Field(description="ISO 8601; without an offset it is read in time_zone")
-    event_type_id: int = Field(gt=0)
-    name: str = Field(min_length=1, max_length=200)
+    start: Moment = Field(description="ISO 8601; without an offset it is read in time_zone")
+    event_type_id: Int32Id
+    name: str = Field(min_length=1, max_length=200, pattern=VISIBLE_TEXT)
     email: str | None = Field(default=None, max_length=320, pattern=_EMAIL)
     phone: str | None = Field(default=None, max_length=40, pattern=_PHONE)
-    time_zone: str = Field(description="IANA time zone of the caller, e.g. Europe/Berlin")
+    time_zone: str = Field(
+        max_length=64,
+        pattern=NO_NUL,
+        description="IANA time zone of the caller, e.g. Europe/Berlin",
+    )
 
     @field_validator("time_zone")
     @classmethod
@@ -63,7 +77,7 @@ class BookAppointmentArgs(BaseModel):
         if not self.email and not self.phone:
             raise ValueError("email or phone is required")
         if self.start.tzinfo is None:
-            self.start = self.start.replace(tzinfo=ZoneInfo(self.time_zone))
+            self.start = moment_in_range(self.start.replace(tzinfo=ZoneInfo(self.time_zone)))
         return self
 
 
@@ -72,7 +86,7 @@ class RetellCallInfo(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    call_id: str = Field(min_length=1, max_length=128)
+    call_id: str = Field(min_length=1, max_length=128, pattern=NO_NUL)
 
 
 class FunctionCall(BaseModel):
@@ -105,14 +119,14 @@ class RetellCall(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    call_id: str = Field(min_length=1, max_length=128)
+    call_id: str = Field(min_length=1, max_length=128, pattern=NO_NUL)
     direction: Literal["inbound", "outbound"] | None = None
-    from_number: str | None = Field(default=None, max_length=40)
-    to_number: str | None = Field(default=None, max_length=40)
-    call_status: str | None = Field(default=None, max_length=40)
-    start_timestamp: int | None = None
-    end_timestamp: int | None = None
-    disconnection_reason: str | None = None
+    from_number: Text40 | None = None
+    to_number: Text40 | None = None
+    call_status: Text40 | None = None
+    start_timestamp: EpochMillis | None = None
+    end_timestamp: EpochMillis | None = None
+    disconnection_reason: Text200 | None = None
     call_analysis: RetellCallAnalysis | None = None
 
 
@@ -123,7 +137,7 @@ class RetellWebhook(BaseModel):
     call: RetellCall
 
 
-def _verify(services: Services, body: bytes, signature: str | None) -> None:
+def _verify(request: Request, services: Services, body: bytes, signature: str | None) -> None:
     key = services.settings.retell.api_key
     now_ms = int(services.clock().timestamp() * 1000)
     if not verify_retell_signature(
@@ -133,7 +147,7 @@ def _verify(services: Services, body: bytes, signature: str | None) -> None:
         now_ms=now_ms,
         tolerance_ms=services.settings.retell.signature_tolerance_seconds * 1000,
     ):
-        raise ProblemError(401, "missing, malformed, wrong or stale x-retell-signature")
+        raise signature_refusal(request, "missing, malformed, wrong or stale x-retell-signature")
 
 
 _SORRY = (
@@ -162,7 +176,7 @@ def _message(outcome: BookingOutcome | None, time_zone: str) -> str:
 )
 async def book_appointment(request: Request, services: ServicesDep) -> BookAppointmentResponse:
     body = await request.body()
-    _verify(services, body, request.headers.get("x-retell-signature"))
+    _verify(request, services, body, request.headers.get("x-retell-signature"))
     call = validate_body(FunctionCall, parse_json(body))
     args = call.args
     booking = BookingRequest(
@@ -203,7 +217,7 @@ def _ms(value: int | None) -> datetime | None:
 )
 async def retell_webhook(request: Request, services: ServicesDep) -> Response:
     body = await request.body()
-    _verify(services, body, request.headers.get("x-retell-signature"))
+    _verify(request, services, body, request.headers.get("x-retell-signature"))
     document = parse_json(body)
     event_name = document.get("event") if isinstance(document, dict) else None
     if isinstance(event_name, str) and event_name not in CALL_EVENTS:

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from bookingguard.api.auth import require_scope
+from bookingguard.api.bounds import NO_NUL, VISIBLE_TEXT, MomentFilter
 from bookingguard.api.problem_details import problem_responses
 from bookingguard.api.v1.backends import ApiBackends, api_backends
 from bookingguard.errors import BookingGuardError
@@ -141,15 +142,15 @@ class SilenceIn(BaseModel):
         }
     )
 
-    comment: str = Field(min_length=1, max_length=2000, pattern=r"\S")
+    comment: str = Field(min_length=1, max_length=2000, pattern=VISIBLE_TEXT)
     duration_minutes: int = Field(ge=1, le=60 * 24 * 90, description="How long it lasts")
     # Given or left out, never null: the schema says so, so "at least one" is expressible.
     alert_type: Annotated[
         RuleName | None, WithJsonSchema({"type": "string", "pattern": "^[a-z_]+$", "maxLength": 64})
     ] = None
     entity_type: Annotated[
-        Annotated[str, Field(min_length=1, max_length=32)] | None,
-        WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 32}),
+        Annotated[str, Field(min_length=1, max_length=32, pattern=NO_NUL)] | None,
+        WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 32, "pattern": NO_NUL}),
     ] = None
     entity_id: Annotated[
         Annotated[int, Field(ge=1, le=MAX_ID)] | None,
@@ -219,7 +220,7 @@ def list_alerts(
     status: Annotated[list[AlertStatus] | None, Query()] = None,
     severity: Severity | None = None,
     type: Annotated[RuleName | None, Query(description="The rule (alert type)")] = None,
-    since: Annotated[datetime | None, Query(description="Detected at or after")] = None,
+    since: Annotated[MomentFilter | None, Query(description="Detected at or after")] = None,
     cursor: Annotated[
         str | None, Query(pattern=r"^[1-9][0-9]{0,18}$", description="next_cursor of a page")
     ] = None,

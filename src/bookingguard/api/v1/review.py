@@ -13,6 +13,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Reques
 from pydantic import BaseModel, ConfigDict, Field
 
 from bookingguard.api.auth import client_ip, require_scope
+from bookingguard.api.bounds import VISIBLE_TEXT
 from bookingguard.api.context import OperatorContext, operator_context
 from bookingguard.api.problem_details import problem_responses
 from bookingguard.db.models import ManualReviewItem, ReviewAuditLog
@@ -67,11 +68,8 @@ class ReviewPageOut(BaseModel):
 
 
 class ResolutionIn(BaseModel):
-    # Something besides what str.strip() removes: whitespace, and \x1c-\x1f and \x85,
-    # which JSON Schema's and Rust's \s leave out.
-    note: str = Field(
-        min_length=1, max_length=5000, pattern=r"[^\s\x1c-\x1f\x85]", description="Required"
-    )
+    # Something visible: not only white space, control or zero-width format characters.
+    note: str = Field(min_length=1, max_length=5000, pattern=VISIBLE_TEXT, description="Required")
 
 
 def _item_out(item: ManualReviewItem) -> ReviewItemOut:
