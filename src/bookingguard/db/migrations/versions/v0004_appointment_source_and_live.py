@@ -8,7 +8,7 @@ appointment no longer holds its slot: like a ``cancelled`` one it is not live, i
 link triggers (its call is unlinked when it was the call's last live appointment) and in
 the partial index of live appointments by call, which carries the source as well
 (PostgreSQL): the orphaned-appointment rule reads it, and without it the rule's scan of
-every row left the index for the table (143 ms against 53 ms on the monitor bench's
+every row left the index for the table (143 ms, 87 ms with it, on the monitor bench's
 200 000 calls).
 
 On SQLite the CHECK constraint is changed by copying the table (batch mode), which
