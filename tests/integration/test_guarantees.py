@@ -245,6 +245,68 @@ def test_cancelling_last_appointment_unlinks(database: TestDatabase) -> None:
         _assert_unlinked(connection, call_id)
 
 
+@pytest.mark.parametrize("status", ["rescheduled", "rejected"])
+def test_rescheduling_or_rejecting_last_appointment_unlinks(
+    database: TestDatabase, status: str
+) -> None:
+    """A call's only appointment rescheduled or rejected: the call is no longer booked."""
+    with database.engine.begin() as connection:
+        call_id = insert_call(connection, f"r-{status}")
+        appointment_id = insert_appointment(connection, call_id)
+        assert call_row(connection, call_id).appointment_link_status == "linked"
+        connection.execute(
+            text("UPDATE appointments SET status = :status WHERE id = :id"),
+            {"status": status, "id": appointment_id},
+        )
+        _assert_unlinked(connection, call_id)
+        assert alerts_for(connection, call_id) == []
+
+
+@pytest.mark.parametrize("status", ["rescheduled", "rejected", "cancelled"])
+def test_not_live_appointment_insert_does_not_link(database: TestDatabase, status: str) -> None:
+    """An appointment inserted rescheduled, rejected or cancelled does not link its call."""
+    with database.engine.begin() as connection:
+        call_id = insert_call(connection, f"r-new-{status}")
+        insert_appointment(connection, call_id, status=status)
+        row = call_row(connection, call_id)
+        assert (row.appointment_made, row.appointment_link_status) == (False, None)
+
+
+def test_rescheduled_with_its_successor_stays_linked(database: TestDatabase) -> None:
+    """The old appointment rescheduled after the new one is stored: the call stays booked."""
+    with database.engine.begin() as connection:
+        call_id = insert_call(connection, "r-moved")
+        old = insert_appointment(connection, call_id)
+        insert_appointment(connection, call_id, status="pending")
+        connection.execute(
+            text("UPDATE appointments SET status = 'rescheduled' WHERE id = :id"), {"id": old}
+        )
+        row = call_row(connection, call_id)
+        assert (row.appointment_made, row.session_outcome, row.appointment_link_status) == (
+            True,
+            "appointment_booked",
+            "linked",
+        )
+
+
+def test_appointment_source_defaults_to_agent_and_is_checked(database: TestDatabase) -> None:
+    """An appointment is 'agent' unless told otherwise; a source outside (agent, calcom) fails."""
+    with database.engine.begin() as connection:
+        made_here = insert_appointment(connection, None)
+        made_elsewhere = insert_appointment(connection, None, source="calcom")
+        table = Appointment.__table__
+        sources = dict(
+            connection.execute(
+                select(table.c.id, table.c.source).where(
+                    table.c.id.in_([made_here, made_elsewhere])
+                )
+            ).all()
+        )
+        assert sources == {made_here: "agent", made_elsewhere: "calcom"}
+    with pytest.raises(IntegrityError), database.engine.begin() as connection:
+        insert_appointment(connection, None, source="phone")
+
+
 def test_call_with_another_live_appointment_stays_linked(database: TestDatabase) -> None:
     """Cancelling or deleting one of two live appointments keeps the call linked."""
     with database.engine.begin() as connection:

@@ -53,6 +53,27 @@ def test_downgrade_to_base_leaves_nothing_and_upgrade_restores(database: TestDat
     assert sorted(inspect(database.engine).get_table_names()) == before
 
 
+def test_appointments_before_0004_are_agent_and_rejected_becomes_allowed(
+    database: TestDatabase,
+) -> None:
+    """Rows from before revision 0004 get source 'agent'; 'rejected' is then a status, and
+    going back down removes rejected rows with the column."""
+    migrate.downgrade(database.engine, "0003")
+    with database.engine.begin() as connection:
+        connection.execute(text("INSERT INTO appointments (status) VALUES ('booked')"))
+    migrate.upgrade(database.engine)
+    with database.engine.begin() as connection:
+        assert connection.execute(text("SELECT source FROM appointments")).scalars().all() == [
+            "agent"
+        ]
+        connection.execute(text("INSERT INTO appointments (status) VALUES ('rejected')"))
+    migrate.downgrade(database.engine, "0003")
+    with database.engine.begin() as connection:
+        statuses = connection.execute(text("SELECT status FROM appointments")).scalars().all()
+    assert statuses == ["booked"]
+    migrate.upgrade(database.engine)
+
+
 def test_failed_migration_leaves_previous_revision(database: TestDatabase) -> None:
     """A migration that fails midway rolls back whole; the database stays at base, table-free."""
     migrate.downgrade(database.engine, "base")

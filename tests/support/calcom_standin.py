@@ -389,7 +389,16 @@ class CalcomStandin:
         """A Cal.com webhook delivery for the booking ``uid`` (sign it with the secret)."""
         with self._lock:
             booking = dict(self._state.bookings[uid])
-        attendees = booking["attendees"]
+        # A webhook's Person is not the API's attendee: its language is {"locale": …}.
+        attendees = [
+            {
+                "name": attendee["name"],
+                "email": attendee["email"],
+                "timeZone": attendee["timeZone"],
+                "language": {"locale": attendee.get("language") or "en"},
+            }
+            for attendee in booking["attendees"]
+        ]
         payload = {
             "triggerEvent": trigger_event,
             "createdAt": _iso(datetime.now(UTC)),

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from bookingguard.api.signatures import calcom_signature, retell_signature
+from tests.contracts.calcom.webhook_payload import check_webhook
 
 __all__ = ["calcom_headers", "function_call_body", "retell_headers"]
 
@@ -20,8 +21,11 @@ def retell_headers(body: bytes, api_key: str, *, age_seconds: float = 0.0) -> di
     }
 
 
-def calcom_headers(body: bytes, secret: str) -> dict[str, str]:
-    """Headers Cal.com would send with ``body``."""
+def calcom_headers(body: bytes, secret: str, *, documented: bool = True) -> dict[str, str]:
+    """Headers Cal.com would send with ``body``, held first to Cal.com's documented payload
+    (``documented=False`` for a test that sends a malformed body on purpose)."""
+    if documented:
+        check_webhook(body)
     return {
         "content-type": "application/json",
         "x-cal-signature-256": calcom_signature(body, secret),

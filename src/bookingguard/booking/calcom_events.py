@@ -1,9 +1,13 @@
 """Cal.com booking webhooks applied to local appointments.
 
 The database guarantees carry each change to the call: a new live appointment
-links it, a cancelled last appointment unlinks it and moves its outcome off
-``appointment_booked``. A booking we do not know is linked through the Retell
-call id in its metadata, or raises an ``unknown_calcom_booking`` alert.
+links it; a call whose last live appointment is cancelled, rescheduled or rejected
+is unlinked and its outcome moves off ``appointment_booked``. A booking we do not
+know is linked through the Retell call id in its metadata. One without our metadata
+was made elsewhere (the business's own booking page): it is stored with source
+``calcom`` and no call, and raises nothing. Only a booking that claims our metadata
+and matches nothing raises an ``unknown_calcom_booking`` alert. A rejection of a
+call's booking raises an ``appointment_rejected`` alert and notifies.
 """
 
 from __future__ import annotations
@@ -18,8 +22,12 @@ from bookingguard.booking.types import IDEMPOTENCY_METADATA_KEY, RETELL_CALL_MET
 from bookingguard.calcom import CalcomWebhook, CalcomWebhookPayload
 from bookingguard.db.alerts import record_alert
 from bookingguard.db.models import Appointment, Call, WebhookEvent
+from bookingguard.notify.outbox import Message, enqueue
 
 __all__ = ["CalcomEventResult", "apply_calcom_event"]
+
+#: Cal.com's booking status in a delivery → ours, for a booking stored from it.
+_STATUS_OF = {"ACCEPTED": "booked", "PENDING": "pending", "REJECTED": "rejected"}
 
 
 class CalcomEventResult(enum.StrEnum):
@@ -29,6 +37,7 @@ class CalcomEventResult(enum.StrEnum):
     IGNORED = "ignored"
     UPDATED = "updated"
     LINKED = "linked"
+    STORED = "stored"
     UNKNOWN = "unknown"
 
 
@@ -44,15 +53,23 @@ def apply_calcom_event(
     payload = webhook.payload
     trigger = webhook.trigger_event
     key = f"calcom:{trigger}:{payload.uid}"
+    if trigger == "BOOKING_NO_SHOW_UPDATED":
+        key = f"{key}:{'no_show' if payload.no_show else 'showed'}"
     if session.scalar(select(WebhookEvent.id).where(WebhookEvent.event_key == key)) is not None:
         return CalcomEventResult.DUPLICATE
     session.add(WebhookEvent(source="calcom", event_key=key, received_at=now))
     if trigger == "BOOKING_CREATED":
-        return _created(session, payload, now=now)
+        return _created(session, payload, now=now, status="booked")
+    if trigger == "BOOKING_REQUESTED":
+        return _created(session, payload, now=now, status="pending")
+    if trigger == "BOOKING_REJECTED":
+        return _rejected(session, payload, now=now)
     if trigger == "BOOKING_CANCELLED":
         return _cancelled(session, payload, now=now)
     if trigger == "BOOKING_RESCHEDULED":
         return _rescheduled(session, payload, now=now)
+    if trigger == "BOOKING_NO_SHOW_UPDATED":
+        return _no_show_updated(session, payload, now=now)
     return CalcomEventResult.IGNORED
 
 
@@ -68,12 +85,39 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment.astimezone(UTC) if moment is not None else None
 
 
+def _set_status(appointment: Appointment, status: str, *, now: datetime) -> CalcomEventResult:
+    if appointment.status == status:
+        return CalcomEventResult.IGNORED
+    appointment.status = status
+    appointment.updated_at = now
+    return CalcomEventResult.UPDATED
+
+
 def _created(
+    session: Session, payload: CalcomWebhookPayload, *, now: datetime, status: str
+) -> CalcomEventResult:
+    appointment = _find(session, payload.uid)
+    if appointment is None:
+        return _store(session, payload, now=now, status=status, trigger="BOOKING_CREATED")
+    if status == "booked" and appointment.status == "pending":
+        # Cal.com sends BOOKING_CREATED when the host confirms a requested booking.
+        result = _set_status(appointment, "booked", now=now)
+        session.flush()
+        return result
+    return CalcomEventResult.IGNORED
+
+
+def _rejected(
     session: Session, payload: CalcomWebhookPayload, *, now: datetime
 ) -> CalcomEventResult:
-    if _find(session, payload.uid) is not None:
-        return CalcomEventResult.UPDATED
-    return _link_or_alert(session, payload, now=now, status="booked")
+    appointment = _find(session, payload.uid)
+    if appointment is None:
+        return _store(session, payload, now=now, status="rejected", trigger="BOOKING_REJECTED")
+    result = _set_status(appointment, "rejected", now=now)
+    session.flush()
+    if appointment.call_id is not None:
+        _notify_rejection(session, appointment, payload, now=now)
+    return result
 
 
 def _cancelled(
@@ -81,37 +125,93 @@ def _cancelled(
 ) -> CalcomEventResult:
     appointment = _find(session, payload.uid)
     if appointment is None:
-        _unknown(session, payload, now=now, trigger="BOOKING_CANCELLED")
-        return CalcomEventResult.UNKNOWN
-    appointment.status = "cancelled"
-    appointment.updated_at = now
+        if _claims_ours(payload):
+            _unknown(session, payload, now=now, trigger="BOOKING_CANCELLED")
+            return CalcomEventResult.UNKNOWN
+        return CalcomEventResult.IGNORED
+    result = _set_status(appointment, "cancelled", now=now)
     session.flush()
-    return CalcomEventResult.UPDATED
+    return result
 
 
 def _rescheduled(
     session: Session, payload: CalcomWebhookPayload, *, now: datetime
 ) -> CalcomEventResult:
-    appointment = _find(session, payload.previous_uid) or _find(session, payload.uid)
-    if appointment is None:
-        return _link_or_alert(session, payload, now=now, status="rescheduled")
-    appointment.calcom_booking_uid = payload.uid
-    if payload.booking_id is not None:
-        appointment.calcom_v2_booking_id = payload.booking_id
-    appointment.starts_at = _utc(payload.start_time) or appointment.starts_at
-    appointment.ends_at = _utc(payload.end_time) or appointment.ends_at
-    appointment.status = "rescheduled"
-    appointment.updated_at = now
+    """The old appointment becomes ``rescheduled``; the new booking is stored with its call."""
+    old = _find(session, payload.previous_uid)
+    new = _find(session, payload.uid)
+    if old is None:
+        if new is not None:
+            return CalcomEventResult.IGNORED
+        return _store(session, payload, now=now, status="booked", trigger="BOOKING_RESCHEDULED")
+    if new is None:
+        # The new one first: the call keeps a live appointment throughout.
+        session.add(
+            _appointment(
+                payload,
+                now=now,
+                status=_STATUS_OF.get((payload.status or "").upper(), "booked"),
+                call_id=old.call_id,
+                customer_id=old.customer_id,
+                source=old.source,
+                idempotency_key=None,
+            )
+        )
+        session.flush()
+    result = _set_status(old, "rescheduled", now=now)
     session.flush()
-    return CalcomEventResult.UPDATED
+    return CalcomEventResult.LINKED if new is None else result
 
 
-def _link_or_alert(
-    session: Session, payload: CalcomWebhookPayload, *, now: datetime, status: str
+def _no_show_updated(
+    session: Session, payload: CalcomWebhookPayload, *, now: datetime
 ) -> CalcomEventResult:
+    appointment = _find(session, payload.uid)
+    if appointment is None:
+        return CalcomEventResult.IGNORED
+    if payload.no_show:
+        result = _set_status(appointment, "no_show", now=now)
+    elif appointment.status == "no_show":
+        result = _set_status(appointment, "booked", now=now)
+    else:
+        return CalcomEventResult.IGNORED
+    session.flush()
+    return result
+
+
+def _claims_ours(payload: CalcomWebhookPayload) -> bool:
+    return bool(
+        payload.metadata.get(IDEMPOTENCY_METADATA_KEY)
+        or payload.metadata.get(RETELL_CALL_METADATA_KEY)
+    )
+
+
+def _store(
+    session: Session,
+    payload: CalcomWebhookPayload,
+    *,
+    now: datetime,
+    status: str,
+    trigger: str,
+) -> CalcomEventResult:
+    """A booking we hold no appointment for: ours (linked to its call), or made elsewhere."""
+    if not _claims_ours(payload):
+        session.add(
+            _appointment(
+                payload,
+                now=now,
+                status=status,
+                call_id=None,
+                customer_id=None,
+                source="calcom",
+                idempotency_key=None,
+            )
+        )
+        session.flush()
+        return CalcomEventResult.STORED
     retell_call_id = payload.metadata.get(RETELL_CALL_METADATA_KEY)
     if not retell_call_id:
-        _unknown(session, payload, now=now, trigger="BOOKING_CREATED")
+        _unknown(session, payload, now=now, trigger=trigger)
         return CalcomEventResult.UNKNOWN
     call_id = session.scalar(select(Call.id).where(Call.retell_call_id == retell_call_id))
     if call_id is None:
@@ -119,22 +219,85 @@ def _link_or_alert(
         session.add(call)
         session.flush()
         call_id = call.id
-    session.add(
-        Appointment(
-            call_id=call_id,
-            event_type_id=payload.event_type_id,
-            calcom_v2_booking_id=payload.booking_id,
-            calcom_booking_uid=payload.uid,
-            starts_at=_utc(payload.start_time),
-            ends_at=_utc(payload.end_time),
-            status=status,
-            idempotency_key=payload.metadata.get(IDEMPOTENCY_METADATA_KEY),
-            created_at=now,
-            updated_at=now,
-        )
+    appointment = _appointment(
+        payload,
+        now=now,
+        status=status,
+        call_id=call_id,
+        customer_id=None,
+        source="agent",
+        idempotency_key=payload.metadata.get(IDEMPOTENCY_METADATA_KEY),
     )
+    session.add(appointment)
     session.flush()
+    if status == "rejected":
+        _notify_rejection(session, appointment, payload, now=now)
     return CalcomEventResult.LINKED
+
+
+def _appointment(
+    payload: CalcomWebhookPayload,
+    *,
+    now: datetime,
+    status: str,
+    call_id: int | None,
+    customer_id: int | None,
+    source: str,
+    idempotency_key: str | None,
+) -> Appointment:
+    return Appointment(
+        call_id=call_id,
+        customer_id=customer_id,
+        event_type_id=payload.event_type_id,
+        calcom_v2_booking_id=payload.booking_id,
+        calcom_booking_uid=payload.uid,
+        starts_at=_utc(payload.start_time),
+        ends_at=_utc(payload.end_time),
+        status=status,
+        source=source,
+        idempotency_key=idempotency_key,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _notify_rejection(
+    session: Session, appointment: Appointment, payload: CalcomWebhookPayload, *, now: datetime
+) -> None:
+    """The caller was told "requested"; the host said no: an alert and a notice."""
+    details = {
+        "call_id": appointment.call_id,
+        "calcom_booking_uid": payload.uid,
+        "starts_at": appointment.starts_at.isoformat() if appointment.starts_at else None,
+        "rejection_reason": payload.rejection_reason,
+    }
+    alert = record_alert(
+        session,
+        alert_type="appointment_rejected",
+        entity_type="appointment",
+        entity_id=appointment.id,
+        description=(
+            f"Cal.com booking {payload.uid} for call {appointment.call_id} was rejected"
+            + (f": {payload.rejection_reason}" if payload.rejection_reason else "")
+        ),
+        now=now,
+        metadata=details,
+    )
+    enqueue(
+        session,
+        Message(
+            kind="alert",
+            subject=f"[{alert.severity.upper()}] appointment_rejected: booking {payload.uid}",
+            severity=alert.severity,
+            body={
+                "alert_type": "appointment_rejected",
+                "count": 1,
+                "samples": [{"entity_type": "appointment", "entity_id": appointment.id, **details}],
+            },
+            fingerprints=(alert.fingerprint or "",),
+        ),
+        now=now,
+    )
 
 
 def _unknown(
@@ -145,7 +308,10 @@ def _unknown(
         alert_type="unknown_calcom_booking",
         entity_type="calcom_booking",
         entity_id=payload.booking_id,
-        description=f"Cal.com {trigger} for booking {payload.uid}, which no call explains",
+        description=(
+            f"Cal.com {trigger} for booking {payload.uid}, which claims our metadata "
+            "but matches no call or appointment"
+        ),
         now=now,
         metadata={
             "calcom_booking_uid": payload.uid,

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, exists, func, or_, select, update
 
-from bookingguard.db.models import Base
+from bookingguard.db.models import Base, is_live_appointment
 
 __all__ = ["ImportResult", "import_appointments", "resync_call_links"]
 
@@ -71,7 +71,9 @@ def resync_call_links(connection: Connection, *, call_ids: Iterable[int] | None 
     calls = Base.metadata.tables["calls"]
     appointments = Base.metadata.tables["appointments"]
     live = exists(
-        select(1).where(appointments.c.call_id == calls.c.id, appointments.c.status != "cancelled")
+        select(1).where(
+            appointments.c.call_id == calls.c.id, is_live_appointment(appointments.c.status)
+        )
     )
     needs_link = or_(
         calls.c.appointment_made.is_not(True),

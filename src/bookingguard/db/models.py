@@ -6,6 +6,7 @@ migration). Relationships are ``lazy="raise"``: every load is explicit.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    ColumnElement,
     ForeignKey,
     Index,
     Integer,
@@ -22,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    literal_column,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -31,11 +34,13 @@ from bookingguard.token_format import TOKEN_SCOPES
 
 __all__ = [
     "ALERT_STATUSES",
+    "APPOINTMENT_SOURCES",
     "APPOINTMENT_STATUSES",
     "BREAKER_STATES",
     "CUSTOMER_LINK_STATUSES",
     "DIRECTIONS",
     "LINK_STATUSES",
+    "NOT_LIVE_APPOINTMENT_STATUSES",
     "OUTBOX_STATUSES",
     "REVIEW_STATUSES",
     "SESSION_OUTCOMES",
@@ -56,6 +61,8 @@ __all__ = [
     "NotificationOutbox",
     "ReviewAuditLog",
     "WebhookEvent",
+    "is_live_appointment",
+    "live_appointment_sql",
 ]
 
 DIRECTIONS = ("inbound", "outbound")
@@ -83,7 +90,15 @@ APPOINTMENT_STATUSES = (
     "cancelled",
     "completed",
     "no_show",
+    "rejected",
 )
+#: Statuses of an appointment that no longer holds its slot: the call it came from is no
+#: longer booked by it. The one definition of "live" (every other status) that the
+#: database guarantees, the live-appointment index, the monitor and bulk linking use.
+NOT_LIVE_APPOINTMENT_STATUSES = ("cancelled", "rescheduled", "rejected")
+#: ``agent``: booked through our functions; ``calcom``: booked elsewhere (the business's
+#: own booking page), with no call and no alarm.
+APPOINTMENT_SOURCES = ("agent", "calcom")
 SEVERITIES = ("critical", "warning", "info")
 ALERT_STATUSES = ("open", "acknowledged", "resolved")
 REVIEW_STATUSES = ("pending", "in_progress", "resolved", "dismissed")
@@ -103,6 +118,22 @@ def _one_of(column: str, values: tuple[str, ...], *, nullable: bool = True) -> s
     quoted = ", ".join(f"'{value}'" for value in values)
     clause = f"{column} IN ({quoted})"
     return f"{column} IS NULL OR {clause}" if nullable else clause
+
+
+def live_appointment_sql(
+    status: str = "status", not_live: Sequence[str] = NOT_LIVE_APPOINTMENT_STATUSES
+) -> str:
+    """SQL text: the appointment whose status column is ``status`` is live.
+
+    ``not_live`` is for migrations, which install the definition of their revision.
+    """
+    quoted = ", ".join(f"'{value}'" for value in not_live)
+    return f"{status} NOT IN ({quoted})"
+
+
+def is_live_appointment(status: ColumnElement[str]) -> ColumnElement[bool]:
+    """``status`` is a live one, with the statuses written out (as the partial index has them)."""
+    return status.not_in([literal_column(f"'{value}'") for value in NOT_LIVE_APPOINTMENT_STATUSES])
 
 
 def _now() -> Any:
@@ -202,11 +233,15 @@ class Call(_Timestamps, Base):
 
 
 class Appointment(_Timestamps, Base):
-    """A booked slot; ``status = 'cancelled'`` is the only non-live state."""
+    """A booked slot; the statuses in ``NOT_LIVE_APPOINTMENT_STATUSES`` are not live.
+
+    A ``calcom`` appointment (made outside our functions) has no call and is no orphan.
+    """
 
     __tablename__ = "appointments"
     __table_args__ = (
         CheckConstraint(_one_of("status", APPOINTMENT_STATUSES, nullable=False), name="status"),
+        CheckConstraint(_one_of("source", APPOINTMENT_SOURCES, nullable=False), name="source"),
         Index("ix_appointments_call_id", "call_id"),
         Index("ix_appointments_customer_id", "customer_id"),
         Index("ix_appointments_starts_at", "starts_at"),
@@ -216,13 +251,13 @@ class Appointment(_Timestamps, Base):
             postgresql_include=["id", "call_id", "status"],
         ),
         # The monitor's "has a live appointment" probe and its --all merge joins, answered
-        # from the index alone.
+        # from the index alone (the orphan rule reads the source too).
         Index(
             "ix_appointments_live_call_id",
             "call_id",
-            postgresql_include=["id", "created_at"],
-            postgresql_where=text("status <> 'cancelled'"),
-            sqlite_where=text("status <> 'cancelled'"),
+            postgresql_include=["id", "created_at", "source"],
+            postgresql_where=text(live_appointment_sql()),
+            sqlite_where=text(live_appointment_sql()),
         ),
         Index("ix_appointments_calcom_booking_uid", "calcom_booking_uid", unique=True),
     )
@@ -243,6 +278,8 @@ class Appointment(_Timestamps, Base):
         String(20), default="booked", server_default=text("'booked'")
     )
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    # The database's default only: statements compiled once elsewhere insert without it.
+    source: Mapped[str] = mapped_column(String(10), server_default=text("'agent'"))
 
 
 class ConsistencyAlert(Base):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bookingguard.monitoring.reconcile import RemoteBooking
@@ -19,6 +19,7 @@ class _MemoryBooking:
     end: datetime
     status: str
     created_at: datetime | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
 
 class InMemoryBookingSource:
@@ -36,9 +37,10 @@ class InMemoryBookingSource:
         start: datetime,
         status: str = "accepted",
         created_at: datetime | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> None:
         self.bookings[uid] = _MemoryBooking(
-            id, uid, start, start + timedelta(minutes=30), status, created_at
+            id, uid, start, start + timedelta(minutes=30), status, created_at, dict(metadata or {})
         )
 
     async def list_page(

@@ -317,19 +317,19 @@ async def test_calcom_stale_delivery_is_refused(api: Api) -> None:
     assert api.count(WebhookEvent) == 0
 
 
-async def test_unknown_calcom_booking_raises_alert(api: Api) -> None:
-    """A booking made outside the agent with no call id: an unknown_calcom_booking alert."""
+async def test_calcom_booking_made_elsewhere_is_stored_without_alert(api: Api) -> None:
+    """A booking made outside the agent (no metadata of ours): a calcom appointment, no alert."""
     booking = api.calcom.add_booking(start=datetime(2026, 12, 4, 9, tzinfo=UTC), event_type_id=42)
     response = await api.calcom_event(api.calcom.webhook_body("BOOKING_CREATED", booking["uid"]))
     assert response.status_code == 204
     with UnitOfWork(api.services.sessions) as uow:
-        alert = uow.session.scalars(select(ConsistencyAlert)).one()
-    assert (alert.alert_type, alert.severity, alert.entity_id) == (
-        "unknown_calcom_booking",
-        "warning",
-        booking["id"],
+        appointment = uow.session.scalars(select(Appointment)).one()
+    assert (appointment.source, appointment.call_id, appointment.calcom_booking_uid) == (
+        "calcom",
+        None,
+        booking["uid"],
     )
-    assert api.count(Appointment) == 0
+    assert api.count(ConsistencyAlert) == 0
 
 
 async def test_calcom_booking_with_call_id_is_linked(api: Api) -> None:
@@ -354,7 +354,7 @@ async def test_calcom_booking_with_call_id_is_linked(api: Api) -> None:
 
 
 async def test_calcom_reschedule_moves_the_appointment(api: Api) -> None:
-    """BOOKING_RESCHEDULED moves our appointment to the new booking and time."""
+    """BOOKING_RESCHEDULED: the old appointment is rescheduled, the new one linked to the call."""
     await api.book(function_call_body())
     (old,) = api.calcom.bookings()
     new = api.calcom.add_booking(start=datetime(2026, 12, 5, 10, tzinfo=UTC), event_type_id=42)
@@ -363,16 +363,21 @@ async def test_calcom_reschedule_moves_the_appointment(api: Api) -> None:
     response = await api.calcom_event(json.dumps(document).encode())
     assert response.status_code == 204
     with UnitOfWork(api.services.sessions) as uow:
-        appointment = uow.session.scalars(select(Appointment)).one()
-    assert appointment.calcom_booking_uid == new["uid"]
-    assert appointment.starts_at == datetime(2026, 12, 5, 10, tzinfo=UTC)
-    assert appointment.status == "rescheduled"
+        moved, current = uow.session.scalars(select(Appointment).order_by(Appointment.id)).all()
+    assert (moved.calcom_booking_uid, moved.status) == (old["uid"], "rescheduled")
+    assert (current.calcom_booking_uid, current.status) == (new["uid"], "booked")
+    assert current.starts_at == datetime(2026, 12, 5, 10, tzinfo=UTC)
+    assert current.call_id == moved.call_id == api.call().id
     assert api.call().appointment_made is True
 
 
 async def test_calcom_malformed_json_is_400(api: Api) -> None:
     """A signed Cal.com body that is not JSON: 400."""
-    response = await api.calcom_event(b"not json")
+    response = await api.http.post(
+        "/webhooks/calcom",
+        content=b"not json",
+        headers=calcom_headers(b"not json", CALCOM_SECRET, documented=False),
+    )
     assert response.status_code == 400
 
 

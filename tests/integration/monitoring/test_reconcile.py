@@ -73,12 +73,19 @@ async def test_quiet_window_costs_only_the_listing(
 async def test_phantom_unknown_and_mismatch_are_found_and_stored(
     quiet: tuple[TestDatabase, InMemoryBookingSource],
 ) -> None:
-    """Missing and cancelled at Cal.com, unknown locally, and a moved start each become alerts."""
+    """Missing and cancelled at Cal.com, ours but unknown locally, and a moved start each
+    become alerts; a booking made elsewhere (no metadata of ours) does not."""
     database, source = quiet
     gone = local_booking(database, "gone", start_hours=5)
     del source.bookings["u1"]
     source.add(id=1001, uid="u1", start=NOW + timedelta(hours=3), status="cancelled")
-    source.add(id=5000, uid="walk-in", start=NOW + timedelta(hours=7))
+    source.add(
+        id=5000,
+        uid="lost",
+        start=NOW + timedelta(hours=7),
+        metadata={"bookingguard_idempotency_key": "call_9:k"},
+    )
+    source.add(id=5001, uid="walk-in", start=NOW + timedelta(hours=8))
     source.add(id=1002, uid="u2", start=NOW + timedelta(hours=6, minutes=30))
     report = await reconciler(database, source).reconcile(since=SINCE, until=UNTIL)
     found = report.to_dict()["findings"]

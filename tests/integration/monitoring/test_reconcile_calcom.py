@@ -69,13 +69,17 @@ async def test_quiet_window_needs_one_list_request(
 async def test_phantom_cancelled_and_unknown_bookings_become_alerts(
     database: TestDatabase, calcom: CalcomStandin
 ) -> None:
-    """Missing and cancelled at Cal.com are critical; a Cal.com-only booking is unknown."""
+    """Missing and cancelled at Cal.com are critical; a Cal.com-only booking with our
+    metadata is unknown, one made elsewhere is not."""
     kept = calcom.add_booking(start=START, event_type_id=7)
     local_copy(database, kept, "kept")
     cancelled = calcom.add_booking(start=START + timedelta(hours=1), event_type_id=7)
     cancelled_id = local_copy(database, cancelled, "cancelled")
     calcom.cancel(cancelled["uid"])
-    walk_in = calcom.add_booking(start=START + timedelta(hours=2), event_type_id=7)
+    walk_in = calcom.add_booking(
+        start=START + timedelta(hours=2), event_type_id=7, metadata={"retell_call_id": "call_9"}
+    )
+    calcom.add_booking(start=START + timedelta(hours=3), event_type_id=7)
     phantom_id = local_copy(
         database,
         {**kept, "uid": "never-booked", "start": walk_in["end"], "end": walk_in["end"]},
@@ -96,7 +100,9 @@ def test_reconcile_command_exits_2_on_a_phantom(
     database: TestDatabase, calcom: CalcomStandin
 ) -> None:
     """bookingguard reconcile --json reports the phantom and exits 2."""
-    booking = calcom.add_booking(start=START, event_type_id=7)
+    booking = calcom.add_booking(
+        start=START, event_type_id=7, metadata={"bookingguard_idempotency_key": "call_9:k"}
+    )
     local_copy(database, {**booking, "uid": "gone"}, "gone")
     env = {
         "BOOKINGGUARD_DATABASE_URL": database.url,

@@ -142,7 +142,8 @@ def test_samples_carry_no_phone_numbers(database: TestDatabase) -> None:
 
 
 def craft_out_of_order(database: TestDatabase) -> None:
-    """Calls and appointments in and out of the window, ids out of time order."""
+    """Calls and appointments in and out of the window, ids out of time order; appointments
+    without a call that are no orphans (booked at Cal.com, rejected)."""
     play_legacy(database)
     yesterday = NOW - timedelta(days=1)
     booked = {"appointment_made": True, "session_outcome": "appointment_booked"}
@@ -160,6 +161,9 @@ def craft_out_of_order(database: TestDatabase) -> None:
         add_appointment(connection, 5)
         add_appointment(connection, None)
         add_appointment(connection, None, status="cancelled")
+        # Neither is an orphan: one booked at Cal.com (no call by design), one rejected.
+        add_appointment(connection, None, source="calcom")
+        add_appointment(connection, None, status="rejected")
         add_call(connection, "mismatch", id=60, session_outcome="appointment_booked")
         add_call(connection, "no direction", id=80, direction=None, booking_failed=True)
         add_call(connection, "failed yesterday", id=3, created_at=yesterday, booking_failed=True)

@@ -13,6 +13,7 @@ from datetime import date
 from sqlalchemy import Connection, text
 
 from bookingguard.db.ddl import postgresql, sqlite
+from bookingguard.db.models import NOT_LIVE_APPOINTMENT_STATUSES
 
 __all__ = [
     "TRIGGER_GROUPS",
@@ -20,6 +21,7 @@ __all__ = [
     "drop_guarantees",
     "ensure_alert_partitions",
     "install_guarantees",
+    "install_live_definition",
     "set_triggers_enabled",
     "trigger_status",
 ]
@@ -56,18 +58,45 @@ def _execute_pg_ddl(connection: Connection, statement: str) -> None:
     connection.exec_driver_sql(statement.replace("%", "%%"))
 
 
-def install_guarantees(connection: Connection) -> None:
-    """Create every trigger (and, on PostgreSQL, the CHECK backstop and partition upkeep)."""
+def install_guarantees(
+    connection: Connection, *, not_live: Sequence[str] = NOT_LIVE_APPOINTMENT_STATUSES
+) -> None:
+    """Create every trigger (and, on PostgreSQL, the CHECK backstop and partition upkeep).
+
+    An appointment is live unless its status is in ``not_live``: migrations pass the
+    statuses of their revision.
+    """
     if _is_postgresql(connection):
         for statement in (
-            *postgresql.FUNCTIONS,
+            *postgresql.functions(not_live),
             *(trigger.create for trigger in postgresql.TRIGGERS),
             postgresql.CHECK_CONSTRAINT,
             postgresql.PARTITION_FUNCTION,
         ):
             _execute_pg_ddl(connection, statement)
     else:
-        for sqlite_trigger in sqlite.TRIGGERS:
+        for sqlite_trigger in sqlite.triggers(not_live):
+            connection.exec_driver_sql(sqlite_trigger.create)
+
+
+def install_live_definition(
+    connection: Connection, *, not_live: Sequence[str], enabled: Iterable[str] | None = None
+) -> None:
+    """Redefine "live appointment" in the link triggers: live unless the status is in
+    ``not_live``. A trigger switched off stays off; on SQLite, where switching off drops
+    a trigger, ``enabled`` names the ones that are on (default: those present now)."""
+    if _is_postgresql(connection):
+        for statement in postgresql.functions(not_live):
+            _execute_pg_ddl(connection, statement)
+        return
+    on = set(
+        enabled
+        if enabled is not None
+        else (status.name for status in trigger_status(connection) if status.enabled)
+    )
+    for sqlite_trigger in sqlite.triggers(not_live):
+        if sqlite_trigger.table == "appointments" and sqlite_trigger.name in on:
+            connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {sqlite_trigger.name}")
             connection.exec_driver_sql(sqlite_trigger.create)
 
 

@@ -12,7 +12,10 @@ that note into an alert row with the call's real id.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from bookingguard.db.models import NOT_LIVE_APPOINTMENT_STATUSES, live_appointment_sql
 
 __all__ = [
     "CHECK_CONSTRAINT",
@@ -20,6 +23,7 @@ __all__ = [
     "PARTITION_FUNCTION",
     "TRIGGERS",
     "PgTrigger",
+    "functions",
 ]
 
 
@@ -49,10 +53,14 @@ _UNLINKED = """
         appointment_linked_at = NULL,
         updated_at = now()"""
 
-_NO_LIVE_APPOINTMENT = """NOT EXISTS (
-            SELECT 1 FROM appointments a WHERE a.call_id = c.id AND a.status <> 'cancelled')
+
+def _no_live_appointment(not_live: Sequence[str]) -> str:
+    live = live_appointment_sql("a.status", not_live)
+    return f"""NOT EXISTS (
+            SELECT 1 FROM appointments a WHERE a.call_id = c.id AND {live})
         AND (c.appointment_made OR c.appointment_link_status = 'linked'
              OR c.session_outcome = 'appointment_booked')"""
+
 
 #: Calls whose appointment changed status or call in an UPDATE statement (old and new side).
 _CHANGED_CALLS = """(
@@ -62,7 +70,7 @@ _CHANGED_CALLS = """(
         SELECT n.call_id FROM old_appointments o JOIN new_appointments n ON n.id = o.id
         WHERE (o.status, o.call_id) IS DISTINCT FROM (n.status, n.call_id))"""
 
-FUNCTIONS: tuple[str, ...] = (
+_CALL_FUNCTIONS: tuple[str, ...] = (
     """
 CREATE OR REPLACE FUNCTION bookingguard_calls_default_direction() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -125,40 +133,54 @@ BEGIN
     PERFORM set_config(setting, '', true);
     RETURN NULL;
 END $$""",
-    f"""
+)
+
+
+def functions(not_live: Sequence[str] = NOT_LIVE_APPOINTMENT_STATUSES) -> tuple[str, ...]:
+    """Every trigger function, with "live" meaning a status outside ``not_live``."""
+    live_inserted = live_appointment_sql("n.status", not_live)
+    live_existing = live_appointment_sql("a.status", not_live)
+    no_live = _no_live_appointment(not_live)
+    return (
+        *_CALL_FUNCTIONS,
+        f"""
 CREATE OR REPLACE FUNCTION bookingguard_appointments_link_inserted() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE calls c SET {_LINKED}
     FROM inserted_appointments n
-    WHERE c.id = n.call_id AND n.status <> 'cancelled' AND {_NEEDS_LINK};
+    WHERE c.id = n.call_id AND {live_inserted} AND {_NEEDS_LINK};
     RETURN NULL;
 END $$""",
-    f"""
+        f"""
 CREATE OR REPLACE FUNCTION bookingguard_appointments_unlink_deleted() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE calls c SET {_UNLINKED}
     FROM (SELECT DISTINCT call_id FROM deleted_appointments WHERE call_id IS NOT NULL) d
-    WHERE c.id = d.call_id AND {_NO_LIVE_APPOINTMENT};
+    WHERE c.id = d.call_id AND {no_live};
     RETURN NULL;
 END $$""",
-    f"""
+        f"""
 CREATE OR REPLACE FUNCTION bookingguard_appointments_resync_updated() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE calls c SET {_LINKED}
     FROM {_CHANGED_CALLS} ch
     WHERE c.id = ch.call_id
-      AND EXISTS (SELECT 1 FROM appointments a WHERE a.call_id = c.id AND a.status <> 'cancelled')
+      AND EXISTS (SELECT 1 FROM appointments a WHERE a.call_id = c.id AND {live_existing})
       AND {_NEEDS_LINK};
 
     UPDATE calls c SET {_UNLINKED}
     FROM {_CHANGED_CALLS} ch
-    WHERE c.id = ch.call_id AND {_NO_LIVE_APPOINTMENT};
+    WHERE c.id = ch.call_id AND {no_live};
     RETURN NULL;
 END $$""",
-)
+    )
+
+
+#: The functions of the current definition of a live appointment.
+FUNCTIONS: tuple[str, ...] = functions()
 
 TRIGGERS: tuple[PgTrigger, ...] = (
     PgTrigger(

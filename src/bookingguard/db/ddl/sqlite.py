@@ -9,9 +9,12 @@ so disabling one drops it and enabling it creates it again from this module.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["NOW", "TRIGGERS", "SqliteTrigger"]
+from bookingguard.db.models import NOT_LIVE_APPOINTMENT_STATUSES, live_appointment_sql
+
+__all__ = ["NOW", "TRIGGERS", "SqliteTrigger", "triggers"]
 
 #: The same text form SQLAlchemy writes for our UTC timestamps (microseconds, no zone).
 NOW = "(strftime('%Y-%m-%d %H:%M:%f', 'now') || '000')"
@@ -35,10 +38,14 @@ _UNLINKED = f"""appointment_made = 0,
                                THEN 'appointment_cancelled' ELSE session_outcome END,
         appointment_link_status = 'unlinked', appointment_linked_at = NULL, updated_at = {NOW}"""
 
-_NO_LIVE_APPOINTMENT = """NOT EXISTS (
-            SELECT 1 FROM appointments a WHERE a.call_id = calls.id AND a.status <> 'cancelled')
+
+def _no_live_appointment(not_live: Sequence[str]) -> str:
+    live = live_appointment_sql("a.status", not_live)
+    return f"""NOT EXISTS (
+            SELECT 1 FROM appointments a WHERE a.call_id = calls.id AND {live})
         AND (appointment_made = 1 OR appointment_link_status = 'linked'
              OR session_outcome = 'appointment_booked')"""
+
 
 _OUTCOME_DISAGREES = (
     "(COALESCE(NEW.session_outcome, '') = 'appointment_booked') <> (NEW.appointment_made <> 0)"
@@ -75,7 +82,7 @@ _CUSTOMER_LINK = f"""
         customer_linked_at = CASE WHEN NEW.customer_id IS NULL THEN NULL ELSE {NOW} END
     WHERE id = NEW.id;"""
 
-TRIGGERS: tuple[SqliteTrigger, ...] = (
+_CALL_TRIGGERS: tuple[SqliteTrigger, ...] = (
     SqliteTrigger(
         "calls_default_direction",
         "calls",
@@ -114,35 +121,50 @@ TRIGGERS: tuple[SqliteTrigger, ...] = (
            WHEN {_OUTCOME_DISAGREES}
            BEGIN {_CORRECT_OUTCOME} END""",
     ),
-    SqliteTrigger(
-        "appointments_link_inserted",
-        "appointments",
-        f"""CREATE TRIGGER IF NOT EXISTS appointments_link_inserted AFTER INSERT ON appointments
-           WHEN NEW.call_id IS NOT NULL AND NEW.status <> 'cancelled'
-           BEGIN
-               UPDATE calls SET {_LINKED} WHERE id = NEW.call_id AND {_NEEDS_LINK};
-           END""",
-    ),
-    SqliteTrigger(
-        "appointments_unlink_deleted",
-        "appointments",
-        f"""CREATE TRIGGER IF NOT EXISTS appointments_unlink_deleted AFTER DELETE ON appointments
-           WHEN OLD.call_id IS NOT NULL
-           BEGIN
-               UPDATE calls SET {_UNLINKED} WHERE id = OLD.call_id AND {_NO_LIVE_APPOINTMENT};
-           END""",
-    ),
-    SqliteTrigger(
-        "appointments_resync_updated",
-        "appointments",
-        f"""CREATE TRIGGER IF NOT EXISTS appointments_resync_updated
-           AFTER UPDATE OF status, call_id ON appointments
-           WHEN NEW.status IS NOT OLD.status OR NEW.call_id IS NOT OLD.call_id
-           BEGIN
-               UPDATE calls SET {_LINKED}
-               WHERE id = NEW.call_id AND NEW.status <> 'cancelled' AND {_NEEDS_LINK};
-               UPDATE calls SET {_UNLINKED}
-               WHERE id IN (OLD.call_id, NEW.call_id) AND {_NO_LIVE_APPOINTMENT};
-           END""",
-    ),
 )
+
+
+def triggers(not_live: Sequence[str] = NOT_LIVE_APPOINTMENT_STATUSES) -> tuple[SqliteTrigger, ...]:
+    """Every trigger, with "live" meaning a status outside ``not_live``."""
+    live_new = live_appointment_sql("NEW.status", not_live)
+    no_live = _no_live_appointment(not_live)
+    return (
+        *_CALL_TRIGGERS,
+        SqliteTrigger(
+            "appointments_link_inserted",
+            "appointments",
+            f"""CREATE TRIGGER IF NOT EXISTS appointments_link_inserted
+               AFTER INSERT ON appointments
+               WHEN NEW.call_id IS NOT NULL AND {live_new}
+               BEGIN
+                   UPDATE calls SET {_LINKED} WHERE id = NEW.call_id AND {_NEEDS_LINK};
+               END""",
+        ),
+        SqliteTrigger(
+            "appointments_unlink_deleted",
+            "appointments",
+            f"""CREATE TRIGGER IF NOT EXISTS appointments_unlink_deleted
+               AFTER DELETE ON appointments
+               WHEN OLD.call_id IS NOT NULL
+               BEGIN
+                   UPDATE calls SET {_UNLINKED} WHERE id = OLD.call_id AND {no_live};
+               END""",
+        ),
+        SqliteTrigger(
+            "appointments_resync_updated",
+            "appointments",
+            f"""CREATE TRIGGER IF NOT EXISTS appointments_resync_updated
+               AFTER UPDATE OF status, call_id ON appointments
+               WHEN NEW.status IS NOT OLD.status OR NEW.call_id IS NOT OLD.call_id
+               BEGIN
+                   UPDATE calls SET {_LINKED}
+                   WHERE id = NEW.call_id AND {live_new} AND {_NEEDS_LINK};
+                   UPDATE calls SET {_UNLINKED}
+                   WHERE id IN (OLD.call_id, NEW.call_id) AND {no_live};
+               END""",
+        ),
+    )
+
+
+#: The triggers of the current definition of a live appointment.
+TRIGGERS: tuple[SqliteTrigger, ...] = triggers()

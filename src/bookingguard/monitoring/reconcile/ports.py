@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -35,6 +35,9 @@ class RemoteBooking(Protocol):
 
     @property
     def created_at(self) -> datetime | None: ...
+
+    @property
+    def metadata(self) -> Mapping[str, str]: ...
 
 
 class BookingSource(Protocol):

@@ -1,8 +1,10 @@
 """The reconciliation service: read both sides, diff them, store the findings as alerts.
 
 Findings become alerts like any rule's: ``calcom_booking_missing`` (critical: a
-phantom at Cal.com), ``unknown_calcom_booking`` and ``calcom_booking_mismatch``;
-critical ones are filed for review.
+phantom at Cal.com), ``unknown_calcom_booking`` (a live booking that claims our
+metadata and that no appointment knows; one made elsewhere, without our metadata, is
+no finding, and one stored with source ``calcom`` is known) and
+``calcom_booking_mismatch``; critical ones are filed for review.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import Any
 from sqlalchemy import Table, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bookingguard.calcom.webhooks import claims_our_metadata
 from bookingguard.db.alerts import severity_of
-from bookingguard.db.models import Appointment
+from bookingguard.db.models import NOT_LIVE_APPOINTMENT_STATUSES, Appointment
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.monitoring.alerting import RuleOutcome
 from bookingguard.monitoring.reconcile.diff import (
@@ -136,7 +139,8 @@ class Reconciler:
                         }
                     )
             for uid, row in remote_rows.items():
-                if uid not in local and row.live:
+                # A booking made elsewhere (no metadata of ours) is data, not an alarm.
+                if uid not in local and row.live and claims_our_metadata(remote[uid].metadata):
                     unknown_candidates[uid] = remote[uid]
         unknown = self._unknown_locally(unknown_candidates)
         for booking in unknown:
@@ -169,7 +173,7 @@ class Reconciler:
             str(row.calcom_booking_uid): (
                 int(row.id),
                 normalise(row.starts_at),
-                row.status != "cancelled",
+                row.status not in NOT_LIVE_APPOINTMENT_STATUSES,
             )
             for row in rows
         }
@@ -257,7 +261,8 @@ class Reconciler:
                     filed = file_many_for_review(
                         uow.session,
                         call_ids=select(appointments.c.call_id).where(
-                            appointments.c.id.in_([entity_id for entity_id, _ in findings])
+                            appointments.c.id.in_([entity_id for entity_id, _ in findings]),
+                            appointments.c.call_id.is_not(None),
                         ),
                         reason=alert_type,
                         priority=PRIORITY_BY_SEVERITY["critical"],

@@ -22,7 +22,7 @@ from sqlalchemy import (
     select,
 )
 
-from bookingguard.db.models import Appointment, Call
+from bookingguard.db.models import Appointment, Call, is_live_appointment
 from bookingguard.monitoring.rules.model import Rule
 from bookingguard.monitoring.rules.plans import (
     inconsistent_link_status_all,
@@ -40,7 +40,7 @@ appointments: Table = Appointment.__table__  # type: ignore[assignment]
 def _live_appointment_of(call_id: ColumnElement[int]) -> ColumnElement[bool]:
     return exists(
         select(literal(1)).where(
-            appointments.c.call_id == call_id, appointments.c.status != "cancelled"
+            appointments.c.call_id == call_id, is_live_appointment(appointments.c.status)
         )
     )
 
@@ -71,7 +71,9 @@ def _orphaned_appointment() -> ColumnElement[bool]:
             calls.c.id == appointments.c.call_id, calls.c.appointment_made.is_(True)
         )
     )
-    return and_(appointments.c.status != "cancelled", ~flagged_call)
+    # A booking made at Cal.com, not through a call, has no call to be flagged.
+    made_elsewhere = and_(appointments.c.source == "calcom", appointments.c.call_id.is_(None))
+    return and_(is_live_appointment(appointments.c.status), ~flagged_call, ~made_elsewhere)
 
 
 def _inconsistent_link_status() -> ColumnElement[bool]:
@@ -139,7 +141,10 @@ RULES: tuple[Rule, ...] = (
         entity_type="appointment",
         table=appointments,
         time_column="created_at",
-        description="live appointment whose call is missing or not flagged appointment_made",
+        description=(
+            "live appointment whose call is missing or not flagged appointment_made"
+            " (one booked at Cal.com without a call is not)"
+        ),
         predicate=_orphaned_appointment,
         ids_window=orphaned_appointment_window,
         sample_columns=("call_id", "calcom_booking_uid", "status"),

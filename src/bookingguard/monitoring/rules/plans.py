@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from bookingguard.db.models import Appointment, Call
+from bookingguard.db.models import Appointment, Call, is_live_appointment
 from bookingguard.monitoring.rules.model import Reach, ReachBounds, Rule, Window
 
 __all__ = [
@@ -124,7 +124,9 @@ def inconsistent_link_status_all(until: datetime) -> Select[tuple[int]]:
     return (
         select(calls.c.id)
         .select_from(
-            calls.outerjoin(live, and_(live.c.call_id == calls.c.id, live.c.status != "cancelled"))
+            calls.outerjoin(
+                live, and_(live.c.call_id == calls.c.id, is_live_appointment(live.c.status))
+            )
         )
         .where(linked != live.c.call_id.is_not(None), calls.c.created_at <= until)
         .distinct()
@@ -134,7 +136,7 @@ def inconsistent_link_status_all(until: datetime) -> Select[tuple[int]]:
 def _live_call_ids(calls_from: ColumnElement[int | None]) -> Select[tuple[int]]:
     return (
         select(appointments.c.call_id)
-        .where(appointments.c.status != "cancelled", appointments.c.call_id >= calls_from)
+        .where(is_live_appointment(appointments.c.status), appointments.c.call_id >= calls_from)
         .distinct()
     )
 
@@ -173,7 +175,7 @@ def orphaned_appointment_window(
     # it still reads them by time and sorts them (6 ms); without the DISTINCT it then
     # probed the calls' index once per appointment (21 ms), as a NOT EXISTS did (19 ms).
     appointment_calls_from = reach.appointment_calls_from
-    live = appointments.c.status != "cancelled"
+    live = is_live_appointment(appointments.c.status)
     flagged = (
         select(calls.c.id)
         .where(calls.c.appointment_made.is_(True), calls.c.id >= appointment_calls_from)
@@ -190,7 +192,10 @@ def orphaned_appointment_window(
             flagged.c.id.is_(None),
         )
     )
-    of_no_call = select(appointments.c.id).where(in_window, live, appointments.c.call_id.is_(None))
+    # Of no call: a booking made at Cal.com (source 'calcom') has none and is no orphan.
+    of_no_call = select(appointments.c.id).where(
+        in_window, live, appointments.c.call_id.is_(None), appointments.c.source != "calcom"
+    )
     found = union_all(of_a_call, of_no_call).subquery("orphaned")
     return select(found.c.id)
 
@@ -250,7 +255,7 @@ def _shared_call_statement(rules: tuple[Rule, ...], time_column: str) -> Select[
     calls_from = bindparam("calls_from", type_=BigInteger())
     live = (
         select(appointments.c.call_id)
-        .where(appointments.c.status != "cancelled", appointments.c.call_id >= calls_from)
+        .where(is_live_appointment(appointments.c.status), appointments.c.call_id >= calls_from)
         .distinct()
         .subquery("live")
     )
