@@ -53,12 +53,12 @@ def test_downgrade_to_base_leaves_nothing_and_upgrade_restores(database: TestDat
     assert sorted(inspect(database.engine).get_table_names()) == before
 
 
-def test_appointments_before_0004_are_agent_and_rejected_becomes_allowed(
+def test_appointments_before_0005_are_agent_and_rejected_becomes_allowed(
     database: TestDatabase,
 ) -> None:
-    """Rows from before revision 0004 get source 'agent'; 'rejected' is then a status, and
+    """Rows from before revision 0005 get source 'agent'; 'rejected' is then a status, and
     going back down removes rejected rows with the column."""
-    migrate.downgrade(database.engine, "0003")
+    migrate.downgrade(database.engine, "0004")
     with database.engine.begin() as connection:
         connection.execute(text("INSERT INTO appointments (status) VALUES ('booked')"))
     migrate.upgrade(database.engine)
@@ -67,7 +67,7 @@ def test_appointments_before_0004_are_agent_and_rejected_becomes_allowed(
             "agent"
         ]
         connection.execute(text("INSERT INTO appointments (status) VALUES ('rejected')"))
-    migrate.downgrade(database.engine, "0003")
+    migrate.downgrade(database.engine, "0004")
     with database.engine.begin() as connection:
         statuses = connection.execute(text("SELECT status FROM appointments")).scalars().all()
     assert statuses == ["booked"]

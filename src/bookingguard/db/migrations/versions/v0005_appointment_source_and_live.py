@@ -14,8 +14,8 @@ every row left the index for the table (143 ms, 87 ms with it, on the monitor be
 On SQLite the CHECK constraint is changed by copying the table (batch mode), which
 drops the table's triggers: the link triggers that were on are created again.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-08
 """
 
@@ -28,8 +28,8 @@ from alembic import op
 
 from bookingguard.db.ddl import install_live_definition, trigger_status
 
-revision: str = "0004"
-down_revision: str | None = "0003"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
