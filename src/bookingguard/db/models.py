@@ -251,11 +251,11 @@ class Appointment(_Timestamps, Base):
             postgresql_include=["id", "call_id", "status"],
         ),
         # The monitor's "has a live appointment" probe and its --all merge joins, answered
-        # from the index alone (the orphan rule reads the source too).
+        # from the index alone.
         Index(
             "ix_appointments_live_call_id",
             "call_id",
-            postgresql_include=["id", "created_at", "source"],
+            postgresql_include=["id", "created_at"],
             postgresql_where=text(live_appointment_sql()),
             sqlite_where=text(live_appointment_sql()),
         ),

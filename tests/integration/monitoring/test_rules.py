@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -191,6 +192,24 @@ def test_window_reach_finds_what_the_plain_predicates_find(database: TestDatabas
     assert found["missing_appointment"] == [10, 30]
     assert found["inconsistent_link_status"] == [30, 70]
     assert len(found["orphaned_appointment"]) == 2
+
+
+def test_every_row_forms_find_what_the_plain_predicates_find(database: TestDatabase) -> None:
+    """Over every row, a rule's own phrasing (ids_all) finds what its plain predicate finds."""
+    craft_out_of_order(database)
+    everything = Window(since=None, until=NOW)
+    phrased = [rule for rule in RULES if rule.ids_all is not None]
+    with database.sessions() as session:
+        found = {rule.name: sorted(session.scalars(rule.ids(everything))) for rule in phrased}
+        expected = {
+            rule.name: sorted(session.scalars(replace(rule, ids_all=None).ids(everything)))
+            for rule in phrased
+        }
+    assert {"orphaned_appointment", "inconsistent_link_status"} <= set(found)
+    assert found == expected
+    # The appointments of the two unflagged calls and the live one of no call; not the
+    # cancelled, the rejected or the one made at Cal.com.
+    assert len(found["orphaned_appointment"]) == 3
 
 
 def test_samples_of_calls_and_appointments_in_one_run(database: TestDatabase) -> None:

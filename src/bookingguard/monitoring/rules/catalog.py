@@ -28,6 +28,7 @@ from bookingguard.monitoring.rules.plans import (
     inconsistent_link_status_all,
     inconsistent_link_status_window,
     missing_appointment_window,
+    orphaned_appointment_all,
     orphaned_appointment_window,
 )
 
@@ -146,6 +147,7 @@ RULES: tuple[Rule, ...] = (
             " (one booked at Cal.com without a call is not)"
         ),
         predicate=_orphaned_appointment,
+        ids_all=orphaned_appointment_all,
         ids_window=orphaned_appointment_window,
         sample_columns=("call_id", "calcom_booking_uid", "status"),
     ),

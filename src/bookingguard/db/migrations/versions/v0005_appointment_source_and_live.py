@@ -111,7 +111,7 @@ def _switch(
         LIVE_INDEX,
         TABLE,
         ["call_id"],
-        postgresql_include=["id", "created_at", *(["source"] if add_source else [])],
+        postgresql_include=["id", "created_at"],
         postgresql_where=_not_live(not_live),
         sqlite_where=_not_live(not_live),
     )
