@@ -10,8 +10,10 @@ from __future__ import annotations
 from sqlalchemy.orm import Session, sessionmaker
 
 from bookingguard.db.booking_queries.base import (
+    NOT_LIVE_STATUSES,
     AppointmentReadBack,
     BookingQueries,
+    CallAppointment,
     NewAppointment,
     ReadBack,
     StoredAppointment,
@@ -22,8 +24,10 @@ from bookingguard.db.booking_queries.sqlite import SqliteBookingQueries
 from bookingguard.db.dialects import PostgresDialect, SqliteDialect, dialect_of
 
 __all__ = [
+    "NOT_LIVE_STATUSES",
     "AppointmentReadBack",
     "BookingQueries",
+    "CallAppointment",
     "NewAppointment",
     "PostgresBookingQueries",
     "ReadBack",
