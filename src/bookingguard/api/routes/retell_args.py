@@ -98,7 +98,9 @@ class BookAppointmentArgs(_StartArgs):
 
     event_type_id: EventTypeId | None = None
     name: str = Field(min_length=1, max_length=200, description="The caller's name")
-    email: str | None = Field(default=None, max_length=320, pattern=_EMAIL)
+    email: str | None = Field(
+        default=None, max_length=320, pattern=_EMAIL, description="The caller's e-mail address"
+    )
     phone: str | None = Field(
         default=None, max_length=40, pattern=_PHONE, description="The caller's phone number"
     )
