@@ -191,7 +191,7 @@ READ_BACK_BY_CALL = (
     .order_by(Appointment.created_at.desc(), Appointment.id.desc())
     .limit(1)
 )
-_LATEST_OF_CALL = (
+LATEST_OF_CALL = (
     select(
         Appointment.id,
         Appointment.call_id,
@@ -235,6 +235,13 @@ def read_appointment(
         read_back_statement(appointment_id), {"call_id": call_id, "appointment_id": appointment_id}
     ).first()
     return read_back_row(row)
+
+
+def latest_row(row: Sequence[Any] | None) -> CallAppointment | None:
+    """``LATEST_OF_CALL``'s row (its join makes call_id and starts_at non-null)."""
+    if row is None:
+        return None
+    return CallAppointment(row[0], row[1], row[2], row[3], row[4].astimezone(UTC), row[5])
 
 
 def looked_up(row: Sequence[Any]) -> tuple[int, StoredAppointment | None]:
@@ -353,13 +360,8 @@ class BookingQueries(ABC):
 
     def _latest_appointment(self, retell_call_id: str) -> CallAppointment | None:
         with UnitOfWork(self._sessions) as uow:
-            # The join makes call_id and starts_at non-null; the row's type cannot say so.
-            row: Any = uow.session.execute(
-                _LATEST_OF_CALL, {"retell_call_id": retell_call_id}
-            ).first()
-        if row is None:
-            return None
-        return CallAppointment(row[0], row[1], row[2], row[3], row[4].astimezone(UTC), row[5])
+            row = uow.session.execute(LATEST_OF_CALL, {"retell_call_id": retell_call_id}).first()
+        return latest_row(row)
 
     def _reschedule_appointment(self, old_appointment_id: int, new: NewAppointment) -> int:
         # The new appointment first: the call then always has a live one, so no trigger
