@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -35,6 +36,7 @@ class Agent:
     http: httpx.AsyncClient
     services: Services
     calcom: CalcomStandin
+    breaker: FakeBreaker
 
     async def post(self, path: str, body: bytes) -> dict[str, Any]:
         response = await self.http.post(
@@ -85,15 +87,16 @@ async def make_agent(
             calcom={"api_key": calcom_standin.api_key, "base_url": calcom_standin.base_url},
             retell={"api_key": RETELL_KEY, **retell},
         )
+        breaker = FakeBreaker()
         services = build_services(
-            settings, breaker=FakeBreaker(), retrier=ImmediateRetrier(), engine=database.engine
+            settings, breaker=breaker, retrier=ImmediateRetrier(), engine=database.engine
         )
         http = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=create_app(settings, services=services)),
             base_url="http://api",
         )
         opened.append((http, services))
-        return Agent(http, services, calcom_standin)
+        return Agent(http, services, calcom_standin, breaker)
 
     yield make
     for http, services in opened:
@@ -240,6 +243,30 @@ async def test_reschedule_to_the_past_is_a_question(agent: Agent) -> None:
     )
     assert (answer["rescheduled"], answer["missing"]) == (False, ["start"])
     assert agent.calcom.request_count("reschedule") == 0
+
+
+async def test_reschedule_to_a_taken_time_keeps_the_appointment(agent: Agent) -> None:
+    """A taken new time: the agent offers another; the appointment and the call are unchanged."""
+    booked = await agent.book()
+    agent.calcom.add_booking(start=datetime(2037, 12, 4, 10, tzinfo=UTC), event_type_id=42)
+    answer = await agent.call(
+        "reschedule_appointment", start="2037-12-04T11:00:00", time_zone=BERLIN
+    )
+    assert answer["rescheduled"] is False
+    assert "another time" in answer["message"]
+    assert agent.appointments() == [(booked["appointment_id"], "booked", 42)]
+    assert agent.flags() == (True, "appointment_booked", "linked")
+
+
+async def test_cancel_with_the_circuit_open_keeps_the_appointment(agent: Agent) -> None:
+    """Cal.com unreachable: a sentence about a call-back, the appointment still booked."""
+    booked = await agent.book()
+    agent.breaker.open = True
+    answer = await agent.call("cancel_appointment", time_zone=BERLIN)
+    assert answer["cancelled"] is False
+    assert "call you back" in answer["message"]
+    assert agent.appointments() == [(booked["appointment_id"], "booked", 42)]
+    assert agent.calcom.request_count("cancel") == 0
 
 
 async def test_cancel_cancels_the_calls_appointment_once(agent: Agent) -> None:
