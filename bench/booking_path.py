@@ -12,6 +12,14 @@ and pooled connections taken (the sync engine's and the async engine's; one idle
 over 2 s pays a ping) per booking, and the median
 added as a ratio of the goal: <= 2 ms added at the median.
 
+Then the agent's other calls, each interleaved with its bare request: the free slots
+(``check_availability``'s ``AppointmentChanges.availability`` against a bare
+``GET /v2/slots`` over the same two weeks) and a reschedule of each booking
+(``AppointmentChanges.reschedule``: the call's appointment read, the move on Cal.com,
+the new appointment and the old one's status in one transaction) against a bare
+``POST /v2/bookings/{uid}/reschedule``. Goals at the median, against one durable
+commit measured in the same run: availability adds <= 1 commit, a reschedule <= 2.
+
     .venv/bin/python bench/booking_path.py [--bookings 400] [--warmup 50]
 
 Uses BOOKINGGUARD_TEST_POSTGRES_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/postgres)
@@ -38,8 +46,9 @@ import redis
 from sqlalchemy import Engine, event, insert
 from sqlalchemy.engine import make_url
 
-from bookingguard.booking import BookingRequest, SqlBookingStore
-from bookingguard.bootstrap import build_services
+from bookingguard.booking import BookingRequest, BookingResult, SqlBookingStore
+from bookingguard.booking.changes import AVAILABILITY_SPAN
+from bookingguard.bootstrap import Services, build_services
 from bookingguard.calcom import CalcomClient, NewBooking
 from bookingguard.db import make_engine, migrate
 from bookingguard.db.models import Call
@@ -54,6 +63,9 @@ ADMIN_URL = os.environ.get(
 REDIS_URL = os.environ.get("BOOKINGGUARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
 FIRST_SLOT = datetime(2027, 1, 4, 8, tzinfo=UTC)
 GOAL_SECONDS = 0.002
+#: Goals of the agent's other calls, in durable commits added at the median.
+AVAILABILITY_GOAL_COMMITS = 1.0
+RESCHEDULE_GOAL_COMMITS = 2.0
 
 
 def serve_standin(pipe: Connection) -> None:
@@ -85,6 +97,49 @@ def round_trip_latency(engine: Engine, rounds: int) -> list[float]:
             connection.exec_driver_sql("SELECT 1").all()
             samples.append(time.perf_counter() - started)
     return samples
+
+
+async def measure_availability(
+    services: Services, client: CalcomClient, rounds: int, warmup: int
+) -> tuple[list[float], list[float]]:
+    """Free slots over the same two weeks: bare ``GET /v2/slots``, then through the service."""
+    bare: list[float] = []
+    ours: list[float] = []
+    after = FIRST_SLOT + timedelta(days=30)
+    for i in range(rounds):
+        started = time.perf_counter()
+        await client.get_slots(
+            7, start=after, end=after + AVAILABILITY_SPAN, time_zone="Europe/Berlin"
+        )
+        bare_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        await services.booking.changes.availability(8, time_zone="Europe/Berlin", after=after)
+        if i >= warmup:
+            bare.append(bare_seconds)
+            ours.append(time.perf_counter() - started)
+    return bare, ours
+
+
+async def measure_reschedules(
+    services: Services, client: CalcomClient, bare_uids: list[str], warmup: int
+) -> tuple[list[float], list[float]]:
+    """Each booking moved a year on: the bare booking by uid, the call's through the service."""
+    bare: list[float] = []
+    ours: list[float] = []
+    for i, uid in enumerate(bare_uids):
+        start = FIRST_SLOT + timedelta(days=365, minutes=30 * i)
+        started = time.perf_counter()
+        await client.reschedule_booking(uid, start=start)
+        bare_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        outcome = await services.booking.changes.reschedule(f"bench-{i}", start=start)
+        ours_seconds = time.perf_counter() - started
+        if outcome.result is not BookingResult.RESCHEDULED:
+            raise SystemExit(f"reschedule {i} failed: {outcome}")
+        if i >= warmup:
+            bare.append(bare_seconds)
+            ours.append(ours_seconds)
+    return bare, ours
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -137,11 +192,12 @@ async def run(url: str, bookings: int, warmup: int, prefix: str) -> None:
 
         bare: list[float] = []
         guarded: list[float] = []
+        bare_uids: list[str] = []
         async with CalcomClient.from_settings(settings) as client:
             for i in range(total):
                 slot = FIRST_SLOT + timedelta(minutes=30 * i)
                 started = time.perf_counter()
-                await client.create_booking(
+                created = await client.create_booking(
                     NewBooking(
                         start=slot,
                         event_type_id=7,
@@ -151,6 +207,7 @@ async def run(url: str, bookings: int, warmup: int, prefix: str) -> None:
                     )
                 )
                 bare_seconds = time.perf_counter() - started
+                bare_uids.append(created.uid)
                 request = BookingRequest(
                     retell_call_id=f"bench-{i}",
                     start=slot,
@@ -172,10 +229,12 @@ async def run(url: str, bookings: int, warmup: int, prefix: str) -> None:
                 if i >= warmup:
                     bare.append(bare_seconds)
                     guarded.append(guarded_seconds)
-        statements += store.driver_statements - driver_statements
-        for counted in engines:
-            event.remove(counted, "before_cursor_execute", count_statement)
-            event.remove(counted, "checkout", count_checkout)
+            statements += store.driver_statements - driver_statements
+            for counted in engines:
+                event.remove(counted, "before_cursor_execute", count_statement)
+                event.remove(counted, "checkout", count_checkout)
+            slots = await measure_availability(services, client, total, warmup)
+            moves = await measure_reschedules(services, client, bare_uids, warmup)
         commits = commit_latency(engine, bookings)
         round_trips = round_trip_latency(engine, bookings)
         await services.aclose()
@@ -202,6 +261,19 @@ async def run(url: str, bookings: int, warmup: int, prefix: str) -> None:
         f"goal <= 2 ms added at the median: {verdict}"
         f" (median added / goal = {median_added / GOAL_SECONDS:.2f})"
     )
+    commit = statistics.median(commits)
+    for label, (bare_calls, our_calls), goal in (
+        ("check_availability", slots, AVAILABILITY_GOAL_COMMITS),
+        ("reschedule", moves, RESCHEDULE_GOAL_COMMITS),
+    ):
+        call_added = statistics.median(our_calls) - statistics.median(bare_calls)
+        print(f"{label}: bare {stats(bare_calls)}")
+        print(f"{label}: ours {stats(our_calls)}")
+        verdict = "met" if call_added <= goal * commit else "NOT met"
+        print(
+            f"{label}: added median {ms(call_added)} = {call_added / commit:.2f} durable"
+            f" commits ({ms(commit)}); goal <= {goal:g}: {verdict}"
+        )
 
 
 def main() -> None:

@@ -232,6 +232,13 @@ class RetellSettings(_Section):
     outcome_mapping: dict[str, str] = Field(default_factory=dict)
     #: The key of ``call_analysis.custom_analysis_data`` holding the call's outcome.
     outcome_field: str = "session_outcome"
+    #: Retell ``agent_id`` → the Cal.com event type ids its functions may use, the first
+    #: being the one used when the model names none.
+    agent_event_types: dict[str, list[Annotated[int, Field(gt=0, le=2**31 - 1)]]] = Field(
+        default_factory=dict
+    )
+    #: The event type of agents (and ``args_at_root`` tools) not listed above.
+    default_event_type_id: Annotated[int, Field(gt=0, le=2**31 - 1)] | None = None
 
 
 class AlertSettings(_Section):

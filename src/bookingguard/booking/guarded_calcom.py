@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bookingguard.booking.ports import Breaker, CalcomBookings, Retrier
@@ -26,6 +26,7 @@ from bookingguard.calcom import (
     CalcomSlotUnavailableError,
     CalcomTimeoutError,
     NewBooking,
+    Slot,
 )
 from bookingguard.resilience import CircuitOpenError
 
@@ -149,10 +150,16 @@ class GuardedCalcom:
 
     async def cancel(self, booking: CalcomBooking) -> None:
         """Cancel ``booking`` (retried); raises if it is still live on Cal.com."""
-        circuit = circuit_key_for(booking.event_type_id or 0)
+        await self.cancel_uid(booking.uid, event_type_id=booking.event_type_id)
+
+    async def cancel_uid(
+        self, uid: str, *, event_type_id: int | None, reason: str = _CANCEL_REASON
+    ) -> None:
+        """Cancel the booking ``uid`` (retried); raises if it is still live on Cal.com."""
+        circuit = circuit_key_for(event_type_id or 0)
 
         async def cancel_on_calcom() -> CalcomBooking:
-            return await self._calcom.cancel_booking(booking.uid, reason=_CANCEL_REASON)
+            return await self._calcom.cancel_booking(uid, reason=reason)
 
         async def cancel() -> CalcomBooking:
             return await self._breaker.call(circuit, cancel_on_calcom)
@@ -160,8 +167,37 @@ class GuardedCalcom:
         try:
             await self._retrier(cancel, is_retryable=is_transient, retry_after=_retry_after)
         except Exception:
-            if not await self._already_cancelled(booking.uid):
+            if not await self._already_cancelled(uid):
                 raise
+
+    async def reschedule(
+        self, uid: str, *, event_type_id: int | None, start: datetime, reason: str | None
+    ) -> CalcomBooking:
+        """Move the booking ``uid`` to ``start`` under its event type's circuit.
+
+        Not retried: a lost answer may have moved it, and a second reschedule of a
+        booking Cal.com already cancelled for the move is refused.
+        """
+
+        async def reschedule() -> CalcomBooking:
+            return await self._calcom.reschedule_booking(uid, start=start, reason=reason)
+
+        return await self._breaker.call(circuit_key_for(event_type_id or 0), reschedule)
+
+    async def slots(
+        self, event_type_id: int, *, start: datetime, end: datetime, time_zone: str
+    ) -> list[Slot]:
+        """The event type's free slots between ``start`` and ``end`` (a read: retried)."""
+
+        async def read() -> list[Slot]:
+            return await self._calcom.get_slots(
+                event_type_id, start=start, end=end, time_zone=time_zone
+            )
+
+        async def guarded() -> list[Slot]:
+            return await self._breaker.call(circuit_key_for(event_type_id), read)
+
+        return await self._retrier(guarded, is_retryable=is_transient, retry_after=_retry_after)
 
     async def _last_look(self, new: NewBooking, key: str) -> CalcomBooking | None:
         """After the retries ran out with an unknown outcome: did one of them book after all?"""

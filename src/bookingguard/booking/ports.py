@@ -8,10 +8,10 @@ the binding). ``CalcomBookings`` is the slice of ``CalcomClient`` the service us
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol, TypeVar
 
-from bookingguard.calcom import CalcomBooking, NewBooking
+from bookingguard.calcom import CalcomBooking, NewBooking, Slot
 
 __all__ = ["Breaker", "CalcomBookings", "Retrier"]
 
@@ -45,6 +45,14 @@ class CalcomBookings(Protocol):
     async def cancel_booking(self, uid: str, *, reason: str) -> CalcomBooking: ...
 
     async def get_booking(self, uid: str) -> CalcomBooking: ...
+
+    async def reschedule_booking(
+        self, uid: str, *, start: datetime, reason: str | None = None
+    ) -> CalcomBooking: ...
+
+    async def get_slots(
+        self, event_type_id: int, *, start: datetime | date, end: datetime | date, time_zone: str
+    ) -> list[Slot]: ...
 
     def iter_bookings(
         self,

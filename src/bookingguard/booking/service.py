@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from bookingguard.booking.changes import AppointmentChanges
 from bookingguard.booking.compensation import Compensation
 from bookingguard.booking.errors import RollbackFailedError
 from bookingguard.booking.guarded_calcom import CreateFailure, GuardedCalcom, is_transient
@@ -42,12 +43,25 @@ from bookingguard.booking.types import (
     BookingResult,
 )
 from bookingguard.booking.validation import PostBookingValidator, ValidationResult
-from bookingguard.calcom import CalcomBooking, CalcomError, CalcomSlotUnavailableError, NewBooking
+from bookingguard.calcom import (
+    CalcomBooking,
+    CalcomError,
+    CalcomMissingFields,
+    CalcomSlotUnavailableError,
+    NewBooking,
+)
 from bookingguard.resilience import CircuitOpenError
 
 __all__ = ["BookingService"]
 
 log = logging.getLogger(__name__)
+
+
+#: How a retried request whose appointment is already stored ends, by the appointment's status.
+_STORED_RESULTS = {
+    "cancelled": BookingResult.PREVIOUSLY_FAILED,
+    "pending": BookingResult.PENDING,
+}
 
 
 class BookingService:
@@ -73,6 +87,12 @@ class BookingService:
         self._clock = clock
         self._metrics = metrics
         self._locks = KeyLocks()
+        self._changes = AppointmentChanges(store=store, calcom=self._calcom, clock=clock)
+
+    @property
+    def changes(self) -> AppointmentChanges:
+        """Free slots, and moving or cancelling a call's appointment."""
+        return self._changes
 
     @property
     def store(self) -> BookingStore:
@@ -117,11 +137,7 @@ class BookingService:
         key = request.key
         call_id, stored = await self._store.look_up(request.retell_call_id, key)
         if stored is not None:
-            result = (
-                BookingResult.PREVIOUSLY_FAILED
-                if stored.status == "cancelled"
-                else BookingResult.ALREADY_BOOKED
-            )
+            result = _STORED_RESULTS.get(stored.status, BookingResult.ALREADY_BOOKED)
             return BookingOutcome(
                 result,
                 call_id=call_id,
@@ -137,6 +153,9 @@ class BookingService:
             email=request.email,
             phone_number=request.phone,
             language=request.language,
+            phone=request.phone,
+            responses=request.responses,
+            length_minutes=request.length_minutes,
             metadata={
                 IDEMPOTENCY_METADATA_KEY: key,
                 RETELL_CALL_METADATA_KEY: request.retell_call_id,
@@ -151,6 +170,10 @@ class BookingService:
         """Cal.com booked nothing: say why, and file the call for review (unless the slot
         was simply taken)."""
         exc = failure.error
+        if isinstance(exc, CalcomMissingFields):
+            return BookingOutcome(
+                BookingResult.NEEDS_INFO, call_id=call_id, details={"missing": exc.fields}
+            )
         if isinstance(exc, CalcomSlotUnavailableError):
             return BookingOutcome(
                 BookingResult.SLOT_UNAVAILABLE, call_id=call_id, details={"error": exc.message}
@@ -183,6 +206,7 @@ class BookingService:
             ends_at=booking.end,
             idempotency_key=key,
             now=self._clock(),
+            status="pending" if booking.is_pending else "booked",
         )
 
         async def validate(appointment_id: int, read: ReadBack) -> ValidationResult:
@@ -274,7 +298,7 @@ class BookingService:
         """Steps 4 and 5: a validated booking is booked; otherwise roll back and compensate."""
         if result.success:
             return BookingOutcome(
-                BookingResult.BOOKED,
+                BookingResult.PENDING if booking.is_pending else BookingResult.BOOKED,
                 call_id=call_id,
                 appointment_id=appointment_id,
                 start=booking.start,

@@ -23,6 +23,7 @@ from bookingguard.booking.rollback import (
 )
 from bookingguard.db.booking_queries import (
     AppointmentReadBack,
+    CallAppointment,
     NewAppointment,
     ReadBack,
     StoredAppointment,
@@ -70,6 +71,12 @@ class SqlBookingStore:
 
     async def cancel_appointment(self, appointment_id: int, now: datetime) -> None:
         await self._queries.cancel_appointment(appointment_id, now)
+
+    async def latest_appointment(self, retell_call_id: str) -> CallAppointment | None:
+        return await self._queries.latest_appointment(retell_call_id)
+
+    async def reschedule_appointment(self, old_appointment_id: int, new: NewAppointment) -> int:
+        return await self._queries.reschedule_appointment(old_appointment_id, new)
 
     async def roll_back(
         self, call_id: int, *, reason: str, details: Mapping[str, Any], now: datetime

@@ -13,6 +13,7 @@ from typing import Any, Protocol, TypeVar
 
 from bookingguard.db.booking_queries import (
     AppointmentReadBack,
+    CallAppointment,
     NewAppointment,
     ReadBack,
     StoredAppointment,
@@ -21,6 +22,7 @@ from bookingguard.db.booking_queries import (
 __all__ = [
     "AppointmentReadBack",
     "BookingStore",
+    "CallAppointment",
     "NewAppointment",
     "ReadBack",
     "StoredAppointment",
@@ -58,6 +60,19 @@ class BookingStore(Protocol):
 
     async def cancel_appointment(self, appointment_id: int, now: datetime) -> None:
         """Mark the appointment cancelled (its call is unlinked)."""
+        ...
+
+    async def latest_appointment(self, retell_call_id: str) -> CallAppointment | None:
+        """The call's latest appointment, whatever its status; None without one (or the call)."""
+        ...
+
+    async def reschedule_appointment(self, old_appointment_id: int, new: NewAppointment) -> int:
+        """``new`` stored and its call linked, the old appointment marked ``rescheduled``,
+        committed together; returns the new appointment's id.
+
+        A new appointment the Cal.com webhook stored first (same booking uid) is taken
+        over rather than inserted again.
+        """
         ...
 
     async def roll_back(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -42,6 +43,9 @@ class BookingRequest:
     phone: str | None = None
     language: str = "en"
     idempotency_key: str | None = None
+    #: Answers to the event type's custom booking fields, by slug.
+    responses: Mapping[str, str] = field(default_factory=dict)
+    length_minutes: int | None = None
 
     @property
     def key(self) -> str:
@@ -57,6 +61,14 @@ class BookingResult(enum.StrEnum):
 
     BOOKED = "booked"
     ALREADY_BOOKED = "already_booked"
+    #: Cal.com holds the booking as a request the host has yet to confirm.
+    PENDING = "pending"
+    #: The event type needs something the request does not say (``details["missing"]``).
+    NEEDS_INFO = "needs_info"
+    RESCHEDULED = "rescheduled"
+    CANCELLED = "cancelled"
+    #: The call has no live appointment to reschedule or cancel.
+    NO_APPOINTMENT = "no_appointment"
     SLOT_UNAVAILABLE = "slot_unavailable"
     CIRCUIT_OPEN = "circuit_open"
     CALCOM_UNAVAILABLE = "calcom_unavailable"
@@ -85,3 +97,8 @@ class BookingOutcome:
     @property
     def booked(self) -> bool:
         return self.result in _BOOKED_RESULTS
+
+    @property
+    def missing(self) -> list[str]:
+        """What the agent has to ask the caller for (``NEEDS_INFO``)."""
+        return [str(name) for name in self.details.get("missing", ())]

@@ -19,10 +19,12 @@ from sqlalchemy.exc import IntegrityError
 from bookingguard.booking.errors import RollbackFailedError
 from bookingguard.booking.store import (
     AppointmentReadBack,
+    CallAppointment,
     NewAppointment,
     ReadBack,
     StoredAppointment,
 )
+from bookingguard.db.models import NOT_LIVE_APPOINTMENT_STATUSES
 
 __all__ = ["MemoryAppointment", "MemoryBookingStore", "StoredCall", "WrittenDown"]
 
@@ -55,6 +57,7 @@ class MemoryAppointment:
     status: str
     idempotency_key: str | None
     created_at: datetime
+    event_type_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -128,9 +131,10 @@ class MemoryBookingStore:
             appointment.calcom_v2_booking_id,
             appointment.calcom_booking_uid,
             appointment.starts_at,
-            "booked",
+            appointment.status,
             appointment.idempotency_key,
             appointment.now,
+            appointment.event_type_id,
         )
         self._appointments[new.id] = new
         self._link(self.calls[appointment.call_id])
@@ -182,7 +186,7 @@ class MemoryBookingStore:
         appointment = self._appointments[appointment_id]
         appointment.status = "cancelled"
         live = any(
-            a.status != "cancelled"
+            a.status not in NOT_LIVE_APPOINTMENT_STATUSES
             for a in self._appointments.values()
             if a.call_id == appointment.call_id
         )
@@ -197,6 +201,55 @@ class MemoryBookingStore:
         if call.session_outcome == "appointment_booked":
             call.session_outcome = "appointment_cancelled"
         call.appointment_link_status = "unlinked"
+
+    async def latest_appointment(self, retell_call_id: str) -> CallAppointment | None:
+        call = next((c for c in self.calls.values() if c.retell_call_id == retell_call_id), None)
+        if call is None:
+            return None
+        of_call = [a for a in self._appointments.values() if a.call_id == call.id]
+        latest = max(of_call, key=lambda a: (a.created_at, a.id), default=None)
+        if latest is None:
+            return None
+        return CallAppointment(
+            latest.id,
+            call.id,
+            latest.event_type_id,
+            latest.calcom_booking_uid,
+            latest.starts_at,
+            latest.status,
+        )
+
+    async def reschedule_appointment(self, old_appointment_id: int, new: NewAppointment) -> int:
+        if self.fail_writes is not None:
+            raise self.fail_writes
+        stored = next(
+            (
+                a
+                for a in self._appointments.values()
+                if a.calcom_booking_uid == new.calcom_booking_uid
+            ),
+            None,
+        )
+        if stored is None:
+            stored = MemoryAppointment(
+                self._new_id(),
+                new.call_id,
+                new.calcom_v2_booking_id,
+                new.calcom_booking_uid,
+                new.starts_at,
+                new.status,
+                new.idempotency_key,
+                new.now,
+                new.event_type_id,
+            )
+            self._appointments[stored.id] = stored
+        else:
+            stored.call_id = new.call_id
+            stored.idempotency_key = new.idempotency_key
+            stored.status = new.status
+        self._link(self.calls[new.call_id])
+        self._appointments[old_appointment_id].status = "rescheduled"
+        return stored.id
 
     async def roll_back(
         self, call_id: int, *, reason: str, details: Mapping[str, Any], now: datetime

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from bookingguard.api import create_app
 from bookingguard.bootstrap import Services, build_services
-from bookingguard.db.models import Appointment, Call, ManualReviewItem
+from bookingguard.db.models import Appointment, Call, ManualReviewItem, is_live_appointment
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.resilience.retry import set_testing
 from bookingguard.settings import Settings
@@ -60,7 +60,7 @@ class Stack:
     def phantoms(self) -> list[str]:
         """Calls claiming a booking with no live appointment behind them."""
         with UnitOfWork(self.services.sessions) as uow:
-            live = select(Appointment.call_id).where(Appointment.status != "cancelled")
+            live = select(Appointment.call_id).where(is_live_appointment(Appointment.status))
             return list(
                 uow.session.scalars(
                     select(Call.retell_call_id).where(

@@ -25,7 +25,7 @@ from bookingguard.settings import Settings
 from tests.conftest import TestDatabase
 from tests.support.booking_fakes import FakeBreaker, ImmediateRetrier
 from tests.support.calcom_standin import CalcomStandin
-from tests.support.retell import calcom_headers, function_call_body, retell_headers
+from tests.support.retell import calcom_headers, call_object, function_call_body, retell_headers
 from tests.support.server import LoopbackServer
 
 RETELL_KEY = "retell_test_key"
@@ -104,7 +104,7 @@ async def test_booking_function_books(api: Api) -> None:
     answer = response.json()
     assert answer["booked"] is True
     assert isinstance(answer["appointment_id"], int)
-    assert answer["start"] == "2026-12-03T14:00:00+00:00"
+    assert answer["start"] == "2037-12-03T14:00:00+00:00"
     assert answer["message"] == "You're booked for Thursday, December 3 at 3:00 PM."
     assert len(api.calcom.bookings()) == 1
     assert api.call().appointment_made is True
@@ -154,29 +154,33 @@ async def test_malformed_json_is_400(api: Api) -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "field"),
+    ("args", "missing"),
     [
-        ({"start": None}, "args.start"),
-        ({"time_zone": "Mars/Olympus"}, "args.time_zone"),
-        ({"event_type_id": "forty-two"}, "args.event_type_id"),
-        ({"email": None, "phone": None}, "args"),
+        ({"start": None}, ["start"]),
+        ({"start": "next tuesday-ish"}, ["start"]),
+        ({"time_zone": "CET+1"}, ["time_zone"]),
+        ({"event_type_id": "forty-two"}, ["event_type_id"]),
+        ({"email": None, "phone": None}, ["email", "phone"]),
+        ({"name": None, "email": "not-an-address"}, ["name", "email"]),
     ],
 )
-async def test_wrong_shape_is_422_naming_the_field(
-    api: Api, args: dict[str, object], field: str
+async def test_a_bad_argument_is_answered_in_words_naming_the_field(
+    api: Api, args: dict[str, object], missing: list[str]
 ) -> None:
-    """A body of the wrong shape: 422 naming the offending field, nothing booked."""
+    """A missing or malformed argument: 200, booked false, a question and the fields; nothing
+    sent to Cal.com."""
     response = await api.book(function_call_body(**args))
-    assert response.status_code == 422
-    fields = [error["field"] for error in response.json()["errors"]]
-    assert field in fields
+    assert response.status_code == 200
+    answer = response.json()
+    assert (answer["booked"], answer["missing"]) == (False, missing)
+    assert answer["message"].endswith("?")
     assert api.calcom.requests == []
 
 
 async def test_naive_start_is_read_in_callers_zone(api: Api) -> None:
     """A start without an offset is the caller's local time."""
-    response = await api.book(function_call_body(start="2026-12-03T15:00:00"))
-    assert response.json()["start"] == "2026-12-03T14:00:00+00:00"
+    response = await api.book(function_call_body(start="2037-12-03T15:00:00"))
+    assert response.json()["start"] == "2037-12-03T14:00:00+00:00"
 
 
 async def test_open_circuit_answers_200_not_booked(api: Api) -> None:
@@ -194,14 +198,14 @@ async def test_open_circuit_answers_200_not_booked(api: Api) -> None:
 
 async def test_taken_slot_asks_for_another(api: Api) -> None:
     """A taken slot: booked false and the agent offers another time."""
-    api.calcom.add_booking(start=datetime(2026, 12, 3, 14, tzinfo=UTC), event_type_id=42)
+    api.calcom.add_booking(start=datetime(2037, 12, 3, 14, tzinfo=UTC), event_type_id=42)
     answer = (await api.book(function_call_body())).json()
     assert answer["booked"] is False
     assert "another time" in answer["message"]
 
 
 def _retell_event(event: str, **call: object) -> dict[str, object]:
-    return {"event": event, "call": {"call_id": "call_1", **call}}
+    return {"event": event, "call": call_object("call_1", **call)}
 
 
 async def test_retell_webhooks_upsert_the_call(api: Api) -> None:
@@ -218,7 +222,14 @@ async def test_retell_webhooks_upsert_the_call(api: Api) -> None:
         )
     )
     second = await api.retell(
-        _retell_event("call_ended", call_status="ended", end_timestamp=started + 90_000)
+        _retell_event(
+            "call_ended",
+            direction="outbound",
+            from_number="+4930111",
+            to_number="+4930222",
+            call_status="ended",
+            end_timestamp=started + 90_000,
+        )
     )
     assert (first.status_code, second.status_code) == (204, 204)
     call = api.call()

@@ -209,3 +209,84 @@ async def test_record_compensation_failure_alerts_and_files(backend: Backend) ->
     )
     assert backend.alert_types() == ["compensation_failed"]
     assert backend.review_reasons() == ["compensation_failed"]
+
+
+async def test_a_pending_appointment_is_stored_pending_and_links_the_call(
+    backend: Backend,
+) -> None:
+    """A booking Cal.com holds for confirmation is stored pending; the call counts as booked."""
+    call_id = backend.add_call("call_1")
+    await backend.store.write_and_link(replace(_appointment(call_id), status="pending"), _read)
+    assert [a.status for a in backend.appointments()] == ["pending"]
+    _, stored = await backend.store.look_up("call_1", "key-1")
+    assert stored is not None
+    assert stored.status == "pending"
+    flags = backend.flags("call_1")
+    assert (flags.appointment_made, flags.appointment_link_status) == (True, "linked")
+
+
+async def test_latest_appointment_is_the_calls_newest_whatever_its_status(
+    backend: Backend,
+) -> None:
+    """The call's latest appointment comes back with its status, event type and start."""
+    call_id = backend.add_call("call_1")
+    assert await backend.store.latest_appointment("call_1") is None
+    assert await backend.store.latest_appointment("call_unknown") is None
+    first_id, _ = await backend.store.write_and_link(_appointment(call_id), _read)
+    later = replace(_appointment(call_id, key="k2", uid="u2"), now=NOW + timedelta(seconds=1))
+    latest_id, _ = await backend.store.write_and_link(later, _read)
+    await backend.store.cancel_appointment(latest_id, NOW)
+    latest = await backend.store.latest_appointment("call_1")
+    assert latest is not None
+    assert (latest.appointment_id, latest.call_id, latest.status) == (
+        latest_id,
+        call_id,
+        "cancelled",
+    )
+    assert (latest.event_type_id, latest.calcom_booking_uid, latest.start) == (42, "u2", SLOT)
+    assert latest.live is False
+    assert first_id != latest_id
+
+
+async def test_reschedule_stores_the_new_appointment_and_keeps_the_call_linked(
+    backend: Backend,
+) -> None:
+    """After a reschedule the new appointment is the call's latest, the old one rescheduled,
+    and the call stays linked and booked."""
+    call_id = backend.add_call("call_1")
+    old_id, _ = await backend.store.write_and_link(_appointment(call_id), _read)
+    moved = replace(
+        _appointment(call_id, key="key-moved", uid="uid-moved"),
+        starts_at=SLOT + timedelta(days=1),
+        ends_at=SLOT + timedelta(days=1, minutes=30),
+        now=NOW + timedelta(seconds=1),
+    )
+    new_id = await backend.store.reschedule_appointment(old_id, moved)
+    statuses = {a.id: a.status for a in backend.appointments()}
+    assert statuses == {old_id: "rescheduled", new_id: "booked"}
+    latest = await backend.store.latest_appointment("call_1")
+    assert latest is not None
+    assert (latest.appointment_id, latest.start, latest.live) == (
+        new_id,
+        SLOT + timedelta(days=1),
+        True,
+    )
+    flags = backend.flags("call_1")
+    assert (flags.appointment_made, flags.session_outcome, flags.appointment_link_status) == (
+        True,
+        "appointment_booked",
+        "linked",
+    )
+
+
+async def test_reschedule_takes_over_the_new_booking_a_webhook_stored(backend: Backend) -> None:
+    """A new booking the Cal.com webhook stored first is claimed, not stored twice."""
+    call_id = backend.add_call("call_1")
+    old_id, _ = await backend.store.write_and_link(_appointment(call_id), _read)
+    stored_id = backend.add_webhook_appointment(
+        call_id=call_id, calcom_booking_uid="uid-moved", starts_at=SLOT, now=NOW
+    )
+    moved = _appointment(call_id, key="key-moved", uid="uid-moved")
+    assert await backend.store.reschedule_appointment(old_id, moved) == stored_id
+    views = {a.id: (a.status, a.idempotency_key) for a in backend.appointments()}
+    assert views == {old_id: ("rescheduled", "key-1"), stored_id: ("booked", "key-moved")}

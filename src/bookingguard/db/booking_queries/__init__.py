@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bookingguard.db.booking_queries.base import (
     AppointmentReadBack,
     BookingQueries,
+    CallAppointment,
     NewAppointment,
     ReadBack,
     StoredAppointment,
@@ -24,6 +25,7 @@ from bookingguard.db.dialects import PostgresDialect, SqliteDialect, dialect_of
 __all__ = [
     "AppointmentReadBack",
     "BookingQueries",
+    "CallAppointment",
     "NewAppointment",
     "PostgresBookingQueries",
     "ReadBack",

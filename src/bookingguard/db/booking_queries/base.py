@@ -20,12 +20,13 @@ from sqlalchemy import Connection, Engine, bindparam, insert, or_, select, updat
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bookingguard.db.models import Appointment, Call
+from bookingguard.db.models import NOT_LIVE_APPOINTMENT_STATUSES, Appointment, Call
 from bookingguard.db.uow import UnitOfWork
 
 __all__ = [
     "AppointmentReadBack",
     "BookingQueries",
+    "CallAppointment",
     "NewAppointment",
     "ReadBack",
     "StoredAppointment",
@@ -46,6 +47,22 @@ class StoredAppointment:
     calcom_booking_uid: str | None
 
 
+@dataclass(frozen=True)
+class CallAppointment:
+    """A call's latest appointment: what the agent reschedules or cancels."""
+
+    appointment_id: int
+    call_id: int
+    event_type_id: int | None
+    calcom_booking_uid: str | None
+    start: datetime
+    status: str
+
+    @property
+    def live(self) -> bool:
+        return self.status not in NOT_LIVE_APPOINTMENT_STATUSES
+
+
 @dataclass(frozen=True, kw_only=True)
 class NewAppointment:
     """A Cal.com booking to store as the call's appointment, linking the call."""
@@ -58,6 +75,8 @@ class NewAppointment:
     ends_at: datetime
     idempotency_key: str
     now: datetime
+    #: ``pending`` while the host has yet to confirm it; a pending appointment is live.
+    status: str = "booked"
 
     def params(self) -> dict[str, object]:
         """The parameters of ``INSERT_APPOINTMENT`` and ``LINK_CALL``."""
@@ -68,7 +87,7 @@ class NewAppointment:
             "new_calcom_booking_uid": self.calcom_booking_uid,
             "new_starts_at": self.starts_at.astimezone(UTC),
             "new_ends_at": self.ends_at.astimezone(UTC),
-            "new_status": "booked",
+            "new_status": self.status,
             "new_idempotency_key": self.idempotency_key,
             "new_created_at": self.now,
             "new_updated_at": self.now,
@@ -168,6 +187,20 @@ READ_BACK_BY_CALL = (
     .order_by(Appointment.created_at.desc(), Appointment.id.desc())
     .limit(1)
 )
+LATEST_OF_CALL = (
+    select(
+        Appointment.id,
+        Appointment.call_id,
+        Appointment.event_type_id,
+        Appointment.calcom_booking_uid,
+        Appointment.starts_at,
+        Appointment.status,
+    )
+    .join(Call, Call.id == Appointment.call_id)
+    .where(Call.retell_call_id == bindparam("retell_call_id"))
+    .order_by(Appointment.created_at.desc(), Appointment.id.desc())
+    .limit(1)
+)
 _FIND_STORED = select(
     Appointment.id,
     Appointment.call_id,
@@ -198,6 +231,13 @@ def read_appointment(
         read_back_statement(appointment_id), {"call_id": call_id, "appointment_id": appointment_id}
     ).first()
     return read_back_row(row)
+
+
+def latest_row(row: Sequence[Any] | None) -> CallAppointment | None:
+    """``LATEST_OF_CALL``'s row (its join makes call_id and starts_at non-null)."""
+    if row is None:
+        return None
+    return CallAppointment(row[0], row[1], row[2], row[3], row[4].astimezone(UTC), row[5])
 
 
 def looked_up(row: Sequence[Any]) -> tuple[int, StoredAppointment | None]:
@@ -261,6 +301,15 @@ class BookingQueries(ABC):
         """Mark the appointment cancelled (the database unlinks its call)."""
         await in_thread(self._cancel_appointment, appointment_id, now)
 
+    async def latest_appointment(self, retell_call_id: str) -> CallAppointment | None:
+        """The call's latest appointment (any status), or None."""
+        return await in_thread(self._latest_appointment, retell_call_id)
+
+    async def reschedule_appointment(self, old_appointment_id: int, new: NewAppointment) -> int:
+        """Store ``new`` (linking its call) and mark the old appointment rescheduled, in one
+        transaction; the new appointment's id."""
+        return await in_thread(self._reschedule_appointment, old_appointment_id, new)
+
     @abstractmethod
     async def aclose(self) -> None:
         """Release what the queries opened; the engine is its owner's to dispose."""
@@ -304,3 +353,43 @@ class BookingQueries(ABC):
                 .values(status="cancelled", updated_at=now)
             )
             uow.commit()
+
+    def _latest_appointment(self, retell_call_id: str) -> CallAppointment | None:
+        with UnitOfWork(self._sessions) as uow:
+            row = uow.session.execute(LATEST_OF_CALL, {"retell_call_id": retell_call_id}).first()
+        return latest_row(row)
+
+    def _reschedule_appointment(self, old_appointment_id: int, new: NewAppointment) -> int:
+        # The new appointment first: the call then always has a live one, so no trigger
+        # unlinks it in between, whichever statuses the database counts as live.
+        with UnitOfWork(self._sessions) as uow:
+            connection = uow.session.connection()
+            params = new.params()
+            stored = connection.execute(
+                select(Appointment.id).where(
+                    Appointment.calcom_booking_uid == new.calcom_booking_uid
+                )
+            ).scalar()
+            if stored is None:
+                new_id: int = connection.execute(INSERT_APPOINTMENT, params).scalar_one()
+            else:
+                # The Cal.com webhook stored the new booking first: take it over.
+                new_id = stored
+                connection.execute(
+                    update(Appointment)
+                    .where(Appointment.id == stored)
+                    .values(
+                        call_id=new.call_id,
+                        idempotency_key=new.idempotency_key,
+                        status=new.status,
+                        updated_at=new.now,
+                    )
+                )
+            connection.execute(LINK_CALL, params)
+            connection.execute(
+                update(Appointment)
+                .where(Appointment.id == old_appointment_id)
+                .values(status="rescheduled", updated_at=new.now)
+            )
+            uow.commit()
+        return new_id

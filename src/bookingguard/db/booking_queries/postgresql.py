@@ -4,7 +4,10 @@ The look-up, the write and the read-back, which every booking waits on, run on
 connections of the async engine (``make_async_engine``), in autocommit, through
 ``AsyncStatements``. The write is one statement (the call's link a data-modifying
 CTE of the appointment's INSERT), its own transaction: one round trip instead of
-BEGIN, INSERT, UPDATE and COMMIT. The rest runs on the sync engine in worker threads.
+BEGIN, INSERT, UPDATE and COMMIT. A reschedule goes the same way: the call's latest
+appointment in one read, then one statement inserting the new appointment with the
+call's link and the old appointment's status as CTEs. The rest runs on the sync
+engine in worker threads.
 """
 
 from __future__ import annotations
@@ -12,32 +15,45 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, bindparam, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bookingguard.db.async_engine import make_async_engine
 from bookingguard.db.async_statements import AsyncStatements
 from bookingguard.db.booking_queries.base import (
     INSERT_APPOINTMENT,
+    LATEST_OF_CALL,
     LINK_CALL,
     LOOK_UP,
     AppointmentReadBack,
     BookingQueries,
+    CallAppointment,
     NewAppointment,
     ReadBack,
     StoredAppointment,
     in_thread,
+    latest_row,
     looked_up,
     read_back_row,
     read_back_statement,
 )
-from bookingguard.db.models import Call
+from bookingguard.db.models import Appointment, Call
 
 __all__ = ["PostgresBookingQueries"]
 
 T = TypeVar("T")
 
 _INSERT_AND_LINK = INSERT_APPOINTMENT.add_cte(LINK_CALL.returning(Call.id).cte("linked_call"))
+# The statement-level triggers run after the whole statement: they see the new appointment
+# live beside the old one's new status, so the call is never unlinked in between.
+_INSERT_LINK_AND_RESCHEDULE = _INSERT_AND_LINK.add_cte(
+    update(Appointment)
+    .where(Appointment.id == bindparam("old_appointment_id"))
+    .values(status="rescheduled", updated_at=bindparam("now"))
+    .returning(Appointment.id)
+    .cte("rescheduled")
+)
 
 
 class PostgresBookingQueries(BookingQueries):
@@ -89,6 +105,25 @@ class PostgresBookingQueries(BookingQueries):
         async with self._statements.connection() as connection:
             row = await self._statements.first(connection, statement, params)
         return read_back_row(row)
+
+    async def latest_appointment(self, retell_call_id: str) -> CallAppointment | None:
+        async with self._statements.connection() as connection:
+            row = await self._statements.first(
+                connection, LATEST_OF_CALL, {"retell_call_id": retell_call_id}
+            )
+        return latest_row(row)
+
+    async def reschedule_appointment(self, old_appointment_id: int, new: NewAppointment) -> int:
+        params = new.params() | {"old_appointment_id": old_appointment_id}
+        try:
+            async with self._statements.connection() as connection:
+                row = await self._statements.first(connection, _INSERT_LINK_AND_RESCHEDULE, params)
+        except IntegrityError:
+            # The Cal.com webhook stored the new booking first: take it over.
+            return await super().reschedule_appointment(old_appointment_id, new)
+        if row is None:
+            raise RuntimeError("the appointment INSERT returned no id")
+        return int(row[0])
 
     async def aclose(self) -> None:
         await self._async.dispose()

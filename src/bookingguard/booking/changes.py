@@ -1,0 +1,159 @@
+"""What the agent does around a booking: free slots, moving and cancelling the call's appointment.
+
+Each Cal.com call runs under the event type's circuit. Moving or cancelling acts on
+the call's latest appointment; asked again (Retell retries), the same request finds
+it already moved or cancelled and answers the same without calling Cal.com again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from bookingguard.booking.guarded_calcom import GuardedCalcom, is_transient
+from bookingguard.booking.key_locks import KeyLocks
+from bookingguard.booking.store import BookingStore, CallAppointment, NewAppointment
+from bookingguard.booking.types import BookingOutcome, BookingResult
+from bookingguard.calcom import CalcomError, CalcomSlotUnavailableError, Slot, format_utc
+from bookingguard.resilience import CircuitOpenError
+
+__all__ = ["AppointmentChanges"]
+
+log = logging.getLogger(__name__)
+
+#: How far ahead ``availability`` looks for free slots.
+AVAILABILITY_SPAN = timedelta(days=14)
+_CANCEL_REASON = "Cancelled by the caller on the phone"
+_RESCHEDULE_REASON = "Moved by the caller on the phone"
+
+
+def _failure(exc: Exception) -> BookingResult:
+    """The result of a Cal.com call that failed."""
+    if isinstance(exc, CalcomSlotUnavailableError):
+        return BookingResult.SLOT_UNAVAILABLE
+    if isinstance(exc, CircuitOpenError):
+        return BookingResult.CIRCUIT_OPEN
+    if is_transient(exc):
+        return BookingResult.CALCOM_UNAVAILABLE
+    if isinstance(exc, CalcomError):
+        return BookingResult.CALCOM_REJECTED
+    return BookingResult.INTERNAL_ERROR
+
+
+def _reschedule_key(retell_call_id: str, uid: str | None, start: datetime) -> str:
+    text = f"{retell_call_id}|{uid}|{format_utc(start)}|reschedule"
+    return "bg1r-" + hashlib.sha256(text.encode()).hexdigest()[:39]
+
+
+class AppointmentChanges:
+    """Free slots, rescheduling and cancelling, for the agent's functions."""
+
+    def __init__(
+        self, *, store: BookingStore, calcom: GuardedCalcom, clock: Callable[[], datetime]
+    ) -> None:
+        self._store = store
+        self._calcom = calcom
+        self._clock = clock
+        self._locks = KeyLocks()
+
+    async def availability(
+        self, event_type_id: int, *, time_zone: str, after: datetime | None = None
+    ) -> list[Slot]:
+        """Free slots of the event type from ``after`` (else now), earliest first, in
+        ``time_zone``; raises what the guarded Cal.com call raises."""
+        now = self._clock()
+        start = max(after, now) if after is not None else now
+        return await self._calcom.slots(
+            event_type_id, start=start, end=start + AVAILABILITY_SPAN, time_zone=time_zone
+        )
+
+    async def reschedule(self, retell_call_id: str, *, start: datetime) -> BookingOutcome:
+        """Move the call's live appointment to ``start``: afterwards the new one is the call's
+        live appointment, the old one ``rescheduled``."""
+        async with self._locks.hold(retell_call_id):
+            current = await self._store.latest_appointment(retell_call_id)
+            if current is None or current.status == "cancelled":
+                return BookingOutcome(BookingResult.NO_APPOINTMENT)
+            if current.start == start:
+                return self._changed(BookingResult.RESCHEDULED, current)
+            try:
+                moved = await self._calcom.reschedule(
+                    current.calcom_booking_uid or "",
+                    event_type_id=current.event_type_id,
+                    start=start,
+                    reason=_RESCHEDULE_REASON,
+                )
+            except Exception as exc:
+                log.warning("reschedule for call %s failed", retell_call_id, exc_info=True)
+                return BookingOutcome(
+                    _failure(exc), call_id=current.call_id, details={"error": str(exc)}
+                )
+            new = NewAppointment(
+                call_id=current.call_id,
+                event_type_id=moved.event_type_id or current.event_type_id,
+                calcom_v2_booking_id=moved.id,
+                calcom_booking_uid=moved.uid,
+                starts_at=moved.start,
+                ends_at=moved.end,
+                idempotency_key=_reschedule_key(retell_call_id, current.calcom_booking_uid, start),
+                now=self._clock(),
+                status="pending" if moved.is_pending else "booked",
+            )
+            try:
+                appointment_id = await self._store.reschedule_appointment(
+                    current.appointment_id, new
+                )
+            except SQLAlchemyError as exc:
+                # Cal.com moved it; its webhook and the reconciliation bring the row along.
+                log.error("local write of rescheduled %s failed", moved.uid, exc_info=True)
+                return BookingOutcome(
+                    BookingResult.LOCAL_WRITE_FAILED,
+                    call_id=current.call_id,
+                    start=moved.start,
+                    calcom_booking_uid=moved.uid,
+                    details={"error": str(exc).splitlines()[0]},
+                )
+            return BookingOutcome(
+                BookingResult.RESCHEDULED,
+                call_id=current.call_id,
+                appointment_id=appointment_id,
+                start=moved.start,
+                calcom_booking_uid=moved.uid,
+            )
+
+    async def cancel(self, retell_call_id: str) -> BookingOutcome:
+        """Cancel the call's live appointment on Cal.com, then mark it ``cancelled`` (the
+        database unlinks the call)."""
+        async with self._locks.hold(retell_call_id):
+            current = await self._store.latest_appointment(retell_call_id)
+            if current is None:
+                return BookingOutcome(BookingResult.NO_APPOINTMENT)
+            if current.status == "cancelled":
+                return self._changed(BookingResult.CANCELLED, current)
+            try:
+                await self._calcom.cancel_uid(
+                    current.calcom_booking_uid or "",
+                    event_type_id=current.event_type_id,
+                    reason=_CANCEL_REASON,
+                )
+            except Exception as exc:
+                log.warning("cancel for call %s failed", retell_call_id, exc_info=True)
+                return BookingOutcome(
+                    _failure(exc), call_id=current.call_id, details={"error": str(exc)}
+                )
+            await self._store.cancel_appointment(current.appointment_id, self._clock())
+            return self._changed(BookingResult.CANCELLED, current)
+
+    @staticmethod
+    def _changed(result: BookingResult, appointment: CallAppointment) -> BookingOutcome:
+        return BookingOutcome(
+            result,
+            call_id=appointment.call_id,
+            appointment_id=appointment.appointment_id,
+            start=appointment.start,
+            calcom_booking_uid=appointment.calcom_booking_uid,
+        )
