@@ -1,7 +1,7 @@
 """Per-circuit thresholds: the settings' defaults, overridden by the longest matching key prefix.
 
 ``BreakerPolicy()`` is the policy of a default ``CircuitBreakerSettings``; every
-default lives in ``settings.py`` and nowhere else.
+default lives in ``settings/model.py`` and nowhere else.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from bookingguard.settings import CircuitBreakerSettings
 
 __all__ = ["BreakerPolicy", "PolicyResolver"]
 
-#: The defaults are the settings model's: written once, in ``settings.py``.
+#: The defaults are the settings model's: written once, in ``settings/model.py``.
 _DEFAULTS = CircuitBreakerSettings()
 
 
