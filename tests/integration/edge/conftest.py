@@ -52,11 +52,10 @@ class Edge:
     async def retell(self, path: str, body: bytes) -> httpx.Response:
         return await self.http.post(path, content=body, headers=retell_headers(body, RETELL_KEY))
 
-    async def calcom(self, document: dict[str, Any]) -> httpx.Response:
+    async def calcom(self, document: dict[str, Any], *, documented: bool = True) -> httpx.Response:
         body = json.dumps(document).encode()
-        return await self.http.post(
-            "/webhooks/calcom", content=body, headers=calcom_headers(body, CALCOM_SECRET)
-        )
+        headers = calcom_headers(body, CALCOM_SECRET, documented=documented)
+        return await self.http.post("/webhooks/calcom", content=body, headers=headers)
 
 
 @pytest.fixture

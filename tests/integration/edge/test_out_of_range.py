@@ -1,4 +1,4 @@
-"""Finding 5: out-of-range input is a 4xx with a message on both databases, and writes nothing."""
+"""Finding 5: out-of-range input is refused with a message on both databases, and writes nothing."""
 
 from __future__ import annotations
 
@@ -102,7 +102,8 @@ async def send(edge: Edge, where: str, what: Any) -> Any:
     if where == "book":
         return await edge.retell(BOOK, json.dumps(what).encode())
     if where == "calcom":
-        return await edge.calcom(what)
+        # Hostile on purpose: not held to Cal.com's documented payload first.
+        return await edge.calcom(what, documented=False)
     if where == "api-post":
         path, document = what
         return await edge.http.post(path, json=document)
@@ -132,16 +133,24 @@ def counts(edge: Edge) -> dict[str, int]:
 @pytest.mark.parametrize(
     ("where", "what"), CASES, ids=[f"{w}-{i}" for i, (w, _) in enumerate(CASES)]
 )
-async def test_out_of_range_input_is_a_4xx_and_writes_nothing(
+async def test_out_of_range_input_is_refused_and_writes_nothing(
     edge: Edge, where: str, what: Any
 ) -> None:
-    """Each hostile input gets a 4xx with a message; no call, appointment or event is written."""
+    """Each hostile input is refused with a message (a 4xx; from the agent's functions a 200
+    asking again, as they never answer 4xx to what the model filled); nothing is written."""
     seed_review_item(edge)
     before = counts(edge)
     response = await send(edge, where, what)
-    assert 400 <= response.status_code < 500, (response.status_code, response.text[:300])
-    if response.headers["content-type"].startswith(("application/json", "application/problem")):
-        assert response.json()["detail"]
+    if where == "book":
+        assert response.status_code == 200, (response.status_code, response.text[:300])
+        answer = response.json()
+        assert answer["booked"] is False
+        assert answer["missing"]
+        assert answer["message"]
+    else:
+        assert 400 <= response.status_code < 500, (response.status_code, response.text[:300])
+        if response.headers["content-type"].startswith(("application/json", "application/problem")):
+            assert response.json()["detail"]
     assert counts(edge) == before
 
 

@@ -41,7 +41,10 @@ async def test_bad_signatures_past_the_limit_are_429_and_good_ones_pass(
             "/webhooks/retell", content=event, headers=retell_headers(event, RETELL_KEY)
         )
         signed_calcom = await attacker.post(
-            "/webhooks/calcom", content=cancel, headers=calcom_headers(cancel, CALCOM_SECRET)
+            "/webhooks/calcom",
+            content=cancel,
+            # A minimal delivery: this test is about signatures, not the payload's shape.
+            headers=calcom_headers(cancel, CALCOM_SECRET, documented=False),
         )
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app, client=("192.0.2.1", 1234)),
