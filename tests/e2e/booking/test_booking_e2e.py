@@ -17,12 +17,13 @@ from sqlalchemy import select
 
 from bookingguard.api import create_app
 from bookingguard.bootstrap import Services, build_services
-from bookingguard.db.models import Appointment, Call, ManualReviewItem, is_live_appointment
+from bookingguard.db.models import Appointment, Call, ManualReviewItem
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.resilience.retry import set_testing
 from bookingguard.settings import Settings
 from tests.conftest import TestDatabase
 from tests.support.calcom_standin import CalcomStandin
+from tests.support.phantoms import phantom_calls
 from tests.support.retell import calcom_headers, function_call_body, retell_headers
 from tests.support.server import LoopbackServer
 
@@ -59,15 +60,7 @@ class Stack:
 
     def phantoms(self) -> list[str]:
         """Calls claiming a booking with no live appointment behind them."""
-        with UnitOfWork(self.services.sessions) as uow:
-            live = select(Appointment.call_id).where(is_live_appointment(Appointment.status))
-            return list(
-                uow.session.scalars(
-                    select(Call.retell_call_id).where(
-                        Call.appointment_made.is_(True), Call.id.not_in(live)
-                    )
-                )
-            )
+        return phantom_calls(self.services.sessions)
 
 
 @pytest.fixture

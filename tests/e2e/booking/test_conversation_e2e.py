@@ -17,16 +17,23 @@ from sqlalchemy import select
 
 from bookingguard.api import create_app
 from bookingguard.bootstrap import Services, build_services
-from bookingguard.db.models import Appointment, Call, is_live_appointment
+from bookingguard.db.models import (
+    Appointment,
+    Call,
+    ConsistencyAlert,
+    NotificationOutbox,
+)
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.resilience.retry import set_testing
 from bookingguard.settings import Settings
 from tests.conftest import TestDatabase
 from tests.support.calcom_standin import CalcomStandin
-from tests.support.retell import BOOKING_ARGS, function_body, retell_headers
+from tests.support.phantoms import phantom_calls
+from tests.support.retell import BOOKING_ARGS, calcom_headers, function_body, retell_headers
 from tests.support.server import LoopbackServer
 
 RETELL_KEY = "retell_e2e_key"
+CALCOM_SECRET = "calcom_e2e_secret"
 BERLIN = "Europe/Berlin"
 EVENT_TYPE = 42
 
@@ -49,21 +56,49 @@ class Conversation:
         answer: dict[str, Any] = response.json()
         return answer
 
+    def calcom_delivers(self, trigger: str, uid: str) -> None:
+        """Cal.com's signed webhook delivery of ``trigger`` for its booking ``uid``."""
+        body = self.calcom.webhook_body(trigger, uid)
+        response = httpx.post(
+            f"{self.url}/webhooks/calcom",
+            content=body,
+            headers=calcom_headers(body, CALCOM_SECRET),
+            timeout=30,
+        )
+        assert response.status_code == 204, response.text
+
+    def host_declines(self, uid: str, reason: str) -> None:
+        """The host declines the request through Cal.com's API, as its UI does."""
+        response = httpx.post(
+            f"{self.calcom.base_url}/bookings/{uid}/decline",
+            json={"reason": reason},
+            headers={
+                "Authorization": f"Bearer {self.calcom.api_key}",
+                "cal-api-version": "2024-08-13",
+            },
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+
+    def alerts(self) -> list[tuple[str, str]]:
+        with UnitOfWork(self.services.sessions) as uow:
+            rows = uow.session.execute(
+                select(ConsistencyAlert.alert_type, ConsistencyAlert.status)
+            ).all()
+            return [(row[0], row[1]) for row in rows]
+
+    def notified(self) -> set[tuple[str, object]]:
+        with UnitOfWork(self.services.sessions) as uow:
+            messages = uow.session.scalars(select(NotificationOutbox)).all()
+            return {(m.channel, m.payload.get("alert_type")) for m in messages}
+
     def statuses(self) -> list[str]:
         with UnitOfWork(self.services.sessions) as uow:
             return list(uow.session.scalars(select(Appointment.status).order_by(Appointment.id)))
 
     def phantoms(self) -> list[str]:
         """Calls claiming a booking with no live appointment behind them."""
-        with UnitOfWork(self.services.sessions) as uow:
-            live = select(Appointment.call_id).where(is_live_appointment(Appointment.status))
-            return list(
-                uow.session.scalars(
-                    select(Call.retell_call_id).where(
-                        Call.appointment_made.is_(True), Call.id.not_in(live)
-                    )
-                )
-            )
+        return phantom_calls(self.services.sessions)
 
     def flags(self) -> tuple[bool, str | None, str | None]:
         with UnitOfWork(self.services.sessions) as uow:
@@ -79,7 +114,11 @@ def conversation(
         database_url=database.url,
         redis_url=redis_url,
         circuit_breaker={"redis_key_prefix": redis_prefix, "timeout_seconds": 2.0},
-        calcom={"api_key": calcom_standin.api_key, "base_url": calcom_standin.base_url},
+        calcom={
+            "api_key": calcom_standin.api_key,
+            "base_url": calcom_standin.base_url,
+            "webhook_secret": CALCOM_SECRET,
+        },
         retell={"api_key": RETELL_KEY, "agent_event_types": {"agent_1": [EVENT_TYPE]}},
     )
     set_testing(True)
@@ -130,4 +169,36 @@ def test_availability_book_reschedule_cancel(
     assert conversation.flags() == (False, "appointment_cancelled", "unlinked")
     assert conversation.phantoms() == []
     assert conversation.calcom.bookings(include_cancelled=False) == []
+    assert conversation.calcom.violations == []
+
+
+def test_requested_then_rejected_by_the_host(conversation: Conversation) -> None:
+    """An event type that requires confirmation: the caller hears "requested", Cal.com
+    announces the request, the host declines it, and Cal.com's BOOKING_REJECTED leaves the
+    appointment rejected, the call unlinked, and a warning opened and notified."""
+    conversation.calcom.add_event_type(EVENT_TYPE, requires_confirmation=True)
+    offered = conversation.say("check_availability", time_zone=BERLIN, after="2037-12-08")
+    booked = conversation.say(
+        "book_appointment", **BOOKING_ARGS | {"event_type_id": None, "start": offered["slots"][0]}
+    )
+    assert (booked["booked"], booked["pending"]) == (False, True)
+    assert "confirm" in booked["message"]
+    (uid,) = [b["uid"] for b in conversation.calcom.bookings()]
+
+    conversation.calcom_delivers("BOOKING_REQUESTED", uid)
+    assert conversation.statuses() == ["pending"]
+    assert conversation.flags() == (True, "appointment_booked", "linked")
+
+    conversation.host_declines(uid, "fully booked that day")
+    conversation.calcom_delivers("BOOKING_REJECTED", uid)
+    assert conversation.statuses() == ["rejected"]
+    assert conversation.flags() == (False, "appointment_cancelled", "unlinked")
+    assert conversation.phantoms() == []
+    assert conversation.alerts() == [("appointment_rejected", "open")]
+    assert conversation.notified() == {
+        (channel, "appointment_rejected") for channel in ("slack", "email", "log")
+    }
+    # Asked about it later, the agent finds nothing live to move.
+    moved = conversation.say("reschedule_appointment", start=offered["slots"][1], time_zone=BERLIN)
+    assert moved["rescheduled"] is False
     assert conversation.calcom.violations == []
