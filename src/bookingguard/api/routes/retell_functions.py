@@ -10,7 +10,9 @@ Each is idempotent: Retell's retries book, move or cancel nothing twice.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Generic
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
@@ -24,6 +26,7 @@ from bookingguard.api.routes.retell_args import (
     CancelAppointmentArgs,
     CheckAvailabilityArgs,
     FunctionEnvelope,
+    M,
     RescheduleAppointmentArgs,
     ask_for,
     envelope_of,
@@ -116,10 +119,38 @@ def verify_retell(request: Request, services: Services, body: bytes, signature: 
         raise signature_refusal(request, "missing, malformed, wrong or stale x-retell-signature")
 
 
-async def _envelope(request: Request, services: Services) -> FunctionEnvelope:
+@dataclass(frozen=True)
+class _Invocation(Generic[M]):
+    """A signed function call: Retell's envelope, its arguments, and the call they are for."""
+
+    envelope: FunctionEnvelope
+    args: M
+    call_id: str | None
+
+
+async def _invocation(
+    request: Request, services: Services, model: type[M]
+) -> _Invocation[M] | ArgumentProblem:
+    """The signed body's arguments as ``model`` (a 401 unless signed), or the question to ask."""
     body = await request.body()
     verify_retell(request, services, body, request.headers.get("x-retell-signature"))
-    return envelope_of(parse_json(body))
+    envelope = envelope_of(parse_json(body))
+    args = parse_args(model, envelope.args)
+    if isinstance(args, ArgumentProblem):
+        return args
+    return _Invocation(envelope, args, envelope.call_id or args.call_id)
+
+
+async def _call_invocation(
+    request: Request, services: Services, model: type[M]
+) -> tuple[_Invocation[M], str] | ArgumentProblem:
+    """``_invocation`` for a function that acts on the call: the call's id is required."""
+    invocation = await _invocation(request, services, model)
+    if isinstance(invocation, ArgumentProblem):
+        return invocation
+    if invocation.call_id is None:
+        return ask_for(["call_id"])
+    return invocation, invocation.call_id
 
 
 def _url_event_types(request: Request) -> list[int]:
@@ -149,11 +180,6 @@ def _event_type(
     return requested if requested in allowed else ArgumentProblem([], CANT_BOOK_THAT)
 
 
-def _call_id(envelope: FunctionEnvelope, argument: str | None) -> str | ArgumentProblem:
-    call_id = envelope.call_id or argument
-    return call_id if call_id is not None else ask_for(["call_id"])
-
-
 def _utc(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat() if moment is not None else None
 
@@ -165,12 +191,12 @@ def _utc(moment: datetime | None) -> str | None:
     summary="The agent's availability function (Retell custom function)",
 )
 async def check_availability(request: Request, services: ServicesDep) -> CheckAvailabilityResponse:
-    envelope = await _envelope(request, services)
-    args = parse_args(CheckAvailabilityArgs, envelope.args)
-    if isinstance(args, ArgumentProblem):
-        return CheckAvailabilityResponse(available=False, **vars(args))
+    invocation = await _invocation(request, services, CheckAvailabilityArgs)
+    if isinstance(invocation, ArgumentProblem):
+        return CheckAvailabilityResponse(available=False, **vars(invocation))
+    args = invocation.args
     event_type = _event_type(
-        services, request, agent_id=envelope.agent_id, requested=args.event_type_id
+        services, request, agent_id=invocation.envelope.agent_id, requested=args.event_type_id
     )
     if isinstance(event_type, ArgumentProblem):
         return CheckAvailabilityResponse(available=False, **vars(event_type))
@@ -196,19 +222,17 @@ async def check_availability(request: Request, services: ServicesDep) -> CheckAv
     summary="The agent's booking function (Retell custom function)",
 )
 async def book_appointment(request: Request, services: ServicesDep) -> BookAppointmentResponse:
-    envelope = await _envelope(request, services)
-    args = parse_args(BookAppointmentArgs, envelope.args)
-    if isinstance(args, ArgumentProblem):
-        return BookAppointmentResponse(booked=False, **vars(args))
-    call_id = _call_id(envelope, args.call_id)
-    if isinstance(call_id, ArgumentProblem):
-        return BookAppointmentResponse(booked=False, **vars(call_id))
+    parsed = await _call_invocation(request, services, BookAppointmentArgs)
+    if isinstance(parsed, ArgumentProblem):
+        return BookAppointmentResponse(booked=False, **vars(parsed))
+    invocation, call_id = parsed
+    args = invocation.args
     if not args.email and not args.phone:
         return BookAppointmentResponse(booked=False, **vars(_NO_CONTACT))
     if args.start <= services.clock():
         return BookAppointmentResponse(booked=False, **vars(_PAST))
     event_type = _event_type(
-        services, request, agent_id=envelope.agent_id, requested=args.event_type_id
+        services, request, agent_id=invocation.envelope.agent_id, requested=args.event_type_id
     )
     if isinstance(event_type, ArgumentProblem):
         return BookAppointmentResponse(booked=False, **vars(event_type))
@@ -251,13 +275,11 @@ async def book_appointment(request: Request, services: ServicesDep) -> BookAppoi
 async def reschedule_appointment(
     request: Request, services: ServicesDep
 ) -> RescheduleAppointmentResponse:
-    envelope = await _envelope(request, services)
-    args = parse_args(RescheduleAppointmentArgs, envelope.args)
-    if isinstance(args, ArgumentProblem):
-        return RescheduleAppointmentResponse(rescheduled=False, **vars(args))
-    call_id = _call_id(envelope, args.call_id)
-    if isinstance(call_id, ArgumentProblem):
-        return RescheduleAppointmentResponse(rescheduled=False, **vars(call_id))
+    parsed = await _call_invocation(request, services, RescheduleAppointmentArgs)
+    if isinstance(parsed, ArgumentProblem):
+        return RescheduleAppointmentResponse(rescheduled=False, **vars(parsed))
+    invocation, call_id = parsed
+    args = invocation.args
     if args.start <= services.clock():
         return RescheduleAppointmentResponse(rescheduled=False, **vars(_PAST))
     try:
@@ -281,13 +303,11 @@ async def reschedule_appointment(
     summary="The agent's cancel function (Retell custom function)",
 )
 async def cancel_appointment(request: Request, services: ServicesDep) -> CancelAppointmentResponse:
-    envelope = await _envelope(request, services)
-    args = parse_args(CancelAppointmentArgs, envelope.args)
-    if isinstance(args, ArgumentProblem):
-        return CancelAppointmentResponse(cancelled=False, **vars(args))
-    call_id = _call_id(envelope, args.call_id)
-    if isinstance(call_id, ArgumentProblem):
-        return CancelAppointmentResponse(cancelled=False, **vars(call_id))
+    parsed = await _call_invocation(request, services, CancelAppointmentArgs)
+    if isinstance(parsed, ArgumentProblem):
+        return CancelAppointmentResponse(cancelled=False, **vars(parsed))
+    invocation, call_id = parsed
+    args = invocation.args
     try:
         outcome = await services.booking.changes.cancel(call_id)
     except Exception as exc:
