@@ -126,7 +126,7 @@ async def _service(
                 cut.cut()
                 return booking
 
-            client.create_booking = create_then_cut  # type: ignore[method-assign]
+            client.create_booking = create_then_cut  # type: ignore[method-assign,assignment]
         yield BookingService(
             store=store,
             calcom=client,
