@@ -35,9 +35,11 @@ from bookingguard.booking import (
     default_booking_metrics,
 )
 from bookingguard.booking.calls import CallEventRecorder
+from bookingguard.booking.spool_replay import ReplayResult, SpoolReplayer
 from bookingguard.calcom import CalcomClient
 from bookingguard.clock import utc_now
 from bookingguard.db.engine import make_engine
+from bookingguard.db.spool import Spool
 from bookingguard.db.uow import session_factory
 from bookingguard.resilience import CircuitBreaker
 from bookingguard.resilience.retry import RetryPolicy, retry_async
@@ -61,7 +63,9 @@ __all__ = [
     "build_monitoring",
     "build_redis",
     "build_services",
+    "build_spool",
     "calcom_booking_source",
+    "replay_spool",
     "utc_now",
 ]
 
@@ -253,6 +257,20 @@ class PolicyRetrier:
         )
 
 
+def build_spool(settings: Settings) -> Spool:
+    """This host's spool of failure records the database could not take (``spool.path``)."""
+    return Spool(settings.spool.path)
+
+
+async def replay_spool(settings: Settings, engine: Engine) -> ReplayResult:
+    """One replay of the spool into ``engine``'s database (``bookingguard check``)."""
+    store = SqlBookingStore(session_factory(engine))
+    try:
+        return await SpoolReplayer(spool=build_spool(settings), store=store).replay()
+    finally:
+        await store.aclose()
+
+
 def build_booking_service(
     settings: Settings,
     *,
@@ -262,8 +280,10 @@ def build_booking_service(
     retrier: Retrier,
     clock: Callable[[], datetime] = utc_now,
     metrics: BookingMetrics | None = None,
+    spool: Spool | None = None,
 ) -> BookingService:
-    """The booking path: Cal.com client under the breaker and retry, validator, rollback."""
+    """The booking path: Cal.com client under the breaker and retry, validator, rollback,
+    and failure records spooled (``build_spool``) while the database is down."""
     metrics = metrics if metrics is not None else default_booking_metrics()
     validator = PostBookingValidator(
         max_appointment_age_seconds=settings.validation.max_appointment_age_seconds,
@@ -277,6 +297,7 @@ def build_booking_service(
         retrier=retrier,
         validator=validator,
         clock=clock,
+        spool=spool if spool is not None else build_spool(settings),
         metrics=metrics,
     )
 
@@ -293,6 +314,8 @@ class Services:
     booking: BookingService
     call_events: CallEventRecorder
     clock: Callable[[], datetime]
+    spool: Spool
+    spool_replayer: SpoolReplayer
     redis: RedisClients | None = None
 
     async def aclose(self) -> None:
@@ -328,6 +351,7 @@ def build_services(
     sessions = session_factory(engine)
     metrics = metrics if metrics is not None else default_booking_metrics()
     calcom = CalcomClient.from_settings(settings, transport=calcom_transport)
+    spool = build_spool(settings)
     circuit_breaker: CircuitBreaker | None = None
     if breaker is None:
         circuit_breaker = build_circuit_breaker(
@@ -345,6 +369,7 @@ def build_services(
         or PolicyRetrier(RetryPolicy.from_settings(settings), on_retry=metrics.record_retry),
         clock=clock,
         metrics=metrics,
+        spool=spool,
     )
     return Services(
         settings=settings,
@@ -357,5 +382,7 @@ def build_services(
             sessions, clock=clock, outcome_mapping=settings.retell.outcome_mapping
         ),
         clock=clock,
+        spool=spool,
+        spool_replayer=SpoolReplayer(spool=spool, store=booking.store, metrics=metrics),
         redis=redis_clients,
     )

@@ -203,6 +203,12 @@ _SPECS = (
         known={"outcome": ("done", "failed")},
     ),
     MetricSpec(
+        "bookingguard_spool_backlog",
+        "gauge",
+        "Failed-booking records in this host's spool, waiting for the database.",
+        multiprocess_mode="mostrecent",
+    ),
+    MetricSpec(
         "bookingguard_http_requests_total",
         "counter",
         "HTTP requests by route template (unmatched: 'other'), method and status class.",

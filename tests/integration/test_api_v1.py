@@ -173,7 +173,10 @@ def test_health_metrics_and_request_id(api: httpx.Client) -> None:
     assert api.get("/healthz").json() == {"status": "ok"}
     ready = api.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ok", "checks": {"database": "ok", "notifications": "ok"}}
+    assert ready.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "notifications": "ok", "spool": "ok"},
+    }
     api.post("/api/v1/consistency/runs", json={"notify": False})
     text = api.get("/metrics").text
     # One registry serves the monitor's, the booking path's and the breaker's collectors.

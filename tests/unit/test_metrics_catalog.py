@@ -230,6 +230,7 @@ def _worker_records_every_metric() -> None:
     monitor.open_alerts.labels(rule="missing_appointment", severity="critical").set(2)
     monitor.outbox_backlog.labels(channel="slack").set(1)
     monitor.review_queue_size.set(3)
+    booking.spool_backlog.set(4)
     http = HttpMetrics(registry)
     http.requests.labels("/metrics", "GET", "2xx").inc()
     http.duration.labels("/metrics", "GET", "2xx").observe(0.01)
@@ -268,6 +269,7 @@ def test_every_metric_reaches_the_multiprocess_view(
     assert exported == set(CATALOG)
     review_queue = view.get_sample_value("bookingguard_review_queue_size")
     assert review_queue == 3
+    assert view.get_sample_value("bookingguard_spool_backlog") == 4
     calls = view.get_sample_value(
         "bookingguard_circuit_calls_total",
         {"circuit": "appointment_booking:event_type:1", "outcome": "success"},

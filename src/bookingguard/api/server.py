@@ -6,11 +6,13 @@
 registered on one Prometheus registry, the one ``/metrics`` serves; under
 ``serve --workers`` (prometheus_client's multiprocess mode) ``/metrics`` and the
 dashboard read every worker's values instead. With ``background=True`` the
-monitor's scheduled work runs while the app does.
+monitor's scheduled work runs while the app does, and the spool of failed-booking
+records is replayed into the database every ``spool.replay_interval_seconds``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -33,7 +35,13 @@ from bookingguard.api.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from bookingguard.api.observability import RequestIdMiddleware, configure_logging
 from bookingguard.api.operator import install_operator_surface
 from bookingguard.api.ratelimit import RateLimiter
-from bookingguard.api.readiness import database_check, notifications_check, readiness, redis_check
+from bookingguard.api.readiness import (
+    database_check,
+    notifications_check,
+    readiness,
+    redis_check,
+    spool_check,
+)
 from bookingguard.api.signature_limits import install_signature_limiter
 from bookingguard.api.v1 import breakers, monitoring
 from bookingguard.api.v1.backends import ApiBackends
@@ -102,20 +110,22 @@ def build_server_app(
     """The composed app; it closes what it built when it stops.
 
     ``extra_tokens`` (the one-time dashboard login of ``serve``) are accepted besides
-    the configured and stored tokens; ``background`` starts the monitor's scheduler.
+    the configured and stored tokens; ``background`` starts the monitor's scheduler
+    and the spool's replay.
     """
     engine = engine if engine is not None else build_engine(settings)
     redis_clients = build_redis(settings)
     redis_client = redis_clients.asyncio if redis_clients is not None else None
     blocking_redis = redis_clients.blocking if redis_clients is not None else None
     registry = CollectorRegistry()
+    booking_metrics = BookingMetrics(registry)
     breaker = build_circuit_breaker(settings, engine, registry=registry, redis_client=redis_client)
     monitor = build_monitoring(settings, engine, registry=registry, redis_client=blocking_redis)
     services = build_services(
         settings,
         breaker=breaker,
         engine=engine,
-        metrics=BookingMetrics(registry),
+        metrics=booking_metrics,
         redis_clients=redis_clients,
     )
     app = create_app(settings, services=services)
@@ -143,10 +153,20 @@ def build_server_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
         jobs = scheduler.start_background(monitor) if background else None
+        replay = (
+            asyncio.create_task(
+                services.spool_replayer.run_forever(settings.spool.replay_interval_seconds)
+            )
+            if background
+            else None
+        )
         try:
             async with inner_lifespan(app) as state:
                 yield state
         finally:
+            if replay is not None:
+                replay.cancel()
+                await asyncio.gather(replay, return_exceptions=True)
             if jobs is not None:
                 await anyio.to_thread.run_sync(jobs.shutdown)
             await breaker.aclose()
@@ -170,6 +190,7 @@ def build_server_app(
         checks = {"database": await anyio.to_thread.run_sync(database_check, engine, head)}
         if checks["database"] == "ok":
             checks["notifications"] = await anyio.to_thread.run_sync(notifications_check, engine)
+        checks["spool"] = await anyio.to_thread.run_sync(spool_check, services.spool)
         if redis_client is not None:
             checks["redis"] = await redis_check(redis_client)
         ready = readiness(checks)
@@ -201,6 +222,10 @@ def build_server_app(
             log.warning("could not read the circuits for /metrics", exc_info=True)
         else:
             breaker_metrics.observe_store(circuits)
+        try:
+            await services.spool_replayer.observe_backlog()
+        except Exception:
+            log.warning("could not read the spool's backlog for /metrics", exc_info=True)
         return Response(generate_latest(readable), media_type=CONTENT_TYPE_LATEST)
 
     return app

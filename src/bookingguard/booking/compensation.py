@@ -1,20 +1,16 @@
 """Step 6 of the booking path: a Cal.com booking we could not keep is cancelled.
 
 When the cancel fails too, a critical alert, a review item and a notice say that
-Cal.com holds a booking nobody will come to.
+Cal.com holds a booking nobody will come to (in the spool while the database is down).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime
 
-from sqlalchemy.exc import SQLAlchemyError
-
+from bookingguard.booking.failures import FailureRecorder
 from bookingguard.booking.guarded_calcom import GuardedCalcom
 from bookingguard.booking.metrics import BookingMetrics
-from bookingguard.booking.store import BookingStore
 from bookingguard.calcom import CalcomBooking
 
 __all__ = ["Compensation"]
@@ -29,30 +25,23 @@ class Compensation:
         self,
         *,
         calcom: GuardedCalcom,
-        store: BookingStore,
-        clock: Callable[[], datetime],
+        failures: FailureRecorder,
         metrics: BookingMetrics | None = None,
     ) -> None:
         self._calcom = calcom
-        self._store = store
-        self._clock = clock
+        self._failures = failures
         self._metrics = metrics
 
-    async def cancel(self, booking: CalcomBooking, *, call_id: int) -> bool:
+    async def cancel(self, booking: CalcomBooking, *, call_id: int, retell_call_id: str) -> bool:
         """Cancel ``booking``; False (alerted and filed for review) when it stays booked."""
         try:
             await self._calcom.cancel(booking)
         except Exception as exc:
             log.error("compensation of Cal.com booking %s failed", booking.uid, exc_info=True)
             error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            try:
-                await self._store.record_compensation_failure(
-                    call_id, calcom_booking_uid=booking.uid, error=error, now=self._clock()
-                )
-            except SQLAlchemyError:
-                log.critical(
-                    "could not record failed compensation of %s", booking.uid, exc_info=True
-                )
+            await self._failures.compensation_failed(
+                retell_call_id, call_id=call_id, calcom_booking_uid=booking.uid, error=error
+            )
             return self._counted("failed")
         return self._counted("done")
 

@@ -6,13 +6,14 @@ from functools import cache
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from bookingguard.metrics_catalog import counter, histogram
+from bookingguard.metrics_catalog import counter, gauge, histogram
 
 __all__ = ["BookingMetrics", "default_booking_metrics"]
 
 
 class BookingMetrics:
-    """Validation duration and failures, rollbacks, bookings by outcome, compensations, retries."""
+    """Validation duration and failures, rollbacks, bookings by outcome, compensations, retries,
+    and the spool's backlog of failure records."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         registry = registry if registry is not None else CollectorRegistry()
@@ -22,6 +23,7 @@ class BookingMetrics:
         self.bookings = counter("bookingguard_bookings_total", registry)
         self.compensations = counter("bookingguard_compensations_total", registry)
         self.retries = counter("bookingguard_booking_retries_total", registry)
+        self.spool_backlog = gauge("bookingguard_spool_backlog", registry)
 
     def record_retry(self, _attempt: int, _error: BaseException, _delay: float) -> None:
         """``retry_async``'s ``on_retry`` hook: count one retry."""

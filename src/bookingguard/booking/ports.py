@@ -3,6 +3,8 @@
 ``Breaker`` is satisfied by ``bookingguard.resilience.CircuitBreaker``; ``Retrier``
 by ``bookingguard.resilience.retry.retry_async`` bound to a policy (bootstrap does
 the binding). ``CalcomBookings`` is the slice of ``CalcomClient`` the service uses.
+``FailureSpool`` is satisfied by ``bookingguard.db.spool.Spool``, the local file that
+keeps failure records the database could not take.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from datetime import date, datetime
 from typing import Protocol, TypeVar
 
 from bookingguard.calcom import CalcomBooking, NewBooking, Slot
+from bookingguard.db.spool import FailureRecord
 
-__all__ = ["Breaker", "CalcomBookings", "Retrier"]
+__all__ = ["Breaker", "CalcomBookings", "FailureSpool", "Retrier"]
 
 T = TypeVar("T")
 
@@ -64,3 +67,27 @@ class CalcomBookings(Protocol):
         event_type_id: int | None = None,
         take: int = 100,
     ) -> AsyncIterator[CalcomBooking]: ...
+
+
+class FailureSpool(Protocol):
+    """Durable local storage of failure records until the database takes them. Blocking."""
+
+    def append(self, record: FailureRecord) -> None:
+        """Keep ``record`` durably before returning; raise if it cannot."""
+        ...
+
+    def pending(self, limit: int = 100) -> list[FailureRecord]:
+        """Records to replay, those tried least often first."""
+        ...
+
+    def remove(self, record_id: str) -> None:
+        """Forget a record the database now holds."""
+        ...
+
+    def note_failure(self, record_id: str, error: str) -> None:
+        """Count a failed replay of a record."""
+        ...
+
+    def backlog(self) -> int:
+        """How many records wait."""
+        ...

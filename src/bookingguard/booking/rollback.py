@@ -1,8 +1,10 @@
 """Writing down a booking that failed: the rollback, a refused booking, a failed compensation.
 
-Each function owns one transaction (a ``UnitOfWork``): the call's flags, the
-alert, the review item and the outbox message commit together or not at all,
-so a notification exists only for what was committed.
+Each write is one transaction (a ``UnitOfWork``): the call's flags, the alert, the
+review item and the outbox message commit together or not at all, so a notification
+exists only for what was committed. ``write_failure_record`` writes a
+``FailureRecord`` (the same one the spool keeps when the database is down) once: its
+id is kept in the review item's context, and a record found there is not written again.
 """
 
 from __future__ import annotations
@@ -10,31 +12,51 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import case, update
+from sqlalchemy import String, case, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bookingguard.booking.errors import RollbackFailedError
 from bookingguard.booking.metrics import BookingMetrics
 from bookingguard.db.alerts import record_alert
-from bookingguard.db.models import Call
+from bookingguard.db.models import Call, ManualReviewItem
+from bookingguard.db.spool import COMPENSATION_FAILED, FailureRecord
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.notify import Message, enqueue
 from bookingguard.review import file_for_review
 
 __all__ = [
+    "RECORDS_CONTEXT_KEY",
     "ROLLBACK_ALERT_TYPE",
     "record_booking_failure",
     "record_compensation_failure",
     "rollback_on_failure",
+    "write_failure_record",
 ]
 
 ROLLBACK_ALERT_TYPE = "appointment_validation_failed"
+#: The review item's context key listing the ids of the failure records written into it.
+RECORDS_CONTEXT_KEY = "failure_records"
+#: What stands in for a NUL, which the database may refuse in text and JSON.
+_NUL_STANDIN = "\ufffd"
+_RETELL_CALL_ID_LENGTH = cast(String, Call.__table__.c.retell_call_id.type).length
+
+
+def _storable(value: object) -> Any:
+    """``value`` with every NUL in its strings (keys too) replaced, so any database stores it."""
+    if isinstance(value, str):
+        return value.replace("\x00", _NUL_STANDIN)
+    if isinstance(value, dict):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    return value
 
 
 def _jsonable(details: Mapping[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(json.dumps(dict(details), default=str))
+    result: dict[str, Any] = _storable(json.loads(json.dumps(dict(details), default=str)))
     return result
 
 
@@ -126,10 +148,11 @@ def record_booking_failure(
     reason: str,
     details: Mapping[str, Any],
     now: datetime,
-) -> None:
+) -> ManualReviewItem:
     """A booking that never happened (Cal.com refused, circuit open): flag the call for a human.
 
-    A call that already holds another booking keeps its booked flags. Flushes only.
+    A call that already holds another booking keeps its booked flags. Flushes only;
+    returns the call's review item.
     """
     session.execute(
         update(Call)
@@ -148,7 +171,7 @@ def record_booking_failure(
             updated_at=now,
         )
     )
-    file_for_review(
+    return file_for_review(
         session,
         call_id=call_id,
         reason="booking_failed",
@@ -165,8 +188,11 @@ def record_compensation_failure(
     calcom_uid: str,
     error: str,
     now: datetime,
-) -> None:
-    """Cal.com holds a booking we could not record nor cancel: critical alert, review, notice."""
+) -> ManualReviewItem:
+    """Cal.com holds a booking we could not record nor cancel: critical alert, review, notice.
+
+    Flushes only; returns the call's review item.
+    """
     details = {"calcom_booking_uid": calcom_uid, "error": error}
     alert = record_alert(
         session,
@@ -178,7 +204,7 @@ def record_compensation_failure(
         now=now,
         metadata=details,
     )
-    file_for_review(
+    item = file_for_review(
         session,
         call_id=call_id,
         reason="compensation_failed",
@@ -197,3 +223,60 @@ def record_compensation_failure(
         ),
         now=now,
     )
+    return item
+
+
+def write_failure_record(session: Session, record: FailureRecord) -> int:
+    """Write ``record`` down unless it was before; the call's id. Flushes only.
+
+    The call is ``record.call_id`` when that row exists, else the call with its Retell
+    id, created if no webhook has announced it. The call row is locked first, so two
+    writers of one record (a replay racing another) take turns, and the second finds
+    the first's record id in the call's review items and writes nothing.
+    """
+    call_id = _locked_call(session, record)
+    contexts = session.scalars(
+        select(ManualReviewItem.context).where(ManualReviewItem.call_id == call_id)
+    )
+    if any(
+        record.record_id in (context or {}).get(RECORDS_CONTEXT_KEY, ()) for context in contexts
+    ):
+        return call_id
+    if record.kind == COMPENSATION_FAILED:
+        item = record_compensation_failure(
+            session,
+            call_id=call_id,
+            calcom_uid=_storable(str(record.details.get("calcom_booking_uid", ""))),
+            error=_storable(str(record.details.get("error", ""))),
+            now=record.at,
+        )
+    else:
+        item = record_booking_failure(
+            session, call_id=call_id, reason=record.reason, details=record.details, now=record.at
+        )
+    context = dict(item.context or {})
+    context[RECORDS_CONTEXT_KEY] = [*context.get(RECORDS_CONTEXT_KEY, ()), record.record_id]
+    item.context = context
+    session.flush()
+    return call_id
+
+
+def _locked_call(session: Session, record: FailureRecord) -> int:
+    """The record's call, locked for this transaction (created when it does not exist yet)."""
+    if record.call_id is not None:
+        found = session.scalar(select(Call.id).where(Call.id == record.call_id).with_for_update())
+        if found is not None:
+            return found
+    retell_call_id = _storable(record.retell_call_id)[:_RETELL_CALL_ID_LENGTH]
+    by_retell_id = select(Call.id).where(Call.retell_call_id == retell_call_id).with_for_update()
+    found = session.scalar(by_retell_id)
+    if found is not None:
+        return found
+    call = Call(retell_call_id=retell_call_id, call_status="ongoing")
+    try:
+        with session.begin_nested():
+            session.add(call)
+    except IntegrityError:
+        # Created meanwhile by a webhook or another writer, who has committed it.
+        return session.scalars(by_retell_id).one()
+    return call.id

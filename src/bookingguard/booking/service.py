@@ -10,6 +10,8 @@
 6. A Cal.com booking we could not keep is cancelled (retried); if that fails too,
    a critical alert and a review item say so (``Compensation``).
 
+Every outcome that has the caller told "we'll call you back" is written down first,
+whatever raised on the way (``FailureRecorder``): in the database, else in the spool.
 The service depends on a ``BookingStore`` for all of its database work.
 """
 
@@ -25,10 +27,11 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from bookingguard.booking.changes import AppointmentChanges
 from bookingguard.booking.compensation import Compensation
 from bookingguard.booking.errors import RollbackFailedError
+from bookingguard.booking.failures import FailureRecorder
 from bookingguard.booking.guarded_calcom import CreateFailure, GuardedCalcom, is_transient
 from bookingguard.booking.key_locks import KeyLocks
 from bookingguard.booking.metrics import BookingMetrics
-from bookingguard.booking.ports import Breaker, CalcomBookings, Retrier
+from bookingguard.booking.ports import Breaker, CalcomBookings, FailureSpool, Retrier
 from bookingguard.booking.store import (
     AppointmentReadBack,
     BookingStore,
@@ -76,12 +79,14 @@ class BookingService:
         retrier: Retrier,
         validator: PostBookingValidator,
         clock: Callable[[], datetime],
+        spool: FailureSpool,
         metrics: BookingMetrics | None = None,
     ) -> None:
         self._store = store
         self._calcom = GuardedCalcom(calcom=calcom, breaker=breaker, retrier=retrier)
+        self._failures = FailureRecorder(store=store, spool=spool, clock=clock)
         self._compensation = Compensation(
-            calcom=self._calcom, store=store, clock=clock, metrics=metrics
+            calcom=self._calcom, failures=self._failures, metrics=metrics
         )
         self._validator = validator
         self._clock = clock
@@ -93,6 +98,11 @@ class BookingService:
     def changes(self) -> AppointmentChanges:
         """Free slots, and moving or cancelling a call's appointment."""
         return self._changes
+
+    @property
+    def failures(self) -> FailureRecorder:
+        """Where failed bookings are written down (the database, else the spool)."""
+        return self._failures
 
     @property
     def store(self) -> BookingStore:
@@ -107,30 +117,26 @@ class BookingService:
         """Book ``request`` once, however often it is asked; never leaves a phantom booking."""
         if request.start.tzinfo is None:
             raise ValueError("start must be an aware datetime")
-        async with self._locks.hold(request.key):
-            try:
+        try:
+            # The key is built inside: a start at the edge of the calendar can overflow it.
+            async with self._locks.hold(request.key):
                 outcome = await self._book(request)
-            except Exception as exc:
-                log.exception("booking for call %s failed unexpectedly", request.retell_call_id)
-                outcome = await self._unexpected(request, exc)
+        except Exception as exc:
+            log.exception("booking for call %r failed unexpectedly", request.retell_call_id)
+            outcome = await self._unexpected(request, exc)
         if self._metrics is not None:
             self._metrics.bookings.labels(result=outcome.result.value).inc()
         return outcome
 
     async def _unexpected(self, request: BookingRequest, exc: Exception) -> BookingOutcome:
-        """A bug or an outage we did not foresee: file the call for review if we still can."""
+        """A bug or an outage we did not foresee: the call filed for review, by its Retell id."""
         details = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
-        call_id: int | None = None
-        try:
-            call_id, _ = await self._store.look_up(request.retell_call_id, request.key)
-            await self._store.record_failure(
-                call_id,
-                reason=BookingResult.INTERNAL_ERROR.value,
-                details=details,
-                now=self._clock(),
-            )
-        except Exception:
-            log.exception("could not file call %s for review", request.retell_call_id)
+        call_id = await self._failures.booking_failed(
+            request.retell_call_id,
+            call_id=None,
+            reason=BookingResult.INTERNAL_ERROR.value,
+            details=details,
+        )
         return BookingOutcome(BookingResult.INTERNAL_ERROR, call_id=call_id, details=details)
 
     async def _book(self, request: BookingRequest) -> BookingOutcome:
@@ -163,10 +169,16 @@ class BookingService:
         )
         created = await self._calcom.create(new, key)
         if isinstance(created, CreateFailure):
-            return await self._refused(created, call_id=call_id)
-        return await self._record(created, call_id=call_id, key=key)
+            return await self._refused(
+                created, call_id=call_id, retell_call_id=request.retell_call_id
+            )
+        return await self._record(
+            created, call_id=call_id, key=key, retell_call_id=request.retell_call_id
+        )
 
-    async def _refused(self, failure: CreateFailure, *, call_id: int) -> BookingOutcome:
+    async def _refused(
+        self, failure: CreateFailure, *, call_id: int, retell_call_id: str
+    ) -> BookingOutcome:
         """Cal.com booked nothing: say why, and file the call for review (unless the slot
         was simply taken)."""
         exc = failure.error
@@ -187,8 +199,8 @@ class BookingService:
         else:
             raise exc
         details = failure.details
-        await self._store.record_failure(
-            call_id, reason=result.value, details=details, now=self._clock()
+        await self._failures.booking_failed(
+            retell_call_id, call_id=call_id, reason=result.value, details=details
         )
         return BookingOutcome(
             result, call_id=call_id, retry_after=failure.retry_after, details=details
@@ -196,7 +208,9 @@ class BookingService:
 
     # -- steps 3 to 6: record, validate, roll back, compensate ---------------------
 
-    async def _record(self, booking: CalcomBooking, *, call_id: int, key: str) -> BookingOutcome:
+    async def _record(
+        self, booking: CalcomBooking, *, call_id: int, key: str, retell_call_id: str
+    ) -> BookingOutcome:
         appointment = NewAppointment(
             call_id=call_id,
             event_type_id=booking.event_type_id,
@@ -215,12 +229,20 @@ class BookingService:
         try:
             appointment_id, result = await self._store.write_and_link(appointment, validate)
         except IntegrityError:
-            return await self._resolve_conflict(booking, call_id=call_id, key=key)
+            return await self._resolve_conflict(
+                booking, call_id=call_id, key=key, retell_call_id=retell_call_id
+            )
         except SQLAlchemyError as exc:
             log.error("local write of Cal.com booking %s failed", booking.uid, exc_info=True)
-            return await self._write_failed(booking, call_id=call_id, error=str(exc))
+            return await self._write_failed(
+                booking, call_id=call_id, error=str(exc), retell_call_id=retell_call_id
+            )
         return await self._conclude(
-            booking, call_id=call_id, appointment_id=appointment_id, result=result
+            booking,
+            call_id=call_id,
+            appointment_id=appointment_id,
+            result=result,
+            retell_call_id=retell_call_id,
         )
 
     async def _validate(
@@ -240,12 +262,14 @@ class BookingService:
             )
 
     async def _resolve_conflict(
-        self, booking: CalcomBooking, *, call_id: int, key: str
+        self, booking: CalcomBooking, *, call_id: int, key: str, retell_call_id: str
     ) -> BookingOutcome:
         """Another writer stored this key or this Cal.com booking first (a retry, a webhook)."""
         stored = await self._store.claim_stored(key, booking.uid)
         if stored is None:
-            return await self._write_failed(booking, call_id=call_id, error="conflicting write")
+            return await self._write_failed(
+                booking, call_id=call_id, error="conflicting write", retell_call_id=retell_call_id
+            )
         if stored.calcom_booking_uid == booking.uid:
             appointment_id = stored.appointment_id
 
@@ -254,9 +278,13 @@ class BookingService:
 
             result = await self._validate(read, call_id=call_id, appointment_id=appointment_id)
             return await self._conclude(
-                booking, call_id=call_id, appointment_id=appointment_id, result=result
+                booking,
+                call_id=call_id,
+                appointment_id=appointment_id,
+                result=result,
+                retell_call_id=retell_call_id,
             )
-        await self._compensation.cancel(booking, call_id=call_id)
+        await self._compensation.cancel(booking, call_id=call_id, retell_call_id=retell_call_id)
         return BookingOutcome(
             BookingResult.ALREADY_BOOKED,
             call_id=call_id,
@@ -266,20 +294,17 @@ class BookingService:
         )
 
     async def _write_failed(
-        self, booking: CalcomBooking, *, call_id: int, error: str
+        self, booking: CalcomBooking, *, call_id: int, error: str, retell_call_id: str
     ) -> BookingOutcome:
         """Step 6: Cal.com booked, we could not record it: cancel it and file the call."""
         details = {"error": error.splitlines()[0], "calcom_booking_uid": booking.uid}
-        if await self._compensation.cancel(booking, call_id=call_id):
-            try:
-                await self._store.record_failure(
-                    call_id,
-                    reason=BookingResult.LOCAL_WRITE_FAILED.value,
-                    details=details,
-                    now=self._clock(),
-                )
-            except SQLAlchemyError:
-                log.error("could not file call %s for review", call_id, exc_info=True)
+        if await self._compensation.cancel(booking, call_id=call_id, retell_call_id=retell_call_id):
+            await self._failures.booking_failed(
+                retell_call_id,
+                call_id=call_id,
+                reason=BookingResult.LOCAL_WRITE_FAILED.value,
+                details=details,
+            )
         return BookingOutcome(
             BookingResult.LOCAL_WRITE_FAILED,
             call_id=call_id,
@@ -294,6 +319,7 @@ class BookingService:
         call_id: int,
         appointment_id: int,
         result: ValidationResult,
+        retell_call_id: str,
     ) -> BookingOutcome:
         """Steps 4 and 5: a validated booking is booked; otherwise roll back and compensate."""
         if result.success:
@@ -306,8 +332,10 @@ class BookingService:
                 details=result.details,
             )
         reason = result.reason or "validation_failed"
-        await self._roll_back(call_id, reason=reason, details=result.details)
-        if await self._compensation.cancel(booking, call_id=call_id):
+        await self._roll_back(
+            call_id, reason=reason, details=result.details, retell_call_id=retell_call_id
+        )
+        if await self._compensation.cancel(booking, call_id=call_id, retell_call_id=retell_call_id):
             await self._store.cancel_appointment(appointment_id, self._clock())
         return BookingOutcome(
             BookingResult.VALIDATION_FAILED,
@@ -317,12 +345,18 @@ class BookingService:
             details={"reason": reason, **result.details},
         )
 
-    async def _roll_back(self, call_id: int, *, reason: str, details: dict[str, Any]) -> None:
-        """Step 5, counted; a rollback that fails is logged (the monitor finds the call)."""
+    async def _roll_back(
+        self, call_id: int, *, reason: str, details: dict[str, Any], retell_call_id: str
+    ) -> None:
+        """Step 5, counted; a rollback that fails is logged, and the call's failure written
+        down as a booking that failed (the spool's record while the database is down)."""
         try:
             await self._store.roll_back(call_id, reason=reason, details=details, now=self._clock())
         except RollbackFailedError:
             log.critical("rollback of call %s failed", call_id, exc_info=True)
+            await self._failures.booking_failed(
+                retell_call_id, call_id=call_id, reason=reason, details=details
+            )
             outcome = "failed"
         else:
             outcome = "done"

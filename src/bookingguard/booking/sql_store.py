@@ -16,11 +16,7 @@ import anyio.to_thread
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from bookingguard.booking.rollback import (
-    record_booking_failure,
-    record_compensation_failure,
-    rollback_on_failure,
-)
+from bookingguard.booking.rollback import rollback_on_failure, write_failure_record
 from bookingguard.db.booking_queries import (
     AppointmentReadBack,
     CallAppointment,
@@ -29,6 +25,7 @@ from bookingguard.db.booking_queries import (
     StoredAppointment,
     booking_queries_for,
 )
+from bookingguard.db.spool import FailureRecord
 from bookingguard.db.uow import UnitOfWork
 
 __all__ = ["SqlBookingStore"]
@@ -87,33 +84,14 @@ class SqlBookingStore:
             )
         )
 
-    async def record_failure(
-        self, call_id: int, *, reason: str, details: Mapping[str, Any], now: datetime
-    ) -> None:
-        def write() -> None:
+    async def record_failure(self, record: FailureRecord) -> int:
+        def write() -> int:
             with UnitOfWork(self._sessions) as uow:
-                record_booking_failure(
-                    uow.session, call_id=call_id, reason=reason, details=details, now=now
-                )
+                call_id = write_failure_record(uow.session, record)
                 uow.commit()
+            return call_id
 
-        await anyio.to_thread.run_sync(write)
-
-    async def record_compensation_failure(
-        self, call_id: int, *, calcom_booking_uid: str, error: str, now: datetime
-    ) -> None:
-        def write() -> None:
-            with UnitOfWork(self._sessions) as uow:
-                record_compensation_failure(
-                    uow.session,
-                    call_id=call_id,
-                    calcom_uid=calcom_booking_uid,
-                    error=error,
-                    now=now,
-                )
-                uow.commit()
-
-        await anyio.to_thread.run_sync(write)
+        return await anyio.to_thread.run_sync(write)
 
     async def aclose(self) -> None:
         await self._queries.aclose()

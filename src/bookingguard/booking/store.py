@@ -18,11 +18,13 @@ from bookingguard.db.booking_queries import (
     ReadBack,
     StoredAppointment,
 )
+from bookingguard.db.spool import FailureRecord
 
 __all__ = [
     "AppointmentReadBack",
     "BookingStore",
     "CallAppointment",
+    "FailureRecord",
     "NewAppointment",
     "ReadBack",
     "StoredAppointment",
@@ -84,16 +86,14 @@ class BookingStore(Protocol):
         """
         ...
 
-    async def record_failure(
-        self, call_id: int, *, reason: str, details: Mapping[str, Any], now: datetime
-    ) -> None:
-        """A booking that never happened: the call flagged and filed for review."""
-        ...
+    async def record_failure(self, record: FailureRecord) -> int:
+        """Write a failed booking down in one transaction, once; the call's id.
 
-    async def record_compensation_failure(
-        self, call_id: int, *, calcom_booking_uid: str, error: str, now: datetime
-    ) -> None:
-        """Cal.com holds a booking we could neither record nor cancel: alert, review, notice."""
+        ``booking_failed``: the call flagged and filed for review; ``compensation_failed``:
+        an alert, a review item and a notice. The call is ``record.call_id``, else the
+        one with ``record.retell_call_id`` (created if no webhook has announced it). A
+        record written before (same ``record_id``) is not written again.
+        """
         ...
 
     async def aclose(self) -> None:

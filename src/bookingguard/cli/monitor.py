@@ -1,11 +1,14 @@
 """``bookingguard check | report | alerts | worker``: the consistency monitor from the shell.
 
-``check`` exits 0 clean, 1 only warnings, 2 anything critical, 3 when the run
-itself failed (a rule errored), and delivers what it queued before exiting.
+``check`` first replays this host's spool of failed-booking records into the
+database (so the check sees them), then exits 0 clean, 1 only warnings, 2 anything
+critical, 3 when the run itself failed (a rule errored), and delivers what it queued
+before exiting.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Annotated
@@ -78,12 +81,28 @@ def check(
     ] = True,
     no_notify: Annotated[bool, typer.Option("--no-notify", help="Queue and send nothing.")] = False,
 ) -> None:
-    """Run every consistency rule once; exit 0 clean, 1 warnings, 2 critical, 3 could not run."""
+    """Run every consistency rule once; exit 0 clean, 1 warnings, 2 critical, 3 could not run.
+
+    Failed-booking records spooled while the database was down are replayed first.
+    """
     from rich.progress import Progress
     from rich.table import Table
 
+    from bookingguard.bootstrap import replay_spool
+
     if since is not None and scan_all:
         raise typer.BadParameter("--since and --all exclude each other", param_hint="'--all'")
+    state = state_of(ctx)
+    try:
+        replayed = asyncio.run(replay_spool(state.settings, state.engine))
+    except Exception as exc:
+        fail(f"spool replay failed: {type(exc).__name__}: {exc}", EXIT_COULD_NOT_RUN)
+    if replayed.replayed or replayed.remaining:
+        err_console().print(
+            f"spool: {replayed.replayed} failure record(s) replayed into the database, "
+            f"{replayed.remaining} left",
+            highlight=False,
+        )
     service = _service(ctx)
     with Progress(console=err_console(), transient=True, disable=as_json) as progress:
         task = progress.add_task("checking", total=len(service.monitor.rules))

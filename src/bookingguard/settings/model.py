@@ -40,6 +40,7 @@ __all__ = [
     "MonitoringSettings",
     "RetellSettings",
     "Settings",
+    "SpoolSettings",
     "ValidationSettings",
     "default_dashboard_url",
     "mask_url",
@@ -258,6 +259,18 @@ class LoggingSettings(_Section):
         return value.upper() if isinstance(value, str) else value
 
 
+class SpoolSettings(_Section):
+    """The local spool of failed-booking records the database could not take.
+
+    A relative ``path`` is taken from the working directory, beside the embedded
+    database's default file (``/var/lib/bookingguard`` under the systemd unit).
+    """
+
+    path: str = "bookingguard-spool.db"
+    #: How often ``serve`` replays the spool into the database.
+    replay_interval_seconds: PositiveFloat = 10.0
+
+
 class Settings(BaseSettings):
     """All of bookingguard's configuration."""
 
@@ -281,6 +294,7 @@ class Settings(BaseSettings):
     retell: RetellSettings = Field(default_factory=RetellSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    spool: SpoolSettings = Field(default_factory=SpoolSettings)
 
     @field_validator("database_url")
     @classmethod

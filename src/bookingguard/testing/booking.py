@@ -4,7 +4,8 @@ It keeps what the database guarantees on the booking path: one appointment per
 idempotency key and per Cal.com booking (a second raises ``IntegrityError``, as
 the unique constraints do), a new live appointment links its call, a cancelled
 last appointment unlinks it. What a failed booking writes down (rollbacks,
-failures, compensation failures) is kept in lists to assert on.
+failures, compensation failures) is kept in lists to assert on; a failure record is
+written once per record id, as the database keeps it.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from bookingguard.booking.errors import RollbackFailedError
 from bookingguard.booking.store import (
     AppointmentReadBack,
     CallAppointment,
+    FailureRecord,
     NewAppointment,
     ReadBack,
     StoredAppointment,
 )
 from bookingguard.db.models import NOT_LIVE_APPOINTMENT_STATUSES
+from bookingguard.db.spool import COMPENSATION_FAILED
 
 __all__ = ["MemoryAppointment", "MemoryBookingStore", "StoredCall", "WrittenDown"]
 
@@ -72,12 +75,15 @@ class WrittenDown:
 
 
 class MemoryBookingStore:
-    """A ``BookingStore`` in memory; ``fail_writes`` makes the next writes raise."""
+    """A ``BookingStore`` in memory; ``fail_writes`` makes the next appointment writes raise,
+    ``fail_records`` the next failure records (a database that is down)."""
 
     def __init__(self) -> None:
         self.calls: dict[int, StoredCall] = {}
         self.records: list[WrittenDown] = []
         self.fail_writes: Exception | None = None
+        self.fail_records: Exception | None = None
+        self._written_record_ids: set[str] = set()
         self._appointments: dict[int, MemoryAppointment] = {}
         self._next_id = 0
 
@@ -269,31 +275,29 @@ class MemoryBookingStore:
             )
         )
 
-    async def record_failure(
-        self, call_id: int, *, reason: str, details: Mapping[str, Any], now: datetime
-    ) -> None:
-        call = self.calls[call_id]
+    async def record_failure(self, record: FailureRecord) -> int:
+        if self.fail_records is not None:
+            raise self.fail_records
+        call = self.calls.get(record.call_id) if record.call_id is not None else None
+        if call is None:
+            found = (c for c in self.calls.values() if c.retell_call_id == record.retell_call_id)
+            call = next(found, None) or self.add_call(record.retell_call_id)
+        if record.record_id in self._written_record_ids:
+            return call.id
+        self._written_record_ids.add(record.record_id)
+        if record.kind == COMPENSATION_FAILED:
+            self.records.append(WrittenDown(record.kind, call.id, True, dict(record.details)))
+            return call.id
         call.booking_failed = True
-        call.booking_failure_reason = reason
+        call.booking_failure_reason = record.reason
         call.requires_manual_processing = True
         if not call.appointment_made:
             call.session_outcome = "creation_failed"
             call.appointment_link_status = "creation_failed"
         self.records.append(
-            WrittenDown("booking_failed", call_id, False, {"reason": reason, **details})
+            WrittenDown(record.kind, call.id, False, {"reason": record.reason, **record.details})
         )
-
-    async def record_compensation_failure(
-        self, call_id: int, *, calcom_booking_uid: str, error: str, now: datetime
-    ) -> None:
-        self.records.append(
-            WrittenDown(
-                "compensation_failed",
-                call_id,
-                True,
-                {"calcom_booking_uid": calcom_booking_uid, "error": error},
-            )
-        )
+        return call.id
 
     async def aclose(self) -> None:
         """Nothing to release."""

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import insert, select
@@ -17,7 +18,14 @@ from sqlalchemy.exc import OperationalError
 
 from bookingguard.booking import SqlBookingStore
 from bookingguard.booking.store import BookingStore
-from bookingguard.db.models import Appointment, Call, ConsistencyAlert, ManualReviewItem
+from bookingguard.db.models import (
+    Appointment,
+    Call,
+    ConsistencyAlert,
+    ManualReviewItem,
+    NotificationOutbox,
+)
+from bookingguard.db.spool import Spool
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.testing.booking import MemoryBookingStore, StoredCall
 from tests.conftest import TestDatabase
@@ -49,11 +57,12 @@ class AppointmentView:
 
 
 class Backend:
-    """One ``BookingStore`` implementation and a view of what it stored."""
+    """One ``BookingStore`` implementation and a view of what it stored, with a spool."""
 
-    def __init__(self, kind: str, database: TestDatabase | None) -> None:
+    def __init__(self, kind: str, database: TestDatabase | None, spool_path: Path) -> None:
         self.kind = kind
         self.database = database
+        self.spool = Spool(spool_path)
         self.memory = MemoryBookingStore() if database is None else None
         self.store: BookingStore = (
             self.memory if self.memory is not None else SqlBookingStore(self._sql.sessions)
@@ -137,6 +146,27 @@ class Backend:
         with UnitOfWork(self._sql.sessions) as uow:
             return list(uow.session.scalars(select(ManualReviewItem.reason)))
 
+    def review_items(self, retell_call_id: str) -> int:
+        """How many review items the call has (open or closed)."""
+        if self.memory is not None:
+            call_id = self.memory.call(retell_call_id).id
+            return len([record for record in self.memory.records if record.call_id == call_id])
+        with UnitOfWork(self._sql.sessions) as uow:
+            return len(
+                uow.session.scalars(
+                    select(ManualReviewItem.id)
+                    .join(Call, Call.id == ManualReviewItem.call_id)
+                    .where(Call.retell_call_id == retell_call_id)
+                ).all()
+            )
+
+    def notices(self) -> list[str]:
+        """The outbox's messages, by kind (the memory store sends none)."""
+        if self.memory is not None:
+            return [record.kind for record in self.memory.records if record.alerted]
+        with UnitOfWork(self._sql.sessions) as uow:
+            return list(uow.session.scalars(select(NotificationOutbox.kind)))
+
     def alert_types(self) -> list[str]:
         """The alerts the booking path raised (not the database's own corrections)."""
         if self.memory is not None:
@@ -192,9 +222,11 @@ class Backend:
 
 
 def make_backend(kind: str, request: pytest.FixtureRequest) -> Backend:
-    """The backend of ``kind``, its database (if any) from the suite's fixtures."""
+    """The backend of ``kind``, its database (if any) from the suite's fixtures, and a spool
+    in the test's temporary directory."""
+    spool_path: Path = request.getfixturevalue("tmp_path") / "spool.db"
     if kind == "memory":
-        return Backend(kind, None)
+        return Backend(kind, None, spool_path)
     fixture = "sqlite_database" if kind == "sqlite" else "postgres_database"
     database: TestDatabase = request.getfixturevalue(fixture)
-    return Backend(kind, database)
+    return Backend(kind, database, spool_path)

@@ -100,6 +100,7 @@ async def rig(
             retrier=retrier,
             validator=PostBookingValidator(max_appointment_age_seconds=300, clock=validation_clock),
             clock=lambda: NOW,
+            spool=backend.spool,
         )
         try:
             yield Rig(service, breaker, retrier, calcom, backend, client)

@@ -10,7 +10,13 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from bookingguard.booking import RollbackFailedError
-from bookingguard.booking.store import AppointmentReadBack, NewAppointment, ReadBack
+from bookingguard.booking.store import (
+    AppointmentReadBack,
+    FailureRecord,
+    NewAppointment,
+    ReadBack,
+)
+from bookingguard.db.spool import BOOKING_FAILED, COMPENSATION_FAILED
 from tests.integration.booking.backends import STORE_KINDS, Backend, CallFlags, make_backend
 
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
@@ -41,6 +47,34 @@ def _appointment(call_id: int, *, key: str = "key-1", uid: str = "uid-1") -> New
 
 async def _read(appointment_id: int, read: ReadBack) -> AppointmentReadBack | None:
     return await read()
+
+
+def _failure(
+    retell_call_id: str = "call_1",
+    *,
+    call_id: int | None = None,
+    reason: str = "calcom_unavailable",
+    details: dict[str, object] | None = None,
+) -> FailureRecord:
+    return FailureRecord(
+        kind=BOOKING_FAILED,
+        retell_call_id=retell_call_id,
+        call_id=call_id,
+        reason=reason,
+        details=details or {},
+        at=NOW,
+    )
+
+
+def _compensation_failure(call_id: int | None, retell_call_id: str = "call_1") -> FailureRecord:
+    return FailureRecord(
+        kind=COMPENSATION_FAILED,
+        retell_call_id=retell_call_id,
+        call_id=call_id,
+        reason=COMPENSATION_FAILED,
+        details={"calcom_booking_uid": "uid-1", "error": "503"},
+        at=NOW,
+    )
 
 
 async def test_look_up_creates_the_call_once(backend: Backend) -> None:
@@ -172,9 +206,8 @@ async def test_roll_back_of_an_unknown_call_fails(backend: Backend) -> None:
 async def test_record_failure_flags_an_unbooked_call(backend: Backend) -> None:
     """A booking that never happened leaves the call failed and filed for review."""
     call_id = backend.add_call("call_1")
-    await backend.store.record_failure(
-        call_id, reason="calcom_unavailable", details={"attempts": 3}, now=NOW
-    )
+    written = await backend.store.record_failure(_failure(call_id=call_id, details={"attempts": 3}))
+    assert written == call_id
     flags = backend.flags("call_1")
     assert (flags.appointment_made, flags.session_outcome, flags.appointment_link_status) == (
         False,
@@ -191,7 +224,7 @@ async def test_record_failure_keeps_a_booked_calls_flags(backend: Backend) -> No
     """A call that holds another booking stays booked when a later booking fails."""
     call_id = backend.add_call("call_1")
     await backend.store.write_and_link(_appointment(call_id), _read)
-    await backend.store.record_failure(call_id, reason="slot_unavailable", details={}, now=NOW)
+    await backend.store.record_failure(_failure(call_id=call_id, reason="slot_unavailable"))
     flags = backend.flags("call_1")
     assert (flags.appointment_made, flags.session_outcome, flags.appointment_link_status) == (
         True,
@@ -204,11 +237,55 @@ async def test_record_failure_keeps_a_booked_calls_flags(backend: Backend) -> No
 async def test_record_compensation_failure_alerts_and_files(backend: Backend) -> None:
     """A booking neither recorded nor cancelled raises an alert and files a review item."""
     call_id = backend.add_call("call_1")
-    await backend.store.record_compensation_failure(
-        call_id, calcom_booking_uid="uid-1", error="503", now=NOW
-    )
+    await backend.store.record_failure(_compensation_failure(call_id))
     assert backend.alert_types() == ["compensation_failed"]
     assert backend.review_reasons() == ["compensation_failed"]
+
+
+async def test_record_failure_of_a_call_no_webhook_announced_creates_it(
+    backend: Backend,
+) -> None:
+    """A record with only the Retell call id creates the call, flags it and files it."""
+    call_id = await backend.store.record_failure(_failure("call_unknown", reason="internal_error"))
+    flags = backend.flags("call_unknown")
+    assert (flags.booking_failed, flags.booking_failure_reason) == (True, "internal_error")
+    assert flags.requires_manual_processing is True
+    assert backend.review_items("call_unknown") == 1
+    assert await backend.store.record_failure(_failure("call_unknown")) == call_id
+
+
+async def test_record_failure_finds_an_existing_call_by_its_retell_id(backend: Backend) -> None:
+    """Without the database's call id, the record lands on the call with that Retell id."""
+    call_id = backend.add_call("call_1")
+    assert await backend.store.record_failure(_failure("call_1")) == call_id
+    assert backend.flags("call_1").booking_failed is True
+
+
+async def test_a_failure_record_is_written_once_however_often_it_is_written(
+    backend: Backend,
+) -> None:
+    """The same record written again (a replay after a crash) adds no review item."""
+    record = _failure("call_1", details={"attempts": 3})
+    first = await backend.store.record_failure(record)
+    assert await backend.store.record_failure(record) == first
+    assert backend.review_items("call_1") == 1
+    assert backend.review_reasons() == ["booking_failed"]
+    await backend.store.record_failure(_failure("call_1", reason="circuit_open"))
+    assert backend.flags("call_1").booking_failure_reason == "circuit_open"
+
+
+async def test_a_compensation_record_written_twice_alerts_and_notifies_once(
+    backend: Backend,
+) -> None:
+    """A failed compensation replayed twice keeps one alert, one review item, one notice each."""
+    record = _compensation_failure(None, "call_1")
+    await backend.store.record_failure(record)
+    notices = backend.notices()
+    assert set(notices) == {"compensation_failed"}
+    await backend.store.record_failure(record)
+    assert backend.alert_types() == ["compensation_failed"]
+    assert backend.review_items("call_1") == 1
+    assert backend.notices() == notices
 
 
 async def test_a_pending_appointment_is_stored_pending_and_links_the_call(

@@ -93,7 +93,7 @@ def test_readyz_is_ok_when_everything_answers(database: TestDatabase, redis_url:
     assert ready.status_code == 200
     assert ready.json() == {
         "status": "ok",
-        "checks": {"database": "ok", "notifications": "ok", "redis": "ok"},
+        "checks": {"database": "ok", "notifications": "ok", "spool": "ok", "redis": "ok"},
     }
 
 

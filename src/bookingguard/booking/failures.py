@@ -1,0 +1,99 @@
+"""Nothing promised that is not recorded: a failed booking is written down before the answer.
+
+Every answer that tells the caller "we'll call you back" is backed by a
+``FailureRecord``: written to the database when it takes it, else to the local spool
+(durable when ``write_down`` returns), from where ``SpoolReplayer`` writes it into the
+database once it answers again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import anyio.to_thread
+
+from bookingguard.booking.ports import FailureSpool
+from bookingguard.booking.store import BookingStore
+from bookingguard.db.spool import BOOKING_FAILED, COMPENSATION_FAILED, FailureRecord
+
+__all__ = ["FailureRecorder"]
+
+log = logging.getLogger(__name__)
+
+
+class FailureRecorder:
+    """Writes failure records down: in the database, else in the spool."""
+
+    def __init__(
+        self, *, store: BookingStore, spool: FailureSpool, clock: Callable[[], datetime]
+    ) -> None:
+        self._store = store
+        self._spool = spool
+        self._clock = clock
+
+    @property
+    def spool(self) -> FailureSpool:
+        """Where records wait while the database is down."""
+        return self._spool
+
+    async def booking_failed(
+        self,
+        retell_call_id: str,
+        *,
+        call_id: int | None,
+        reason: str,
+        details: Mapping[str, Any],
+    ) -> int | None:
+        """The call flagged ``booking_failed`` with ``reason`` and filed for review."""
+        return await self.write_down(
+            FailureRecord(
+                kind=BOOKING_FAILED,
+                retell_call_id=retell_call_id,
+                call_id=call_id,
+                reason=reason,
+                details=dict(details),
+                at=self._clock(),
+            )
+        )
+
+    async def compensation_failed(
+        self, retell_call_id: str, *, call_id: int | None, calcom_booking_uid: str, error: str
+    ) -> int | None:
+        """Cal.com holds a booking we could neither record nor cancel: alert and review."""
+        return await self.write_down(
+            FailureRecord(
+                kind=COMPENSATION_FAILED,
+                retell_call_id=retell_call_id,
+                call_id=call_id,
+                reason=COMPENSATION_FAILED,
+                details={"calcom_booking_uid": calcom_booking_uid, "error": error},
+                at=self._clock(),
+            )
+        )
+
+    async def write_down(self, record: FailureRecord) -> int | None:
+        """``record`` in the database (its call's id), else in the spool (None). Never raises.
+
+        Whatever the database raises (unreachable, a value it refuses, a bug) sends the
+        record to the spool; only when the spool fails too is the record lost, and then
+        it is logged whole, as a last trace.
+        """
+        try:
+            return await self._store.record_failure(record)
+        except Exception:
+            log.warning(
+                "could not write %s record %s of call %r to the database; spooling it",
+                record.kind,
+                record.record_id,
+                record.retell_call_id,
+                exc_info=True,
+            )
+        try:
+            await anyio.to_thread.run_sync(self._spool.append, record)
+        except Exception:
+            log.critical("failure record lost, neither database nor spool took it: %r", record)
+            log.critical("the spool's error", exc_info=True)
+        return None

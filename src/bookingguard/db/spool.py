@@ -1,0 +1,192 @@
+"""The local durable spool: failed-booking records the database could not take.
+
+When the booking path must write a failed booking down (the call flagged and filed
+for review, or a Cal.com booking it could neither record nor cancel) and the database
+is unreachable or refuses the write, the record goes to a SQLite file on this host
+instead, committed in WAL mode with ``synchronous=FULL`` (the log is fsynced at each
+commit) before the caller is told "we'll call you back". The replay
+(``bookingguard.booking.spool_replay``) writes each record into the database once it
+answers again, then deletes it here.
+
+The spool is keyed by the Retell call id: the database's call id may never have been
+known. Every record carries its own id, which the database write keeps beside what it
+wrote, so a record replayed twice (a crash between the database's commit and the
+delete here, two processes replaying at once) is written once.
+
+Several processes (``serve --workers``) share one file: every operation opens its own
+connection and writes in one ``BEGIN IMMEDIATE`` transaction, which SQLite's file locks
+serialise (``busy_timeout`` waits for the holder). The file is created by the first
+record: reading a spool that does not exist finds nothing, so a host whose database
+never failed keeps no file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "BOOKING_FAILED",
+    "COMPENSATION_FAILED",
+    "FailureRecord",
+    "Spool",
+]
+
+#: A booking that did not happen: the call flagged ``booking_failed`` with the reason,
+#: and a review item.
+BOOKING_FAILED = "booking_failed"
+#: A Cal.com booking we could neither record nor cancel: a critical alert, a review
+#: item and a notice.
+COMPENSATION_FAILED = "compensation_failed"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS failure_records (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    record_id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    retell_call_id TEXT NOT NULL,
+    call_id INTEGER,
+    reason TEXT NOT NULL,
+    details TEXT NOT NULL,
+    at TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+)
+"""
+_COLUMNS = "record_id, kind, retell_call_id, call_id, reason, details, at"
+
+
+def _new_record_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, kw_only=True)
+class FailureRecord:
+    """One failed booking to write down, with the id that makes writing it idempotent.
+
+    ``kind`` is ``BOOKING_FAILED`` (``reason`` is the booking's result) or
+    ``COMPENSATION_FAILED`` (``details`` holds ``calcom_booking_uid`` and ``error``).
+    ``call_id`` is the database's call id when it was known.
+    """
+
+    kind: str
+    retell_call_id: str
+    call_id: int | None
+    reason: str
+    details: Mapping[str, Any]
+    at: datetime
+    record_id: str = field(default_factory=_new_record_id)
+
+
+class Spool:
+    """Failure records in the SQLite file at ``path``, shared by this host's processes."""
+
+    def __init__(self, path: Path | str, *, busy_timeout_seconds: float = 30.0) -> None:
+        self.path = Path(path)
+        self._busy_timeout_seconds = busy_timeout_seconds
+
+    def append(self, record: FailureRecord) -> None:
+        """Keep ``record``, committed and fsynced when this returns (raises if it cannot)."""
+        created = not self.path.exists()
+        with self._connected() as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute(
+                f"INSERT OR IGNORE INTO failure_records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.record_id,
+                    record.kind,
+                    record.retell_call_id,
+                    record.call_id,
+                    record.reason,
+                    json.dumps(dict(record.details), default=str),
+                    record.at.isoformat(),
+                ),
+            )
+            connection.execute("COMMIT")
+        if created:
+            # The new file's name must survive a crash as well as its contents.
+            _fsync_directory(self.path.parent)
+
+    def pending(self, limit: int = 100) -> list[FailureRecord]:
+        """Up to ``limit`` records, those tried least often first, then the oldest."""
+        if not self.path.exists():
+            return []
+        with self._connected() as connection:
+            rows = connection.execute(
+                f"SELECT {_COLUMNS} FROM failure_records ORDER BY attempts, id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            FailureRecord(
+                record_id=row[0],
+                kind=row[1],
+                retell_call_id=row[2],
+                call_id=row[3],
+                reason=row[4],
+                details=json.loads(row[5]),
+                at=datetime.fromisoformat(row[6]),
+            )
+            for row in rows
+        ]
+
+    def remove(self, record_id: str) -> None:
+        """Forget the record ``record_id`` (it is in the database now)."""
+        self._write("DELETE FROM failure_records WHERE record_id = ?", (record_id,))
+
+    def note_failure(self, record_id: str, error: str) -> None:
+        """Count a failed replay of ``record_id``: it moves behind the records tried less."""
+        self._write(
+            "UPDATE failure_records SET attempts = attempts + 1, last_error = ?"
+            " WHERE record_id = ?",
+            (error, record_id),
+        )
+
+    def backlog(self) -> int:
+        """How many records wait to be replayed."""
+        if not self.path.exists():
+            return 0
+        with self._connected() as connection:
+            count: int = connection.execute("SELECT count(*) FROM failure_records").fetchone()[0]
+        return count
+
+    def _write(self, statement: str, parameters: tuple[object, ...]) -> None:
+        if not self.path.exists():
+            return
+        with self._connected() as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute(statement, parameters)
+            connection.execute("COMMIT")
+
+    @contextmanager
+    def _connected(self) -> Iterator[sqlite3.Connection]:
+        """A connection in autocommit mode (the statements say BEGIN), the schema in place."""
+        connection = sqlite3.connect(
+            self.path, timeout=self._busy_timeout_seconds, isolation_level=None
+        )
+        with closing(connection):
+            connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_seconds * 1000)}")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = FULL")
+            connection.execute(_SCHEMA)
+            try:
+                yield connection
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
