@@ -3,6 +3,11 @@
 Each Cal.com call runs under the event type's circuit. Moving or cancelling acts on
 the call's latest appointment; asked again (Retell retries), the same request finds
 it already moved or cancelled and answers the same without calling Cal.com again.
+
+A move or cancellation that fails is answered "a member of our team will call you
+back", so it is written down first (``FailureRecorder.change_failed``: a review item
+saying what the caller wanted, in the database or else the spool). A slot taken meanwhile
+is the caller's to choose again, not a callback.
 """
 
 from __future__ import annotations
@@ -10,10 +15,12 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from bookingguard.booking.failures import FailureRecorder
 from bookingguard.booking.guarded_calcom import GuardedCalcom, is_transient
 from bookingguard.booking.key_locks import KeyLocks
 from bookingguard.booking.store import BookingStore, CallAppointment, NewAppointment
@@ -53,10 +60,16 @@ class AppointmentChanges:
     """Free slots, rescheduling and cancelling, for the agent's functions."""
 
     def __init__(
-        self, *, store: BookingStore, calcom: GuardedCalcom, clock: Callable[[], datetime]
+        self,
+        *,
+        store: BookingStore,
+        calcom: GuardedCalcom,
+        failures: FailureRecorder,
+        clock: Callable[[], datetime],
     ) -> None:
         self._store = store
         self._calcom = calcom
+        self._failures = failures
         self._clock = clock
         self._locks = KeyLocks()
 
@@ -75,78 +88,145 @@ class AppointmentChanges:
         """Move the call's live appointment to ``start``: afterwards the new one is the call's
         live appointment, the old one ``rescheduled``."""
         async with self._locks.hold(retell_call_id):
-            current = await self._store.latest_appointment(retell_call_id)
-            if current is None or current.status == "cancelled":
-                return BookingOutcome(BookingResult.NO_APPOINTMENT)
-            if current.start == start:
-                return self._changed(BookingResult.RESCHEDULED, current)
             try:
-                moved = await self._calcom.reschedule(
-                    current.calcom_booking_uid or "",
-                    event_type_id=current.event_type_id,
-                    start=start,
-                    reason=_RESCHEDULE_REASON,
-                )
+                return await self._reschedule(retell_call_id, start)
             except Exception as exc:
-                log.warning("reschedule for call %s failed", retell_call_id, exc_info=True)
-                return BookingOutcome(
-                    _failure(exc), call_id=current.call_id, details={"error": str(exc)}
+                log.exception("reschedule for call %s failed unexpectedly", retell_call_id)
+                return await self._failed(
+                    "reschedule", retell_call_id, None, BookingResult.INTERNAL_ERROR, exc, start
                 )
-            new = NewAppointment(
-                call_id=current.call_id,
-                event_type_id=moved.event_type_id or current.event_type_id,
-                calcom_v2_booking_id=moved.id,
-                calcom_booking_uid=moved.uid,
-                starts_at=moved.start,
-                ends_at=moved.end,
-                idempotency_key=_reschedule_key(retell_call_id, current.calcom_booking_uid, start),
-                now=self._clock(),
-                status="pending" if moved.is_pending else "booked",
+
+    async def _reschedule(self, retell_call_id: str, start: datetime) -> BookingOutcome:
+        current = await self._store.latest_appointment(retell_call_id)
+        if current is None or current.status == "cancelled":
+            return BookingOutcome(BookingResult.NO_APPOINTMENT)
+        if current.start == start:
+            return self._changed(BookingResult.RESCHEDULED, current)
+        try:
+            moved = await self._calcom.reschedule(
+                current.calcom_booking_uid or "",
+                event_type_id=current.event_type_id,
+                start=start,
+                reason=_RESCHEDULE_REASON,
             )
-            try:
-                appointment_id = await self._store.reschedule_appointment(
-                    current.appointment_id, new
-                )
-            except SQLAlchemyError as exc:
-                # Cal.com moved it; its webhook and the reconciliation bring the row along.
-                log.error("local write of rescheduled %s failed", moved.uid, exc_info=True)
-                return BookingOutcome(
-                    BookingResult.LOCAL_WRITE_FAILED,
-                    call_id=current.call_id,
-                    start=moved.start,
-                    calcom_booking_uid=moved.uid,
-                    details={"error": str(exc).splitlines()[0]},
-                )
-            return BookingOutcome(
-                BookingResult.RESCHEDULED,
-                call_id=current.call_id,
-                appointment_id=appointment_id,
-                start=moved.start,
-                calcom_booking_uid=moved.uid,
+        except Exception as exc:
+            log.warning("reschedule for call %s failed", retell_call_id, exc_info=True)
+            return await self._failed(
+                "reschedule", retell_call_id, current, _failure(exc), exc, start
             )
+        new = NewAppointment(
+            call_id=current.call_id,
+            event_type_id=moved.event_type_id or current.event_type_id,
+            calcom_v2_booking_id=moved.id,
+            calcom_booking_uid=moved.uid,
+            starts_at=moved.start,
+            ends_at=moved.end,
+            idempotency_key=_reschedule_key(retell_call_id, current.calcom_booking_uid, start),
+            now=self._clock(),
+            status="pending" if moved.is_pending else "booked",
+        )
+        moved_outcome = BookingOutcome(
+            BookingResult.RESCHEDULED,
+            call_id=current.call_id,
+            start=moved.start,
+            calcom_booking_uid=moved.uid,
+        )
+        try:
+            appointment_id = await self._store.reschedule_appointment(current.appointment_id, new)
+        except SQLAlchemyError as exc:
+            # Cal.com moved it, and the caller is told so; the webhook and the
+            # reconciliation bring the row along, and a human checks that they did.
+            log.error("local write of rescheduled %s failed", moved.uid, exc_info=True)
+            await self._failures.change_failed(
+                retell_call_id,
+                call_id=current.call_id,
+                action="reschedule",
+                details=self._details(
+                    BookingResult.LOCAL_WRITE_FAILED, exc, current, start, moved_to=moved.uid
+                ),
+            )
+            return moved_outcome
+        return replace(moved_outcome, appointment_id=appointment_id)
 
     async def cancel(self, retell_call_id: str) -> BookingOutcome:
         """Cancel the call's live appointment on Cal.com, then mark it ``cancelled`` (the
         database unlinks the call)."""
         async with self._locks.hold(retell_call_id):
-            current = await self._store.latest_appointment(retell_call_id)
-            if current is None:
-                return BookingOutcome(BookingResult.NO_APPOINTMENT)
-            if current.status == "cancelled":
-                return self._changed(BookingResult.CANCELLED, current)
             try:
-                await self._calcom.cancel_uid(
-                    current.calcom_booking_uid or "",
-                    event_type_id=current.event_type_id,
-                    reason=_CANCEL_REASON,
-                )
+                return await self._cancel(retell_call_id)
             except Exception as exc:
-                log.warning("cancel for call %s failed", retell_call_id, exc_info=True)
-                return BookingOutcome(
-                    _failure(exc), call_id=current.call_id, details={"error": str(exc)}
+                log.exception("cancel for call %s failed unexpectedly", retell_call_id)
+                return await self._failed(
+                    "cancel", retell_call_id, None, BookingResult.INTERNAL_ERROR, exc, None
                 )
-            await self._store.cancel_appointment(current.appointment_id, self._clock())
+
+    async def _cancel(self, retell_call_id: str) -> BookingOutcome:
+        current = await self._store.latest_appointment(retell_call_id)
+        if current is None:
+            return BookingOutcome(BookingResult.NO_APPOINTMENT)
+        if current.status == "cancelled":
             return self._changed(BookingResult.CANCELLED, current)
+        try:
+            await self._calcom.cancel_uid(
+                current.calcom_booking_uid or "",
+                event_type_id=current.event_type_id,
+                reason=_CANCEL_REASON,
+            )
+        except Exception as exc:
+            log.warning("cancel for call %s failed", retell_call_id, exc_info=True)
+            return await self._failed("cancel", retell_call_id, current, _failure(exc), exc, None)
+        try:
+            await self._store.cancel_appointment(current.appointment_id, self._clock())
+        except SQLAlchemyError:
+            # Cancelled on Cal.com, as the caller is told; its BOOKING_CANCELLED webhook
+            # and the reconciliation mark the row.
+            log.error(
+                "local write of cancelled %s failed", current.calcom_booking_uid, exc_info=True
+            )
+        return self._changed(BookingResult.CANCELLED, current)
+
+    async def _failed(
+        self,
+        action: str,
+        retell_call_id: str,
+        current: CallAppointment | None,
+        result: BookingResult,
+        exc: Exception,
+        start: datetime | None,
+    ) -> BookingOutcome:
+        """A change that did not happen: written down for a callback (unless the slot was
+        taken, which the caller chooses again), then answered."""
+        details = self._details(result, exc, current, start)
+        call_id = current.call_id if current is not None else None
+        if result is not BookingResult.SLOT_UNAVAILABLE:
+            await self._failures.change_failed(
+                retell_call_id, call_id=call_id, action=action, details=details
+            )
+        return BookingOutcome(result, call_id=call_id, details=details)
+
+    @staticmethod
+    def _details(
+        result: BookingResult,
+        exc: Exception,
+        current: CallAppointment | None,
+        start: datetime | None,
+        *,
+        moved_to: str | None = None,
+    ) -> dict[str, str | int | None]:
+        """What the review item tells the human who calls back."""
+        details: dict[str, str | int | None] = {
+            "result": result.value,
+            "error": f"{type(exc).__name__}: {exc}".splitlines()[0],
+        }
+        if current is not None:
+            details["appointment_id"] = current.appointment_id
+            details["calcom_booking_uid"] = current.calcom_booking_uid
+            details["appointment_start"] = format_utc(current.start)
+        if start is not None:
+            details["requested_start"] = format_utc(start)
+        if moved_to is not None:
+            details["moved_to_calcom_booking_uid"] = moved_to
+        return details
 
     @staticmethod
     def _changed(result: BookingResult, appointment: CallAppointment) -> BookingOutcome:

@@ -17,7 +17,7 @@ import anyio.to_thread
 
 from bookingguard.booking.ports import FailureSpool
 from bookingguard.booking.store import BookingStore
-from bookingguard.db.spool import BOOKING_FAILED, COMPENSATION_FAILED, FailureRecord
+from bookingguard.db.spool import BOOKING_FAILED, CHANGE_FAILED, COMPENSATION_FAILED, FailureRecord
 
 __all__ = ["FailureRecorder"]
 
@@ -54,6 +54,26 @@ class FailureRecorder:
                 retell_call_id=retell_call_id,
                 call_id=call_id,
                 reason=reason,
+                details=dict(details),
+                at=self._clock(),
+            )
+        )
+
+    async def change_failed(
+        self,
+        retell_call_id: str,
+        *,
+        call_id: int | None,
+        action: str,
+        details: Mapping[str, Any],
+    ) -> int | None:
+        """The caller's ``action`` (``reschedule`` or ``cancel``) did not happen: review."""
+        return await self.write_down(
+            FailureRecord(
+                kind=CHANGE_FAILED,
+                retell_call_id=retell_call_id,
+                call_id=call_id,
+                reason=f"{action}_failed",
                 details=dict(details),
                 at=self._clock(),
             )

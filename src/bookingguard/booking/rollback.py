@@ -22,7 +22,7 @@ from bookingguard.booking.errors import RollbackFailedError
 from bookingguard.booking.metrics import BookingMetrics
 from bookingguard.db.alerts import record_alert
 from bookingguard.db.models import Call, ManualReviewItem
-from bookingguard.db.spool import COMPENSATION_FAILED, FailureRecord
+from bookingguard.db.spool import CHANGE_FAILED, COMPENSATION_FAILED, FailureRecord
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.notify import Message, enqueue
 from bookingguard.review import file_for_review
@@ -141,6 +141,33 @@ def rollback_on_failure(
         metrics.rollbacks.labels(outcome="done").inc()
 
 
+def record_change_failure(
+    session: Session,
+    *,
+    call_id: int,
+    reason: str,
+    details: Mapping[str, Any],
+    now: datetime,
+) -> ManualReviewItem:
+    """A move or cancellation that did not happen: the call needs a human, who finds what
+    the caller asked for in the review item. The booking flags stay: the appointment is
+    still what it was. Flushes only; returns the call's review item.
+    """
+    session.execute(
+        update(Call)
+        .where(Call.id == call_id)
+        .values(requires_manual_processing=True, updated_at=now)
+    )
+    return file_for_review(
+        session,
+        call_id=call_id,
+        reason=reason,
+        priority=2,
+        now=now,
+        context={"change_failure": reason, "details": _jsonable(details)},
+    )
+
+
 def record_booking_failure(
     session: Session,
     *,
@@ -242,7 +269,11 @@ def write_failure_record(session: Session, record: FailureRecord) -> int:
         record.record_id in (context or {}).get(RECORDS_CONTEXT_KEY, ()) for context in contexts
     ):
         return call_id
-    if record.kind == COMPENSATION_FAILED:
+    if record.kind == CHANGE_FAILED:
+        item = record_change_failure(
+            session, call_id=call_id, reason=record.reason, details=record.details, now=record.at
+        )
+    elif record.kind == COMPENSATION_FAILED:
         item = record_compensation_failure(
             session,
             call_id=call_id,

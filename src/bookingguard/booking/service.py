@@ -92,7 +92,9 @@ class BookingService:
         self._clock = clock
         self._metrics = metrics
         self._locks = KeyLocks()
-        self._changes = AppointmentChanges(store=store, calcom=self._calcom, clock=clock)
+        self._changes = AppointmentChanges(
+            store=store, calcom=self._calcom, failures=self._failures, clock=clock
+        )
 
     @property
     def changes(self) -> AppointmentChanges:

@@ -35,6 +35,7 @@ from typing import Any
 
 __all__ = [
     "BOOKING_FAILED",
+    "CHANGE_FAILED",
     "COMPENSATION_FAILED",
     "FailureRecord",
     "Spool",
@@ -46,6 +47,10 @@ BOOKING_FAILED = "booking_failed"
 #: A Cal.com booking we could neither record nor cancel: a critical alert, a review
 #: item and a notice.
 COMPENSATION_FAILED = "compensation_failed"
+#: A move or cancellation the caller asked for that did not happen (``reason`` is
+#: ``reschedule_failed`` or ``cancel_failed``): the call needs a human, its booking
+#: flags stay as they are, and a review item says what the caller wanted.
+CHANGE_FAILED = "change_failed"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS failure_records (

@@ -27,7 +27,7 @@ from bookingguard.booking.store import (
     StoredAppointment,
 )
 from bookingguard.db.models import NOT_LIVE_APPOINTMENT_STATUSES
-from bookingguard.db.spool import COMPENSATION_FAILED
+from bookingguard.db.spool import CHANGE_FAILED, COMPENSATION_FAILED
 
 __all__ = ["MemoryAppointment", "MemoryBookingStore", "StoredCall", "WrittenDown"]
 
@@ -288,9 +288,12 @@ class MemoryBookingStore:
         if record.kind == COMPENSATION_FAILED:
             self.records.append(WrittenDown(record.kind, call.id, True, dict(record.details)))
             return call.id
+        call.requires_manual_processing = True
+        if record.kind == CHANGE_FAILED:
+            self.records.append(WrittenDown(record.reason, call.id, False, dict(record.details)))
+            return call.id
         call.booking_failed = True
         call.booking_failure_reason = record.reason
-        call.requires_manual_processing = True
         if not call.appointment_made:
             call.session_outcome = "creation_failed"
             call.appointment_link_status = "creation_failed"

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from bookingguard.api import create_app
 from bookingguard.bootstrap import Services, build_services
-from bookingguard.db.models import Appointment, Call
+from bookingguard.db.models import Appointment, Call, ManualReviewItem
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.settings import Settings
 from tests.conftest import TestDatabase
@@ -69,6 +69,16 @@ class Agent:
                 select(Call).where(Call.retell_call_id == retell_call_id)
             ).one()
             return (call.appointment_made, call.session_outcome, call.appointment_link_status)
+
+    def reviews(self) -> list[tuple[str, dict[str, Any]]]:
+        """(reason, context) of every review item, with the call's manual-processing flag
+        checked on the way: a review item always comes with it."""
+        with UnitOfWork(self.services.sessions) as uow:
+            items = uow.session.scalars(select(ManualReviewItem).order_by(ManualReviewItem.id))
+            found = [(item.reason, dict(item.context or {})) for item in items]
+            flagged = uow.session.scalars(select(Call.requires_manual_processing)).all()
+        assert all(flagged) or not found
+        return found
 
 
 AgentFactory = Callable[..., Any]
@@ -256,6 +266,29 @@ async def test_reschedule_to_a_taken_time_keeps_the_appointment(agent: Agent) ->
     assert "another time" in answer["message"]
     assert agent.appointments() == [(booked["appointment_id"], "booked", 42)]
     assert agent.flags() == (True, "appointment_booked", "linked")
+    # Nobody needs to call back: the caller picks another time.
+    assert agent.reviews() == []
+
+
+async def test_reschedule_cal_com_refuses_is_filed_for_the_promised_callback(
+    agent: Agent,
+) -> None:
+    """Cal.com fails the move: the caller hears a call-back is coming, and a review item
+    says what they asked for; the appointment and the call stay as they were."""
+    booked = await agent.book()
+    agent.calcom.fail_next("reschedule", status=500)
+    answer = await agent.call(
+        "reschedule_appointment", start="2037-12-04T11:00:00", time_zone=BERLIN
+    )
+    assert answer["rescheduled"] is False
+    assert "call you back" in answer["message"]
+    assert agent.appointments() == [(booked["appointment_id"], "booked", 42)]
+    assert agent.flags() == (True, "appointment_booked", "linked")
+    ((reason, context),) = agent.reviews()
+    assert reason == "reschedule_failed"
+    assert context["details"]["requested_start"] == "2037-12-04T10:00:00.000Z"
+    assert context["details"]["appointment_id"] == booked["appointment_id"]
+    assert context["details"]["result"] == "calcom_unavailable"
 
 
 async def test_cancel_with_the_circuit_open_keeps_the_appointment(agent: Agent) -> None:
@@ -267,6 +300,10 @@ async def test_cancel_with_the_circuit_open_keeps_the_appointment(agent: Agent) 
     assert "call you back" in answer["message"]
     assert agent.appointments() == [(booked["appointment_id"], "booked", 42)]
     assert agent.calcom.request_count("cancel") == 0
+    ((reason, context),) = agent.reviews()
+    assert (reason, context["details"]["result"]) == ("cancel_failed", "circuit_open")
+    # The booking flags stay: the appointment is still booked until someone cancels it.
+    assert agent.flags() == (True, "appointment_booked", "linked")
 
 
 async def test_cancel_cancels_the_calls_appointment_once(agent: Agent) -> None:

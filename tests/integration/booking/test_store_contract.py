@@ -16,7 +16,7 @@ from bookingguard.booking.store import (
     NewAppointment,
     ReadBack,
 )
-from bookingguard.db.spool import BOOKING_FAILED, COMPENSATION_FAILED
+from bookingguard.db.spool import BOOKING_FAILED, CHANGE_FAILED, COMPENSATION_FAILED
 from tests.integration.booking.backends import STORE_KINDS, Backend, CallFlags, make_backend
 
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
@@ -240,6 +240,32 @@ async def test_record_compensation_failure_alerts_and_files(backend: Backend) ->
     await backend.store.record_failure(_compensation_failure(call_id))
     assert backend.alert_types() == ["compensation_failed"]
     assert backend.review_reasons() == ["compensation_failed"]
+
+
+async def test_record_change_failure_files_it_and_keeps_the_booking(backend: Backend) -> None:
+    """A move the caller asked for that failed: filed for a call-back, written once however
+    often it is written, and the call's booking flags untouched."""
+    call_id = backend.add_call("call_1")
+    await backend.store.write_and_link(_appointment(call_id), _read)
+    record = FailureRecord(
+        kind=CHANGE_FAILED,
+        retell_call_id="call_1",
+        call_id=call_id,
+        reason="reschedule_failed",
+        details={"requested_start": "2037-12-04T10:00:00.000Z"},
+        at=NOW,
+    )
+    for _ in range(2):
+        assert await backend.store.record_failure(record) == call_id
+    assert backend.review_reasons() == ["reschedule_failed"]
+    flags = backend.flags("call_1")
+    assert (flags.appointment_made, flags.session_outcome, flags.appointment_link_status) == (
+        True,
+        "appointment_booked",
+        "linked",
+    )
+    assert (flags.booking_failed, flags.requires_manual_processing) == (False, True)
+    assert backend.alert_types() == []
 
 
 async def test_record_failure_of_a_call_no_webhook_announced_creates_it(
