@@ -31,6 +31,7 @@ from bookingguard.api.app import create_app
 from bookingguard.api.auth import require_scope
 from bookingguard.api.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from bookingguard.api.observability import RequestIdMiddleware, configure_logging
+from bookingguard.api.openapi_links import document_links
 from bookingguard.api.operator import install_operator_surface
 from bookingguard.api.ratelimit import RateLimiter
 from bookingguard.api.readiness import database_check, notifications_check, readiness, redis_check
@@ -203,6 +204,7 @@ def build_server_app(
             breaker_metrics.observe_store(circuits)
         return Response(generate_latest(readable), media_type=CONTENT_TYPE_LATEST)
 
+    document_links(app)
     return app
 
 
