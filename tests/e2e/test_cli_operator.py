@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from bookingguard.db.models import ReviewAuditLog
@@ -74,3 +75,16 @@ def test_demo_refuses_to_mix_and_reset_reloads(database: TestDatabase) -> None:
     again = run_cli(*args, "--reset", env=env)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == summary
+
+
+@pytest.mark.parametrize("note", ["\u200b", "\u200b\u2060 \ufeff", "\t\u00a0", "\U000e0041"])
+def test_review_cli_refuses_a_note_that_shows_nothing(database: TestDatabase, note: str) -> None:
+    """A note of zero-width or other invisible characters is no note: exit 2, nothing written."""
+    ids = seed_review_items(database, [(1, 1)])
+    env = {"BOOKINGGUARD_DATABASE_URL": database.url}
+    for extra in ([], ["--dismiss"]):
+        refused = run_cli("review", "resolve", str(ids[0]), "--note", note, *extra, env=env)
+        assert refused.returncode == 2, refused.stdout
+        assert "a resolution note is required" in refused.stderr
+    shown = json.loads(run_cli("review", "show", str(ids[0]), "--json", env=env).stdout)
+    assert (shown["status"], shown["resolution_note"], shown["audit"]) == ("pending", None, [])

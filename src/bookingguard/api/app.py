@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from bookingguard.api.limits import BodyLimitMiddleware
+from bookingguard.api.openapi_links import document_raw_bodies
 from bookingguard.api.problems import ProblemError, problem_handler
 from bookingguard.api.routes import calcom, retell
 from bookingguard.api.security_headers import SecurityHeadersMiddleware
@@ -82,4 +83,5 @@ def create_app(
     app.add_middleware(SecurityHeadersMiddleware)
     app.include_router(retell.router)
     app.include_router(calcom.router)
+    document_raw_bodies(app)
     return app

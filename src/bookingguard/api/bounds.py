@@ -11,11 +11,12 @@ way: the OpenAPI schema states the bound too.
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, Field
+
+from bookingguard.review.notes import VISIBLE_TEXT, is_blank
 
 __all__ = [
     "MAX_BIGINT",
@@ -50,22 +51,6 @@ MAX_EPOCH_MS = int(MAX_MOMENT.timestamp() * 1000)
 
 #: Any text without NUL (PostgreSQL cannot store one).
 NO_NUL = r"^[^\x00]*$"
-# Unicode format characters (category Cf) that render as nothing: a note of only these,
-# or of white space, says nothing.
-_INVISIBLE = (
-    r"\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
-    r"\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb"
-)
-#: Text with at least one visible character and no NUL.
-VISIBLE_TEXT = rf"^[^\x00]*[^\s\x00-\x20\x7f-\xa0{_INVISIBLE}][^\x00]*$"
-
-
-def is_blank(text: str) -> bool:
-    """Whether ``text`` shows nothing: only white space, control and format characters."""
-    return all(
-        char.isspace() or unicodedata.category(char) in {"Cc", "Cf", "Zs", "Zl", "Zp", "Mn"}
-        for char in text
-    )
 
 
 def moment_in_range(value: datetime) -> datetime:

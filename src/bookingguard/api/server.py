@@ -33,6 +33,7 @@ from bookingguard.api.app import create_app
 from bookingguard.api.auth import require_scope
 from bookingguard.api.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from bookingguard.api.observability import RequestIdMiddleware, configure_logging
+from bookingguard.api.openapi_links import document_links
 from bookingguard.api.operator import install_operator_surface
 from bookingguard.api.ratelimit import RateLimiter
 from bookingguard.api.readiness import (
@@ -228,6 +229,7 @@ def build_server_app(
             log.warning("could not read the spool's backlog for /metrics", exc_info=True)
         return Response(generate_latest(readable), media_type=CONTENT_TYPE_LATEST)
 
+    document_links(app)
     return app
 
 

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from bookingguard.db.models import ManualReviewItem, ReviewAuditLog
 from bookingguard.db.types import JSONDocument, UTCDateTime
 from bookingguard.errors import BookingGuardError
+from bookingguard.review.notes import is_blank
 
 __all__ = [
     "CURSOR_PATTERN",
@@ -321,7 +322,7 @@ def _close(
     now: datetime,
     ip: str | None,
 ) -> ManualReviewItem:
-    if not note or not note.strip():
+    if is_blank(note):
         raise ResolutionNoteRequiredError(f"a resolution note is required to {action} an item")
     item = get_item(session, item_id, for_update=True)
     if item.status not in OPEN_STATUSES:

@@ -83,9 +83,21 @@ CASES: list[tuple[str, Any]] = [
     ("calcom", calcom_event(bookingId=2**63)),
     ("calcom", calcom_event(eventTypeId=2**63)),
     ("calcom", {**calcom_event(), "createdAt": "0001-01-01T00:00:00+14:00"}),
+    # Finding 10: no createdAt, or one without a zone, skipped the freshness check.
+    ("calcom", {key: value for key, value in calcom_event().items() if key != "createdAt"}),
+    ("calcom", {**calcom_event(), "createdAt": datetime.now(UTC).replace(tzinfo=None).isoformat()}),
+    ("calcom", {**calcom_event(), "createdAt": None}),
     ("api-post", ("/api/v1/silences", {"comment": f"quiet{NUL}", "duration_minutes": 5})),
     ("api-post", ("/api/v1/silences", {"comment": "q", "duration_minutes": 5, "entity_type": NUL})),
     ("api-post", ("/api/v1/silences", {"comment": "\u200b\u2060 ", "duration_minutes": 5})),
+    # Found by the stateful schema test: null is not a matcher (the schema says so).
+    (
+        "api-post",
+        (
+            "/api/v1/silences",
+            {"comment": "q", "duration_minutes": 5, "alert_type": "missing", "entity_id": None},
+        ),
+    ),
     ("api-post", ("/api/v1/review-queue/1/resolve", {"note": "\u200b"})),
     ("api-post", ("/api/v1/review-queue/1/resolve", {"note": f"done{NUL}"})),
     ("get", "/api/v1/review-queue/9223372036854775808"),

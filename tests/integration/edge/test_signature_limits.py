@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import httpx
 
@@ -22,7 +23,13 @@ async def test_bad_signatures_past_the_limit_are_429_and_good_ones_pass(
     )
     app = build_server_app(settings, engine=database.engine)
     event = json.dumps({"event": "call_started", "call": {"call_id": "c-1"}}).encode()
-    cancel = json.dumps({"triggerEvent": "BOOKING_CANCELLED", "payload": {"uid": "u"}}).encode()
+    cancel = json.dumps(
+        {
+            "triggerEvent": "BOOKING_CANCELLED",
+            "createdAt": datetime.now(UTC).isoformat(),
+            "payload": {"uid": "u"},
+        }
+    ).encode()
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app, client=("198.51.100.9", 1234)),
         base_url="http://testserver",

@@ -9,11 +9,11 @@ column, free of NUL, and every id and moment range-checked: out of range is a
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.exc import IntegrityError
 
 from bookingguard.api.bounds import (
@@ -41,7 +41,7 @@ from bookingguard.calcom import CalcomWebhook
 from bookingguard.calcom.webhooks import HANDLED_TRIGGERS
 from bookingguard.db.uow import UnitOfWork
 
-__all__ = ["router"]
+__all__ = ["CalcomDelivery", "router"]
 
 router = APIRouter(tags=["calcom"])
 
@@ -49,7 +49,7 @@ router = APIRouter(tags=["calcom"])
 _METADATA_COLUMNS = {RETELL_CALL_METADATA_KEY: 128, IDEMPOTENCY_METADATA_KEY: 200}
 
 
-class _PayloadBounds(BaseModel):
+class CalcomDeliveryPayload(BaseModel):
     """What of a delivery's payload reaches the database, bounded (the rest is ignored)."""
 
     model_config = ConfigDict(extra="ignore")
@@ -77,17 +77,29 @@ class _PayloadBounds(BaseModel):
         return value
 
 
-class _DeliveryBounds(BaseModel):
+def _zoned(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("a moment with a time zone (Z or an offset) is required")
+    return value
+
+
+class CalcomDelivery(BaseModel):
+    """A Cal.com delivery as far as it is checked before anything is stored.
+
+    ``createdAt`` is required and must carry its zone: Cal.com's documented payload
+    always has it (``2023-05-24T09:30:00.538Z``), and it is what the freshness check
+    reads. A delivery without it, or with a local time, would skip that check, so a
+    replayed old delivery would pass; it is refused instead (422).
+    """
+
     model_config = ConfigDict(extra="ignore")
 
     trigger_event: str = Field(alias="triggerEvent", max_length=64, pattern=NO_NUL)
-    created_at: Moment | None = Field(default=None, alias="createdAt")
-    payload: _PayloadBounds
+    created_at: Annotated[Moment, AfterValidator(_zoned)] = Field(alias="createdAt")
+    payload: CalcomDeliveryPayload
 
 
-def _too_old(created_at: datetime | None, now: datetime, tolerance_seconds: float) -> bool:
-    if created_at is None or created_at.tzinfo is None:
-        return False
+def _too_old(created_at: datetime, now: datetime, tolerance_seconds: float) -> bool:
     return abs((now - created_at).total_seconds()) > tolerance_seconds
 
 
@@ -111,10 +123,10 @@ async def calcom_webhook(request: Request, services: ServicesDep) -> Response:
         trigger = document.get("triggerEvent")
         if isinstance(trigger, str) and trigger not in HANDLED_TRIGGERS:
             return Response(status_code=204)
-    validate_body(_DeliveryBounds, document)
+    delivery = validate_body(CalcomDelivery, document)
     webhook = validate_body(CalcomWebhook, document)
     now = services.clock()
-    if _too_old(webhook.created_at, now, services.settings.calcom.webhook_tolerance_seconds):
+    if _too_old(delivery.created_at, now, services.settings.calcom.webhook_tolerance_seconds):
         raise ProblemError(401, "webhook delivery older than the signature tolerance")
 
     def store() -> None:

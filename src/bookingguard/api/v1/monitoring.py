@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from bookingguard.api.auth import require_scope
 from bookingguard.api.bounds import NO_NUL, VISIBLE_TEXT, MomentFilter
@@ -129,6 +129,9 @@ class SilenceOut(BaseModel):
     expires_at: datetime
 
 
+_MATCHERS = ("alert_type", "entity_type", "entity_id")
+
+
 class SilenceIn(BaseModel):
     """Mute notifications of matching alerts; at least one matcher is required."""
 
@@ -156,6 +159,15 @@ class SilenceIn(BaseModel):
         Annotated[int, Field(ge=1, le=MAX_ID)] | None,
         WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_ID}),
     ] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_null_matchers(cls, data: object) -> object:
+        if isinstance(data, dict):
+            nulls = [key for key in _MATCHERS if key in data and data[key] is None]
+            if nulls:
+                raise ValueError(f"{', '.join(nulls)}: give a value or leave it out, not null")
+        return data
 
 
 class DailyReportOut(BaseModel):
@@ -190,7 +202,7 @@ def get_consistency(backends: Backends, _: Reader) -> dict[str, Any]:
 @router.post(
     "/consistency/runs",
     response_model=RunOut,
-    responses=problem_responses(409),
+    responses=problem_responses(400, 409, 413),
     tags=["consistency"],
     summary="Run a consistency check now",
 )
@@ -288,6 +300,7 @@ def list_silences(backends: Backends, _: Reader) -> list[dict[str, Any]]:
     response_model=SilenceOut,
     status_code=201,
     tags=["alerts"],
+    responses=problem_responses(400, 413),
     summary="Create a silence",
 )
 def create_silence(

@@ -185,7 +185,7 @@ def claim_review_item(
 @router.post(
     "/{item_id}/resolve",
     response_model=ReviewItemDetailOut,
-    responses=problem_responses(404, 409),
+    responses=problem_responses(400, 404, 409, 413),
     summary="Resolve a review item",
 )
 def resolve_review_item(
@@ -202,7 +202,7 @@ def resolve_review_item(
 @router.post(
     "/{item_id}/dismiss",
     response_model=ReviewItemDetailOut,
-    responses=problem_responses(404, 409),
+    responses=problem_responses(400, 404, 409, 413),
     summary="Dismiss a review item",
 )
 def dismiss_review_item(
