@@ -163,7 +163,7 @@ class CircuitBreaker:
         if admission.transitions:
             self._publish(admission.transitions, admission.store)
         if not admission.permitted:
-            self._metrics.not_permitted.labels(circuit=circuit_key).inc()
+            self._metrics.refused(circuit_key)
             self._emit(BreakerEvent(EventKind.NOT_PERMITTED, circuit_key, at=utc_now()))
             raise CircuitOpenError(
                 circuit_key, state=admission.state, retry_after=admission.retry_after

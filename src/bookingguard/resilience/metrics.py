@@ -19,7 +19,20 @@ from prometheus_client.registry import Collector
 from bookingguard.metrics_catalog import CATALOG, counter
 from bookingguard.resilience.machine import CLOSED, HALF_OPEN, OPEN, CircuitStatistics
 
-__all__ = ["STATE_VALUES", "BreakerMetrics", "CallCounts", "CircuitStateCollector"]
+__all__ = [
+    "MAX_CIRCUIT_LABELS",
+    "OTHER_CIRCUITS",
+    "STATE_VALUES",
+    "BreakerMetrics",
+    "CallCounts",
+    "CircuitLabels",
+    "CircuitStateCollector",
+]
+
+#: How many circuits a process names in its series; any further one is counted under
+#: ``OTHER_CIRCUITS``, so ids a model or a caller makes up never grow the series.
+MAX_CIRCUIT_LABELS = 100
+OTHER_CIRCUITS = "other"
 
 #: Value of the state gauge for each state.
 STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
@@ -39,6 +52,23 @@ _by_registry: weakref.WeakKeyDictionary[CollectorRegistry, BreakerMetrics] = (
 )
 
 
+class CircuitLabels:
+    """The ``circuit`` label of each circuit: its key for the first ``cap`` circuits seen,
+    ``OTHER_CIRCUITS`` for the rest."""
+
+    def __init__(self, cap: int = MAX_CIRCUIT_LABELS) -> None:
+        self._cap = cap
+        self._named: set[str] = set()
+
+    def __call__(self, circuit: str) -> str:
+        if circuit in self._named:
+            return circuit
+        if len(self._named) < self._cap:
+            self._named.add(circuit)
+            return circuit
+        return OTHER_CIRCUITS
+
+
 class CircuitStateCollector(Collector):
     """``bookingguard_circuit_state`` from the last snapshot of the store's circuits.
 
@@ -48,14 +78,24 @@ class CircuitStateCollector(Collector):
     ``collect`` only reads, it never waits for the store.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, labels: CircuitLabels) -> None:
+        self._labels = labels
         self._states: dict[str, int] = {}
 
     def update(self, circuits: Iterable[CircuitStatistics]) -> None:
-        self._states = {circuit.circuit_key: STATE_VALUES[circuit.state] for circuit in circuits}
+        states: dict[str, int] = {}
+        for circuit in circuits:
+            self._merge(states, circuit.circuit_key, circuit.state)
+        self._states = states
 
     def set(self, circuit: str, state: str) -> None:
-        self._states[circuit] = STATE_VALUES[state]
+        self._merge(self._states, circuit, state)
+
+    def _merge(self, states: dict[str, int], circuit: str, state: str) -> None:
+        """The circuit's state under its label; ``other`` shows the worst of its circuits."""
+        label = self._labels(circuit)
+        value = STATE_VALUES[state]
+        states[label] = max(states.get(label, 0), value) if label == OTHER_CIRCUITS else value
 
     def _family(self) -> GaugeMetricFamily:
         spec = CATALOG["bookingguard_circuit_state"]
@@ -106,7 +146,8 @@ class BreakerMetrics:
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.state = CircuitStateCollector()
+        self.label = CircuitLabels()
+        self.state = CircuitStateCollector(self.label)
         registry.register(self.state)
         self.transitions = counter("bookingguard_circuit_transitions_total", registry)
         self.not_permitted = counter("bookingguard_circuit_not_permitted_total", registry)
@@ -131,6 +172,7 @@ class BreakerMetrics:
         return metrics
 
     def call(self, circuit: str, outcome: str) -> None:
+        circuit = self.label(circuit)
         counts = self._call_counts
         if counts is not None:
             counts[circuit, outcome] = counts.get((circuit, outcome), 0) + 1
@@ -138,8 +180,13 @@ class BreakerMetrics:
             self._shared_calls.labels(circuit=circuit, outcome=outcome).inc()
 
     def transition(self, circuit: str, from_state: str, to_state: str) -> None:
-        self.transitions.labels(circuit=circuit, from_state=from_state, to_state=to_state).inc()
+        label = self.label(circuit)
+        self.transitions.labels(circuit=label, from_state=from_state, to_state=to_state).inc()
         self.state.set(circuit, to_state)
+
+    def refused(self, circuit: str) -> None:
+        """A call the open circuit refused."""
+        self.not_permitted.labels(circuit=self.label(circuit)).inc()
 
     def observe_store(self, circuits: Iterable[CircuitStatistics]) -> None:
         """The store's circuits as scraped: their state, and their counters' series at zero.
@@ -150,7 +197,7 @@ class BreakerMetrics:
         circuits = list(circuits)
         self.state.update(circuits)
         for circuit in circuits:
-            key = circuit.circuit_key
+            key = self.label(circuit.circuit_key)
             if key in self._known:
                 continue
             self._known.add(key)

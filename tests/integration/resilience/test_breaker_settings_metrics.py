@@ -15,6 +15,7 @@ from bookingguard.resilience import (
     SqlStore,
     store_from_settings,
 )
+from bookingguard.resilience.metrics import MAX_CIRCUIT_LABELS, OTHER_CIRCUITS, STATE_VALUES
 from bookingguard.settings import Settings
 from tests.conftest import TestDatabase
 
@@ -124,3 +125,37 @@ async def test_two_breakers_share_one_registrys_metrics() -> None:
         "bookingguard_circuit_calls_total", {"circuit": KEY, "outcome": "success"}
     )
     assert sample == 2
+
+
+async def test_circuit_labels_are_capped_with_an_other_label() -> None:
+    """Made-up event type ids cannot grow the series: past the cap, circuits are counted,
+    refused and shown (the worst state) under ``other``."""
+    registry = CollectorRegistry()
+    breaker = CircuitBreaker(MemoryStore(), registry=registry)
+    circuits = [f"appointment_booking:event_type:{i}" for i in range(MAX_CIRCUIT_LABELS + 50)]
+    for circuit in circuits:
+        await breaker.call(circuit, ok)
+    for _ in range(3):
+        with pytest.raises(Unavailable):
+            await breaker.call(circuits[-1], fail)
+    with pytest.raises(CircuitOpenError):
+        await breaker.call(circuits[-1], ok)
+
+    labels = {
+        sample.labels["circuit"]
+        for family in registry.collect()
+        if family.name.startswith("bookingguard_circuit")
+        for sample in family.samples
+        if "circuit" in sample.labels
+    }
+    assert labels == {*circuits[:MAX_CIRCUIT_LABELS], OTHER_CIRCUITS}
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    calls = "bookingguard_circuit_calls_total"
+    assert value(calls, circuit=OTHER_CIRCUITS, outcome="success") == 50
+    assert value(calls, circuit=OTHER_CIRCUITS, outcome="failure") == 3
+    assert value(calls, circuit=circuits[0], outcome="success") == 1
+    assert value("bookingguard_circuit_not_permitted_total", circuit=OTHER_CIRCUITS) == 1
+    assert value("bookingguard_circuit_state", circuit=OTHER_CIRCUITS) == STATE_VALUES["open"]
