@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import sys
 import threading
 import time
 import uuid
@@ -253,7 +254,7 @@ class CalcomStandin:
 
     def start(self) -> Self:
         handler = _make_handler(self)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = _Server(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="calcom-standin", daemon=True
@@ -737,6 +738,15 @@ class CalcomStandin:
         booking["rescheduledToUid"] = new["uid"]
         booking["updatedAt"] = new["createdAt"]
         return dict(new)
+
+
+class _Server(ThreadingHTTPServer):
+    """The stand-in's server: a client that hangs up mid-request (its timeout ran out, its
+    process was killed) is an ordinary event under fault injection, not a traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _ApiError(Exception):
