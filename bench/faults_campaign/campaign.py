@@ -41,6 +41,7 @@ RETELL_KEY = "retell-faults-key-5e1d"
 CALCOM_SECRET = "whsec-faults-9b72"  # noqa: S105
 API_TOKEN = "faults-operate-token-3c8a"  # noqa: S105
 EVENT_TYPES = (4101, 4102, 4103)
+_AHEAD = 30
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ class CampaignResult:
     verdict: Verdict = field(default_factory=Verdict)
     spec_violations: list[str] = field(default_factory=list)
     commands: dict[str, int] = field(default_factory=dict)
+    #: 5xx answers by operation and status (no invariant; the agent's functions should have none).
+    server_errors: Counter[str] = field(default_factory=Counter)
     directory: Path | None = None
 
     @property
@@ -197,22 +200,37 @@ async def _drive(
         api_token=API_TOKEN,
         event_types=EVENT_TYPES,
     ) as driver:
+        # Traffic runs at most ``_AHEAD`` operations past a fault still being carried out
+        # (a replica restarting, say), so the faults stay spread over the operations.
+        pending = [schedule.infra[0].at_operation if schedule.infra else math.inf]
+        moved = asyncio.Condition()
 
         async def inject() -> None:
-            for fault in schedule.infra:
-                await driver.reached(fault.at_operation)
-                await asyncio.to_thread(infra.apply, fault)
-                result.faults[fault.kind] += 1
+            try:
+                for number, fault in enumerate(schedule.infra):
+                    await driver.reached(fault.at_operation)
+                    await asyncio.to_thread(infra.apply, fault)
+                    result.faults[fault.kind] += 1
+                    following = schedule.infra[number + 1 :]
+                    pending[0] = following[0].at_operation if following else math.inf
+                    async with moved:
+                        moved.notify_all()
+            finally:
+                pending[0] = math.inf
+                async with moved:
+                    moved.notify_all()
+
+        async def may_start() -> bool:
+            async with moved:
+                await moved.wait_for(lambda: driver.operations < pending[0] + _AHEAD)
+            return driver.operations < config.operations or not injector.done()
 
         injector = asyncio.create_task(inject())
         traffic = [True]
         hooks = asyncio.create_task(driver.calcom_webhooks(keep_going=lambda: traffic[0]))
         polls = asyncio.create_task(driver.poll_breakers(keep_going=lambda: traffic[0]))
         try:
-            await driver.run(
-                keep_going=lambda: driver.operations < config.operations or not injector.done(),
-                concurrency=config.concurrency,
-            )
+            await driver.run(may_start=may_start, concurrency=config.concurrency)
             await injector
         finally:
             calcom.plan_faults(None)
@@ -222,6 +240,11 @@ async def _drive(
             await asyncio.gather(hooks, polls)
         result.operations = driver.operations
         result.answered = sum(1 for answer in driver.journal if answer.status is not None)
+        result.server_errors = Counter(
+            f"{answer.operation} {answer.status}"
+            for answer in driver.journal
+            if answer.status is not None and answer.status >= 500
+        )
         result.conversations = driver.conversations
         return driver.journal, driver.observations
 

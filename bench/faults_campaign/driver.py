@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -140,12 +140,13 @@ class Driver:
 
     # -- conversations -----------------------------------------------------------------
 
-    async def run(self, *, keep_going: Callable[[], bool], concurrency: int) -> None:
-        """Start conversations on ``concurrency`` lanes while ``keep_going()``; wait for all."""
+    async def run(self, *, may_start: Callable[[], Awaitable[bool]], concurrency: int) -> None:
+        """Start conversations on ``concurrency`` lanes while ``await may_start()`` (which may
+        hold a lane back); return when every lane has stopped."""
         numbers = iter(range(1_000_000_000))
 
         async def lane() -> None:
-            while keep_going():
+            while await may_start():
                 await self.conversation(next(numbers))
 
         await asyncio.gather(*(lane() for _ in range(concurrency)))

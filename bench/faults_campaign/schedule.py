@@ -11,7 +11,7 @@ sent that many operations.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tests.support.calcom_standin import Fault
 
@@ -28,6 +28,8 @@ CALCOM_FAULT_KINDS = ("status", "rate_limit", "hang", "lost_response", "latency"
 INFRA_FAULT_KINDS = ("replica_kill", "redis_kill", "pg_terminate", "pg_restart")
 #: Requests that change a booking: the only ones whose answer can be lost after the change.
 _WRITES = ("create", "reschedule", "cancel")
+_WRITE_TURN = ("status", "lost_response", "rate_limit", "hang", "lost_response", "latency")
+_READ_TURN = ("status", "rate_limit", "hang", "latency")
 
 
 @dataclass(frozen=True)
@@ -46,23 +48,34 @@ class InfraFault:
 class CalcomFaultPlan:
     """The stand-in's plan: ``plan(route, n)`` is the fault of the ``n``-th request on a route.
 
-    Each route draws from its own seeded stream, so the faults one route meets do not
-    depend on how many requests another route had. ``timeout_seconds`` is the client's
-    read timeout: a hang lasts past it, a slow answer stays under it.
+    Whether a request is faulted is drawn from the seed for (route, n), so the faults
+    one route meets do not depend on how many requests another route had; the faulted
+    requests of a route take the kinds in turn, so every kind comes up early and
+    evenly. Writes take a lost answer twice per turn: it is the fault that can double
+    a booking. ``timeout_seconds`` is the client's read timeout: a hang lasts past it,
+    a slow answer stays under it.
     """
 
     seed: int
     rate: float
     timeout_seconds: float
+    #: Per route, how many of its requests 1..len were faulted (a prefix count).
+    _faulted: dict[str, list[int]] = field(default_factory=dict)
 
     def __call__(self, route: str, number: int) -> Fault | None:
-        return self._draw(route, random.Random(f"{self.seed}:calcom:{route}:{number}"))
-
-    def _draw(self, route: str, rng: random.Random) -> Fault | None:
-        if route == "unknown" or rng.random() >= self.rate:
+        if route == "unknown" or not self._hit(route, number):
             return None
-        kinds = CALCOM_FAULT_KINDS if route in _WRITES else (*CALCOM_FAULT_KINDS[:3], "latency")
-        kind = rng.choice(kinds)
+        counts = self._faulted.setdefault(route, [0])
+        while len(counts) < number:
+            counts.append(counts[-1] + self._hit(route, len(counts)))
+        turn = _WRITE_TURN if route in _WRITES else _READ_TURN
+        kind = turn[counts[number - 1] % len(turn)]
+        return self._fault(kind, random.Random(f"{self.seed}:calcom:{route}:{number}:kind"))
+
+    def _hit(self, route: str, number: int) -> bool:
+        return random.Random(f"{self.seed}:calcom:{route}:{number}").random() < self.rate
+
+    def _fault(self, kind: str, rng: random.Random) -> Fault:
         past_timeout = self.timeout_seconds + 0.5
         if kind == "status":
             return Fault("status", status=rng.choice((500, 502, 503)))

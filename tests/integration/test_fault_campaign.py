@@ -29,7 +29,9 @@ def test_short_campaign_injects_every_fault_and_finds_no_violation() -> None:
     """A few hundred operations with each fault kind at least three times: 0 violations."""
     if not glob.glob("/usr/lib/postgresql/*/bin/initdb") or shutil.which("redis-server") is None:
         service_unavailable("PostgreSQL binaries or redis-server", "not installed")
-    config = CampaignConfig(seed=14, operations=300, infra_per_kind=3, min_faults=3)
+    config = CampaignConfig(
+        seed=14, operations=400, infra_per_kind=3, calcom_rate=0.3, min_faults=3
+    )
     result = run_campaign(config)
     assert not result.shortfall, render(result)
     assert result.ok, render(result)

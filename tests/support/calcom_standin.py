@@ -805,6 +805,10 @@ def _make_handler(standin: CalcomStandin) -> type[BaseHTTPRequestHandler]:
             query = {k: v[-1] for k, v in parse_qs(split.query).items()}
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
+            if len(raw) < length:
+                # The client went away mid-request (killed, say): nothing arrived to answer.
+                self.close_connection = True
+                return
             route = _route_of(method, split.path) or "unknown"
             try:
                 body: Any = json.loads(raw) if raw else None
