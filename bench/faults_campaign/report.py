@@ -58,7 +58,7 @@ def render(result: CampaignResult, *, examples: int = 5) -> str:
         f"Cal.com spec violations: {len(result.spec_violations)}",
         *(f"      e.g. {v.splitlines()[0]}" for v in result.spec_violations[:examples]),
         "5xx answers: "
-        + (", ".join(f"{name} ×{n}" for name, n in sorted(result.server_errors.items())) or "none"),
+        + (", ".join(f"{name}: {n}" for name, n in sorted(result.server_errors.items())) or "none"),
         "after the faults: "
         + ", ".join(f"{name} exit {code}" for name, code in result.commands.items()),
         f"verdict: {'PASS' if result.ok else 'FAIL'} ({result.verdict.total} violations)",
