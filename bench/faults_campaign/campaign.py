@@ -52,7 +52,7 @@ class CampaignConfig:
     operations: int
     infra_per_kind: int
     #: The share of Cal.com requests that meet a fault.
-    calcom_rate: float = 0.2
+    calcom_rate: float = 0.25
     concurrency: int = 6
     #: The fewest faults of each kind the run must inject to count.
     min_faults: int = 0

@@ -28,7 +28,15 @@ CALCOM_FAULT_KINDS = ("status", "rate_limit", "hang", "lost_response", "latency"
 INFRA_FAULT_KINDS = ("replica_kill", "redis_kill", "pg_terminate", "pg_restart")
 #: Requests that change a booking: the only ones whose answer can be lost after the change.
 _WRITES = ("create", "reschedule", "cancel")
-_WRITE_TURN = ("status", "lost_response", "rate_limit", "hang", "lost_response", "latency")
+_WRITE_TURN = (
+    "status",
+    "lost_response",
+    "rate_limit",
+    "lost_response",
+    "hang",
+    "lost_response",
+    "latency",
+)
 _READ_TURN = ("status", "rate_limit", "hang", "latency")
 
 
@@ -51,7 +59,7 @@ class CalcomFaultPlan:
     Whether a request is faulted is drawn from the seed for (route, n), so the faults
     one route meets do not depend on how many requests another route had; the faulted
     requests of a route take the kinds in turn, so every kind comes up early and
-    evenly. Writes take a lost answer twice per turn: it is the fault that can double
+    evenly. Writes take a lost answer three times per turn: it is the fault that can double
     a booking. ``timeout_seconds`` is the client's read timeout: a hang lasts past it,
     a slow answer stays under it.
     """
