@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ def free_port() -> int:
     return port
 
 
-def wait_until(what: str, ready: Any, *, seconds: float) -> None:
+def wait_until(what: str, ready: Callable[[], bool], *, seconds: float) -> None:
     """Poll ``ready()`` until it is true; ``RuntimeError`` naming ``what`` after ``seconds``."""
     deadline = time.monotonic() + seconds
     while not ready():
