@@ -12,7 +12,10 @@ attendee-phone location, lengths, SMS reminders (phone required), minimum notice
 and the confirmation policy (``pending``). Faults are queued per route:
 an HTTP error status, a 429 with reset headers, latency, a hang past the
 client's timeout, and "booked but the response was lost" (the booking is made,
-then the connection is dropped or left hanging).
+then the connection is dropped or left hanging). A fault plan (``plan_faults``) picks
+faults by each route's request count instead, so a seeded campaign is repeatable;
+``faults_delivered`` counts what was served. The bookings' changes are kept in order
+as the webhook deliveries Cal.com would make (``take_webhooks``).
 
     with CalcomStandin() as calcom:
         calcom.fail_next("create", status=500, times=3)
@@ -25,10 +28,12 @@ import hashlib
 import hmac
 import itertools
 import json
+import sys
 import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,6 +47,7 @@ from tests.contracts.calcom.contract import ContractViolation, Operation, calcom
 __all__ = [
     "CalcomStandin",
     "Fault",
+    "FaultPlan",
     "RecordedRequest",
     "event_type_document",
     "sign_calcom_webhook",
@@ -174,6 +180,10 @@ def event_type_document(
     }
 
 
+#: A fault plan: the fault for the ``n``-th request (from 1) on a route, or None.
+FaultPlan = Callable[[str, int], "Fault | None"]
+
+
 @dataclass
 class _State:
     bookings: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -182,6 +192,10 @@ class _State:
     requests: list[RecordedRequest] = field(default_factory=list)
     faults: dict[str, deque[Fault]] = field(default_factory=dict)
     latency: float = 0.0
+    plan: FaultPlan | None = None
+    route_counts: dict[str, int] = field(default_factory=dict)
+    delivered: dict[str, int] = field(default_factory=dict)
+    webhooks: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _iso(moment: datetime) -> str:
@@ -240,7 +254,7 @@ class CalcomStandin:
 
     def start(self) -> Self:
         handler = _make_handler(self)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = _Server(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="calcom-standin", daemon=True
@@ -311,6 +325,25 @@ class CalcomStandin:
             route,
             Fault("lost_response", seconds=hang_seconds or 0.0, hang=hang_seconds is not None),
         )
+
+    def plan_faults(self, plan: FaultPlan | None) -> None:
+        """Ask ``plan(route, n)`` for the fault of the ``n``-th request on each route from now
+        on (counted from 1 since the stand-in started; queued faults still go first)."""
+        with self._lock:
+            self._state.plan = plan
+
+    def faults_delivered(self) -> dict[str, int]:
+        """How many faults of each kind were served (queued or planned)."""
+        with self._lock:
+            return dict(self._state.delivered)
+
+    def take_webhooks(self) -> list[tuple[str, str]]:
+        """The (trigger, booking uid) deliveries Cal.com would have made since the last call:
+        ``BOOKING_CREATED`` (``BOOKING_REQUESTED`` if pending), ``BOOKING_RESCHEDULED`` for
+        the new booking and ``BOOKING_CANCELLED``, for changes made through the API."""
+        with self._lock:
+            taken, self._state.webhooks = self._state.webhooks, []
+            return taken
 
     def set_latency(self, seconds: float) -> None:
         """Add ``seconds`` to every answer from now on."""
@@ -404,7 +437,7 @@ class CalcomStandin:
             }
             for attendee in booking["attendees"]
         ]
-        payload = {
+        payload: dict[str, Any] = {
             "triggerEvent": trigger_event,
             "createdAt": _iso(datetime.now(UTC)),
             "payload": {
@@ -419,14 +452,22 @@ class CalcomStandin:
                 "cancellationReason": booking.get("cancellationReason"),
             },
         }
+        if trigger_event == "BOOKING_RESCHEDULED" and booking.get("rescheduledFromUid"):
+            payload["payload"]["rescheduleUid"] = booking["rescheduledFromUid"]
         return json.dumps(payload).encode()
 
     # -- request handling (called from the server's threads) -------------------
 
     def _next_fault(self, route: str) -> Fault | None:
         with self._lock:
+            count = self._state.route_counts[route] = self._state.route_counts.get(route, 0) + 1
             queue = self._state.faults.get(route)
-            return queue.popleft() if queue else None
+            fault = queue.popleft() if queue else None
+            if fault is None and self._state.plan is not None:
+                fault = self._state.plan(route, count)
+            if fault is not None:
+                self._state.delivered[fault.kind] = self._state.delivered.get(fault.kind, 0) + 1
+            return fault
 
     def clear_violations(self) -> None:
         """Forget the violations a test provoked on purpose and has asserted."""
@@ -615,9 +656,14 @@ class CalcomStandin:
                 if missing:
                     raise _ApiError(400, "BadRequestException", f"missing field(s): {missing}")
                 try:
-                    return self._create(body)
+                    created = self._create(body)
                 except (TypeError, ValueError) as exc:
                     raise _ApiError(400, "BadRequestException", str(exc)) from exc
+                trigger = (
+                    "BOOKING_REQUESTED" if created["status"] == "pending" else "BOOKING_CREATED"
+                )
+                self._state.webhooks.append((trigger, created["uid"]))
+                return created
             if route == "list":
                 items, total = self._list(query)
                 return items, total
@@ -641,8 +687,11 @@ class CalcomStandin:
                 if reason is not None:
                     booking["cancellationReason"] = reason
                 booking["updatedAt"] = now
+                self._state.webhooks.append(("BOOKING_CANCELLED", uid))
             elif route == "reschedule":
-                return self._reschedule(booking, body)
+                moved = self._reschedule(booking, body)
+                self._state.webhooks.append(("BOOKING_RESCHEDULED", moved["uid"]))
+                return moved
             elif route in ("confirm", "decline"):
                 if booking["status"] != "pending":
                     raise _ApiError(
@@ -689,6 +738,15 @@ class CalcomStandin:
         booking["rescheduledToUid"] = new["uid"]
         booking["updatedAt"] = new["createdAt"]
         return dict(new)
+
+
+class _Server(ThreadingHTTPServer):
+    """The stand-in's server: a client that hangs up mid-request (its timeout ran out, its
+    process was killed) is an ordinary event under fault injection, not a traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _ApiError(Exception):
@@ -747,6 +805,10 @@ def _make_handler(standin: CalcomStandin) -> type[BaseHTTPRequestHandler]:
             query = {k: v[-1] for k, v in parse_qs(split.query).items()}
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
+            if len(raw) < length:
+                # The client went away mid-request (killed, say): nothing arrived to answer.
+                self.close_connection = True
+                return
             route = _route_of(method, split.path) or "unknown"
             try:
                 body: Any = json.loads(raw) if raw else None
