@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 AVAILABILITY_SPAN = timedelta(days=14)
 _CANCEL_REASON = "Cancelled by the caller on the phone"
 _RESCHEDULE_REASON = "Moved by the caller on the phone"
+#: How many moves a cancellation follows from the booking we hold to the live one.
+_MAX_MOVES_FOLLOWED = 5
 
 
 def _failure(exc: Exception) -> BookingResult:
@@ -102,18 +104,22 @@ class AppointmentChanges:
             return BookingOutcome(BookingResult.NO_APPOINTMENT)
         if current.start == start:
             return self._changed(BookingResult.RESCHEDULED, current)
+        uid = current.calcom_booking_uid or ""
         try:
             moved = await self._calcom.reschedule(
-                current.calcom_booking_uid or "",
-                event_type_id=current.event_type_id,
-                start=start,
-                reason=_RESCHEDULE_REASON,
+                uid, event_type_id=current.event_type_id, start=start, reason=_RESCHEDULE_REASON
             )
         except Exception as exc:
-            log.warning("reschedule for call %s failed", retell_call_id, exc_info=True)
-            return await self._failed(
-                "reschedule", retell_call_id, current, _failure(exc), exc, start
-            )
+            result = _failure(exc)
+            found = None
+            if result not in (BookingResult.CIRCUIT_OPEN, BookingResult.SLOT_UNAVAILABLE):
+                # A lost answer may have moved it, and a retry of a move that happened is
+                # refused (the old booking is cancelled): ask Cal.com where it went.
+                found = await self._calcom.rescheduled_to(uid, start)
+            if found is None:
+                log.warning("reschedule for call %s failed", retell_call_id, exc_info=True)
+                return await self._failed("reschedule", retell_call_id, current, result, exc, start)
+            moved = found
         new = NewAppointment(
             call_id=current.call_id,
             event_type_id=moved.event_type_id or current.event_type_id,
@@ -166,12 +172,17 @@ class AppointmentChanges:
             return BookingOutcome(BookingResult.NO_APPOINTMENT)
         if current.status == "cancelled":
             return self._changed(BookingResult.CANCELLED, current)
+        uid = current.calcom_booking_uid or ""
         try:
-            await self._calcom.cancel_uid(
-                current.calcom_booking_uid or "",
-                event_type_id=current.event_type_id,
-                reason=_CANCEL_REASON,
-            )
+            # A booking a move replaced is cancelled already: what the caller wants
+            # cancelled is the one it moved to (a move whose answer we lost).
+            for _ in range(_MAX_MOVES_FOLLOWED):
+                cancelled = await self._calcom.cancel_uid(
+                    uid, event_type_id=current.event_type_id, reason=_CANCEL_REASON
+                )
+                if cancelled is None or cancelled.rescheduled_to_uid is None:
+                    break
+                uid = cancelled.rescheduled_to_uid
         except Exception as exc:
             log.warning("cancel for call %s failed", retell_call_id, exc_info=True)
             return await self._failed("cancel", retell_call_id, current, _failure(exc), exc, None)

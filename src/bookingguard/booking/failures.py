@@ -67,7 +67,8 @@ class FailureRecorder:
         action: str,
         details: Mapping[str, Any],
     ) -> int | None:
-        """The caller's ``action`` (``reschedule`` or ``cancel``) did not happen: review."""
+        """The caller's ``action`` (``reschedule``, ``cancel`` or ``availability``) did not
+        happen and a call-back was promised: a review item for the call."""
         return await self.write_down(
             FailureRecord(
                 kind=CHANGE_FAILED,

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 #: How far after the slot's start the look-up by idempotency key searches for its end.
 _LOOKUP_SPAN = timedelta(days=1)
 _CANCEL_REASON = "Booking could not be recorded; cancelled automatically"
+#: Starts closer than this are the same start.
+_SAME_START = timedelta(seconds=1)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -154,8 +156,13 @@ class GuardedCalcom:
 
     async def cancel_uid(
         self, uid: str, *, event_type_id: int | None, reason: str = _CANCEL_REASON
-    ) -> None:
-        """Cancel the booking ``uid`` (retried); raises if it is still live on Cal.com."""
+    ) -> CalcomBooking | None:
+        """Cancel the booking ``uid`` (retried); raises if it is still live on Cal.com.
+
+        Returns the booking as Cal.com holds it (None when a lost answer left only the
+        knowledge that it is cancelled): one cancelled by a reschedule names, in
+        ``rescheduled_to_uid``, the booking that replaced it.
+        """
         circuit = circuit_key_for(event_type_id or 0)
 
         async def cancel_on_calcom() -> CalcomBooking:
@@ -165,10 +172,12 @@ class GuardedCalcom:
             return await self._breaker.call(circuit, cancel_on_calcom)
 
         try:
-            await self._retrier(cancel, is_retryable=is_transient, retry_after=_retry_after)
+            return await self._retrier(cancel, is_retryable=is_transient, retry_after=_retry_after)
         except Exception:
-            if not await self._already_cancelled(uid):
+            current = await self._current(uid)
+            if current is None or not current.is_cancelled:
                 raise
+            return current
 
     async def reschedule(
         self, uid: str, *, event_type_id: int | None, start: datetime, reason: str | None
@@ -207,10 +216,21 @@ class GuardedCalcom:
             log.warning("look-up of booking %s after failed creates failed", key, exc_info=True)
             return None
 
-    async def _already_cancelled(self, uid: str) -> bool:
-        """A cancel whose answer was lost, retried, is refused as already cancelled."""
+    async def rescheduled_to(self, uid: str, start: datetime) -> CalcomBooking | None:
+        """The booking at ``start`` that Cal.com moved ``uid`` to, when a reschedule whose
+        answer was lost (or whose retry Cal.com refused) made one; None if it did not."""
+        current = await self._current(uid)
+        if current is None or current.rescheduled_to_uid is None:
+            return None
+        moved = await self._current(current.rescheduled_to_uid)
+        if moved is None or abs(moved.start - start) > _SAME_START:
+            return None
+        return moved
+
+    async def _current(self, uid: str) -> CalcomBooking | None:
+        """The booking ``uid`` as Cal.com holds it now; None when that cannot be read."""
         try:
-            current = await self._calcom.get_booking(uid)
+            return await self._calcom.get_booking(uid)
         except Exception:
-            return False
-        return current.is_cancelled
+            log.warning("look-up of booking %s failed", uid, exc_info=True)
+            return None

@@ -377,3 +377,65 @@ async def test_a_bad_signature_is_still_refused(agent: Agent, name: str) -> None
     )
     assert response.status_code == 401
     assert agent.calcom.requests == []
+
+
+async def test_availability_unreachable_promises_a_call_back_only_with_a_record(
+    agent: Agent,
+) -> None:
+    """Cal.com fails the slots read: with a call to file, the call-back is promised and a
+    review item written first; without one, the caller is asked to try again instead."""
+    agent.calcom.fail_next("slots", status=500, times=6)
+    answer = await agent.call("check_availability", event_type_id=42, time_zone=BERLIN)
+    assert (answer["available"], "call you back" in answer["message"]) == (False, True)
+    ((reason, context),) = agent.reviews()
+    assert (reason, context["details"]["event_type_id"]) == ("availability_failed", 42)
+
+    anonymous = json.dumps({"event_type_id": 42, "time_zone": BERLIN}).encode()
+    answer = await agent.post("check_availability", anonymous)
+    assert answer["available"] is False
+    assert "call you back" not in answer["message"]
+    assert len(agent.reviews()) == 1
+
+
+async def test_reschedule_whose_answer_was_lost_is_found_and_told_as_done(agent: Agent) -> None:
+    """Cal.com moved the booking but its answer was lost: the move is looked up, recorded
+    and told as done; the retry of the move is not sent again; nobody is filed."""
+    booked = await agent.book()
+    agent.calcom.lose_response_next("reschedule")
+    answer = await agent.call(
+        "reschedule_appointment", start="2037-12-04T11:00:00", time_zone=BERLIN
+    )
+    assert answer["rescheduled"] is True
+    assert agent.appointments() == [
+        (booked["appointment_id"], "rescheduled", 42),
+        (answer["appointment_id"], "booked", 42),
+    ]
+    assert agent.flags() == (True, "appointment_booked", "linked")
+    assert agent.calcom.request_count("reschedule") == 1
+    assert [b["start"] for b in agent.calcom.bookings(include_cancelled=False)] == [
+        "2037-12-04T10:00:00.000Z"
+    ]
+    assert agent.reviews() == []
+
+
+async def test_cancel_follows_a_move_we_never_recorded(agent: Agent) -> None:
+    """The booking we hold was moved on Cal.com without our knowing (its answer and its
+    webhook lost): cancelling cancels the booking it moved to, not only the stale one."""
+    await agent.book()
+    (held,) = agent.calcom.bookings()
+    async with httpx.AsyncClient() as host:  # the host moves it in Cal.com; no webhook
+        response = await host.post(
+            f"{agent.calcom.base_url}/bookings/{held['uid']}/reschedule",
+            json={"start": "2037-12-05T10:00:00Z"},
+            headers={
+                "Authorization": f"Bearer {agent.calcom.api_key}",
+                "cal-api-version": "2024-08-13",
+            },
+        )
+    assert response.status_code == 201, response.text
+    assert len(agent.calcom.bookings(include_cancelled=False)) == 1
+
+    answer = await agent.call("cancel_appointment", time_zone=BERLIN)
+    assert answer["cancelled"] is True
+    assert agent.calcom.bookings(include_cancelled=False) == []
+    assert agent.flags() == (False, "appointment_cancelled", "unlinked")

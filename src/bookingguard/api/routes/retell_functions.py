@@ -68,6 +68,10 @@ _NO_CALENDAR = (
     "I'm sorry, I can't look at the calendar right now. A member of our team will call "
     "you back shortly."
 )
+#: Without a call to file, nobody can be promised a call-back.
+_NO_CALENDAR_TRY_LATER = (
+    "I'm sorry, I can't look at the calendar right now. Please try again in a few minutes."
+)
 
 
 class FunctionAnswer(BaseModel):
@@ -204,8 +208,20 @@ async def check_availability(request: Request, services: ServicesDep) -> CheckAv
         slots = await services.booking.changes.availability(
             event_type, time_zone=args.time_zone, after=args.after
         )
-    except Exception:
+    except Exception as exc:
         log.warning("availability of event type %s failed", event_type, exc_info=True)
+        if invocation.call_id is None:
+            return CheckAvailabilityResponse(available=False, message=_NO_CALENDAR_TRY_LATER)
+        # The call-back promised is written down first (the database, else the spool).
+        await services.booking.failures.change_failed(
+            invocation.call_id,
+            call_id=None,
+            action="availability",
+            details={
+                "event_type_id": event_type,
+                "error": f"{type(exc).__name__}: {exc}".splitlines()[0],
+            },
+        )
         return CheckAvailabilityResponse(available=False, message=_NO_CALENDAR)
     offered = slots[:SLOTS_OFFERED]
     return CheckAvailabilityResponse(
