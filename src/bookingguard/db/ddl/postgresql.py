@@ -70,6 +70,23 @@ _CHANGED_CALLS = """(
         SELECT n.call_id FROM old_appointments o JOIN new_appointments n ON n.id = o.id
         WHERE (o.status, o.call_id) IS DISTINCT FROM (n.status, n.call_id))"""
 
+
+def _lock_calls(call_ids: str, *, lock: bool) -> str:
+    """PL/pgSQL: lock the calls ``call_ids`` (a query) in id order, before any decision.
+
+    ``FOR NO KEY UPDATE`` is the lock an UPDATE of the call takes anyway; ``FOR UPDATE``
+    would also conflict with the key-share lock each appointment insert takes on its
+    call (the foreign key), so two inserts for one call would deadlock. The index scan
+    of the sorted ids gives the order without a sort. Empty when ``lock`` is false (the
+    functions of revisions before 0007).
+    """
+    if not lock:
+        return ""
+    return f"""PERFORM 1 FROM calls c WHERE c.id = ANY(ARRAY({call_ids}))
+    ORDER BY c.id FOR NO KEY UPDATE;
+    """
+
+
 _CALL_FUNCTIONS: tuple[str, ...] = (
     """
 CREATE OR REPLACE FUNCTION bookingguard_calls_default_direction() RETURNS trigger
@@ -136,18 +153,30 @@ END $$""",
 )
 
 
-def functions(not_live: Sequence[str] = NOT_LIVE_APPOINTMENT_STATUSES) -> tuple[str, ...]:
-    """Every trigger function, with "live" meaning a status outside ``not_live``."""
+def functions(
+    not_live: Sequence[str] = NOT_LIVE_APPOINTMENT_STATUSES, *, lock_calls: bool = True
+) -> tuple[str, ...]:
+    """Every trigger function, with "live" meaning a status outside ``not_live``.
+
+    With ``lock_calls`` (revision 0007 on) the link functions lock their calls before
+    they decide; without it they are those of the earlier revisions, which decide from
+    the statement's snapshot.
+    """
     live_inserted = live_appointment_sql("n.status", not_live)
     live_existing = live_appointment_sql("a.status", not_live)
     no_live = _no_live_appointment(not_live)
+    lock_inserted = _lock_calls(
+        f"SELECT n.call_id FROM inserted_appointments n WHERE {live_inserted}", lock=lock_calls
+    )
+    lock_deleted = _lock_calls("SELECT call_id FROM deleted_appointments", lock=lock_calls)
+    lock_changed = _lock_calls(f"SELECT call_id FROM {_CHANGED_CALLS} ch", lock=lock_calls)
     return (
         *_CALL_FUNCTIONS,
         f"""
 CREATE OR REPLACE FUNCTION bookingguard_appointments_link_inserted() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE calls c SET {_LINKED}
+    {lock_inserted}UPDATE calls c SET {_LINKED}
     FROM inserted_appointments n
     WHERE c.id = n.call_id AND {live_inserted} AND {_NEEDS_LINK};
     RETURN NULL;
@@ -156,7 +185,7 @@ END $$""",
 CREATE OR REPLACE FUNCTION bookingguard_appointments_unlink_deleted() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE calls c SET {_UNLINKED}
+    {lock_deleted}UPDATE calls c SET {_UNLINKED}
     FROM (SELECT DISTINCT call_id FROM deleted_appointments WHERE call_id IS NOT NULL) d
     WHERE c.id = d.call_id AND {no_live};
     RETURN NULL;
@@ -165,7 +194,7 @@ END $$""",
 CREATE OR REPLACE FUNCTION bookingguard_appointments_resync_updated() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE calls c SET {_LINKED}
+    {lock_changed}UPDATE calls c SET {_LINKED}
     FROM {_CHANGED_CALLS} ch
     WHERE c.id = ch.call_id
       AND EXISTS (SELECT 1 FROM appointments a WHERE a.call_id = c.id AND {live_existing})
