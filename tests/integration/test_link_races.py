@@ -180,8 +180,29 @@ def test_concurrent_appointment_writes_leave_every_call_consistent(
     for number in range(ROUNDS):
         r = _set_up(database, f"{race}-{order}-{number}", live=spec.live)
         first, second = (spec.a, spec.b) if order == "a-first" else (spec.b, spec.a)
-        outcome = interleave(database.engine, first(r), second(r))
-        waited.append(outcome.second_waited)
+        outcome = interleave(database.engine, [first(r)], [second(r)])
+        waited.append(outcome.second_waited == (True,))
         assert inconsistent_calls(database) == {}, f"round {number}"
         assert _booked(database, r.call) is spec.booked_after
     assert all(waited), "the second writer did not wait for the first's lock on the call"
+
+
+def test_two_holders_of_the_calls_key_share_lock_both_insert_without_deadlock(
+    database: TestDatabase,
+) -> None:
+    """Two transactions that each hold the foreign-key lock on a call (each filed a review
+    item for it) insert an appointment for it: the first never waits, the call is booked."""
+    with database.engine.begin() as connection:
+        call = _insert_call(connection, "key-share")
+    file_item = Statement(
+        "INSERT INTO manual_review_queue (call_id, reason, priority, status) "
+        "VALUES (:call, 'race', 3, 'resolved')",
+        {"call": call},
+    )
+    book = Statement(
+        "INSERT INTO appointments (call_id, status) VALUES (:call, 'booked')", {"call": call}
+    )
+    outcome = interleave(database.engine, [file_item, book], [file_item, book])
+    assert outcome.first_waited == (False, False)
+    assert inconsistent_calls(database) == {}
+    assert _booked(database, call) is True

@@ -86,10 +86,12 @@ def _new_appointment_races_deletion_of_old(database: TestDatabase) -> bool:
         old = connection.execute(text("SELECT max(id) FROM appointments")).scalar_one()
     interleave(
         database.engine,
-        Statement(
-            "INSERT INTO appointments (call_id, status) VALUES (:c, 'booked')", {"c": call_id}
-        ),
-        Statement("DELETE FROM appointments WHERE id = :id", {"id": old}),
+        [
+            Statement(
+                "INSERT INTO appointments (call_id, status) VALUES (:c, 'booked')", {"c": call_id}
+            )
+        ],
+        [Statement("DELETE FROM appointments WHERE id = :id", {"id": old})],
     )
     with database.engine.begin() as connection:
         booked = connection.execute(

@@ -4,6 +4,17 @@ Row triggers carry ``WHEN`` clauses so the common, already-consistent row never
 enters PL/pgSQL. Appointment linking is statement-level with transition tables:
 a 100 000-row INSERT or COPY costs one ``UPDATE … FROM`` the transition table.
 
+Linking holds under concurrency. A statement's snapshot cannot see another
+transaction's uncommitted appointment, so a decision taken from it alone (link? unlink?)
+can be stale by the time it is applied: a new appointment and the deletion of the old
+one, at once, left the call unbooked beside a live appointment. So each link function
+first locks the calls its transition tables name, in id order (no deadlock between two
+of them), and decides in a following statement: under READ COMMITTED, which bookingguard
+and PostgreSQL use by default, that statement takes a new snapshot and sees whatever
+committed while the lock was awaited. Two transactions changing one call's appointments
+thus decide one after the other, the second seeing the first. (REPEATABLE READ keeps
+the first snapshot, so the guarantee assumes READ COMMITTED.)
+
 The outcome correction is split as the predecessor review recommends: the BEFORE
 trigger only corrects ``NEW`` and leaves a transaction-local note (a custom GUC
 keyed by the call id); the AFTER trigger, which runs once the row exists, turns
