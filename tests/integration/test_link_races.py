@@ -77,6 +77,20 @@ def move_out(index: int) -> Write:
     return write
 
 
+def insert_for_both(r: Round) -> Statement:
+    return Statement(
+        "INSERT INTO appointments (call_id, status) VALUES (:other, 'booked'), (:call, 'booked')",
+        {"call": r.call, "other": r.other_call},
+    )
+
+
+def delete_from_both(r: Round) -> Statement:
+    return Statement(
+        "DELETE FROM appointments WHERE id IN (:first, :elsewhere)",
+        {"first": r.live[0], "elsewhere": r.elsewhere},
+    )
+
+
 @dataclass(frozen=True)
 class Race:
     """Two writes on one call's appointments; ``live`` is how many it has before them."""
@@ -97,6 +111,8 @@ RACES = {
     "move-in-vs-cancel": Race(1, move_in, set_status(0, "cancelled"), booked_after=True),
     "uncancel-vs-delete": Race(1, revive, delete(0), booked_after=True),
     "uncancel-vs-reject": Race(1, revive, set_status(0, "rejected"), booked_after=True),
+    # Both calls at once, in one statement each.
+    "two-calls-insert-vs-delete": Race(1, insert_for_both, delete_from_both, booked_after=True),
     # The call loses both its live appointments at once: it is no longer booked.
     "delete-vs-delete": Race(2, delete(0), delete(1), booked_after=False),
     "cancel-vs-cancel": Race(
