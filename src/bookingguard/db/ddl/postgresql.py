@@ -2,7 +2,8 @@
 
 Row triggers carry ``WHEN`` clauses so the common, already-consistent row never
 enters PL/pgSQL. Appointment linking is statement-level with transition tables:
-a 100 000-row INSERT or COPY costs one ``UPDATE … FROM`` the transition table.
+a 100 000-row INSERT or COPY costs one locking pass over its calls and one
+``UPDATE … FROM`` the transition table.
 
 Linking holds under concurrency. A statement's snapshot cannot see another
 transaction's uncommitted appointment, so a decision taken from it alone (link? unlink?)
@@ -86,10 +87,11 @@ def _lock_calls(call_ids: str, *, lock: bool) -> str:
     """PL/pgSQL: lock the calls ``call_ids`` (a query) in id order, before any decision.
 
     ``FOR NO KEY UPDATE`` is the lock an UPDATE of the call takes anyway; ``FOR UPDATE``
-    would also conflict with the key-share lock each appointment insert takes on its
-    call (the foreign key), so two inserts for one call would deadlock. The index scan
-    of the sorted ids gives the order without a sort. Empty when ``lock`` is false (the
-    functions of revisions before 0007).
+    would also conflict with the key-share lock a foreign key takes on the call (an
+    appointment or a review item inserted for it), so two transactions holding that
+    lock would deadlock once both link. ``= ANY(ARRAY(…))`` lets an index scan give the
+    id order without a sort. Empty when ``lock`` is false (the functions of revisions
+    before 0007).
     """
     if not lock:
         return ""
