@@ -9,6 +9,7 @@ from bookingguard.db import migrate
 from bookingguard.db.migrate import alembic_config
 from bookingguard.errors import MigrationError
 from tests.conftest import TestDatabase
+from tests.support.interleave import Statement, interleave
 
 
 def test_history_has_one_head(database: TestDatabase) -> None:
@@ -72,6 +73,41 @@ def test_appointments_before_0005_are_agent_and_rejected_becomes_allowed(
         statuses = connection.execute(text("SELECT status FROM appointments")).scalars().all()
     assert statuses == ["booked"]
     migrate.upgrade(database.engine)
+
+
+def _new_appointment_races_deletion_of_old(database: TestDatabase) -> bool:
+    """A call's new appointment inserted while its old one is deleted; is the call booked?"""
+    with database.engine.begin() as connection:
+        connection.execute(text("INSERT INTO calls (retell_call_id) VALUES ('race')"))
+        call_id = connection.execute(text("SELECT max(id) FROM calls")).scalar_one()
+        connection.execute(
+            text("INSERT INTO appointments (call_id, status) VALUES (:c, 'booked')"), {"c": call_id}
+        )
+        old = connection.execute(text("SELECT max(id) FROM appointments")).scalar_one()
+    interleave(
+        database.engine,
+        [
+            Statement(
+                "INSERT INTO appointments (call_id, status) VALUES (:c, 'booked')", {"c": call_id}
+            )
+        ],
+        [Statement("DELETE FROM appointments WHERE id = :id", {"id": old})],
+    )
+    with database.engine.begin() as connection:
+        booked = connection.execute(
+            text("SELECT appointment_made FROM calls WHERE id = :c"), {"c": call_id}
+        ).scalar_one()
+        connection.execute(text("DELETE FROM calls"))
+    return bool(booked)
+
+
+def test_link_triggers_lock_calls_from_0007(database: TestDatabase) -> None:
+    """Down at 0005 a call's new appointment racing its old one's deletion leaves the call
+    unbooked on PostgreSQL (SQLite serialises writers); 0007's triggers keep it booked."""
+    migrate.downgrade(database.engine, "0005")
+    assert _new_appointment_races_deletion_of_old(database) is (database.dialect == "sqlite")
+    migrate.upgrade(database.engine)
+    assert _new_appointment_races_deletion_of_old(database) is True
 
 
 def test_failed_migration_leaves_previous_revision(database: TestDatabase) -> None:

@@ -59,16 +59,20 @@ def _execute_pg_ddl(connection: Connection, statement: str) -> None:
 
 
 def install_guarantees(
-    connection: Connection, *, not_live: Sequence[str] = NOT_LIVE_APPOINTMENT_STATUSES
+    connection: Connection,
+    *,
+    not_live: Sequence[str] = NOT_LIVE_APPOINTMENT_STATUSES,
+    lock_calls: bool = True,
 ) -> None:
     """Create every trigger (and, on PostgreSQL, the CHECK backstop and partition upkeep).
 
-    An appointment is live unless its status is in ``not_live``: migrations pass the
-    statuses of their revision.
+    An appointment is live unless its status is in ``not_live``; the link functions lock
+    the calls before they decide when ``lock_calls`` (PostgreSQL; SQLite's writers
+    serialise). Migrations pass what their revision had.
     """
     if _is_postgresql(connection):
         for statement in (
-            *postgresql.functions(not_live),
+            *postgresql.functions(not_live, lock_calls=lock_calls),
             *(trigger.create for trigger in postgresql.TRIGGERS),
             postgresql.CHECK_CONSTRAINT,
             postgresql.PARTITION_FUNCTION,
@@ -80,13 +84,18 @@ def install_guarantees(
 
 
 def install_live_definition(
-    connection: Connection, *, not_live: Sequence[str], enabled: Iterable[str] | None = None
+    connection: Connection,
+    *,
+    not_live: Sequence[str],
+    enabled: Iterable[str] | None = None,
+    lock_calls: bool = True,
 ) -> None:
-    """Redefine "live appointment" in the link triggers: live unless the status is in
-    ``not_live``. A trigger switched off stays off; on SQLite, where switching off drops
-    a trigger, ``enabled`` names the ones that are on (default: those present now)."""
+    """Redefine the link triggers: an appointment is live unless its status is in
+    ``not_live``, and (PostgreSQL) they lock the calls before deciding when ``lock_calls``.
+    A trigger switched off stays off; on SQLite, where switching off drops a trigger,
+    ``enabled`` names the ones that are on (default: those present now)."""
     if _is_postgresql(connection):
-        for statement in postgresql.functions(not_live):
+        for statement in postgresql.functions(not_live, lock_calls=lock_calls):
             _execute_pg_ddl(connection, statement)
         return
     on = set(

@@ -2,7 +2,19 @@
 
 Row triggers carry ``WHEN`` clauses so the common, already-consistent row never
 enters PL/pgSQL. Appointment linking is statement-level with transition tables:
-a 100 000-row INSERT or COPY costs one ``UPDATE … FROM`` the transition table.
+a 100 000-row INSERT or COPY costs one locking pass over its calls and one
+``UPDATE … FROM`` the transition table.
+
+Linking holds under concurrency. A statement's snapshot cannot see another
+transaction's uncommitted appointment, so a decision taken from it alone (link? unlink?)
+can be stale by the time it is applied: a new appointment and the deletion of the old
+one, at once, left the call unbooked beside a live appointment. So each link function
+first locks the calls its transition tables name, in id order (no deadlock between two
+of them), and decides in a following statement: under READ COMMITTED, which bookingguard
+and PostgreSQL use by default, that statement takes a new snapshot and sees whatever
+committed while the lock was awaited. Two transactions changing one call's appointments
+thus decide one after the other, the second seeing the first. (REPEATABLE READ keeps
+the first snapshot, so the guarantee assumes READ COMMITTED.)
 
 The outcome correction is split as the predecessor review recommends: the BEFORE
 trigger only corrects ``NEW`` and leaves a transaction-local note (a custom GUC
@@ -70,6 +82,24 @@ _CHANGED_CALLS = """(
         SELECT n.call_id FROM old_appointments o JOIN new_appointments n ON n.id = o.id
         WHERE (o.status, o.call_id) IS DISTINCT FROM (n.status, n.call_id))"""
 
+
+def _lock_calls(call_ids: str, *, lock: bool) -> str:
+    """PL/pgSQL: lock the calls ``call_ids`` (a query) in id order, before any decision.
+
+    ``FOR NO KEY UPDATE`` is the lock an UPDATE of the call takes anyway; ``FOR UPDATE``
+    would also conflict with the key-share lock a foreign key takes on the call (an
+    appointment or a review item inserted for it), so two transactions holding that
+    lock would deadlock once both link. ``= ANY(ARRAY(…))`` lets an index scan give the
+    id order without a sort. Empty when ``lock`` is false (the functions of revisions
+    before 0007).
+    """
+    if not lock:
+        return ""
+    return f"""PERFORM 1 FROM calls c WHERE c.id = ANY(ARRAY({call_ids}))
+    ORDER BY c.id FOR NO KEY UPDATE;
+    """
+
+
 _CALL_FUNCTIONS: tuple[str, ...] = (
     """
 CREATE OR REPLACE FUNCTION bookingguard_calls_default_direction() RETURNS trigger
@@ -136,18 +166,30 @@ END $$""",
 )
 
 
-def functions(not_live: Sequence[str] = NOT_LIVE_APPOINTMENT_STATUSES) -> tuple[str, ...]:
-    """Every trigger function, with "live" meaning a status outside ``not_live``."""
+def functions(
+    not_live: Sequence[str] = NOT_LIVE_APPOINTMENT_STATUSES, *, lock_calls: bool = True
+) -> tuple[str, ...]:
+    """Every trigger function, with "live" meaning a status outside ``not_live``.
+
+    With ``lock_calls`` (revision 0007 on) the link functions lock their calls before
+    they decide; without it they are those of the earlier revisions, which decide from
+    the statement's snapshot.
+    """
     live_inserted = live_appointment_sql("n.status", not_live)
     live_existing = live_appointment_sql("a.status", not_live)
     no_live = _no_live_appointment(not_live)
+    lock_inserted = _lock_calls(
+        f"SELECT n.call_id FROM inserted_appointments n WHERE {live_inserted}", lock=lock_calls
+    )
+    lock_deleted = _lock_calls("SELECT call_id FROM deleted_appointments", lock=lock_calls)
+    lock_changed = _lock_calls(f"SELECT call_id FROM {_CHANGED_CALLS} ch", lock=lock_calls)
     return (
         *_CALL_FUNCTIONS,
         f"""
 CREATE OR REPLACE FUNCTION bookingguard_appointments_link_inserted() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE calls c SET {_LINKED}
+    {lock_inserted}UPDATE calls c SET {_LINKED}
     FROM inserted_appointments n
     WHERE c.id = n.call_id AND {live_inserted} AND {_NEEDS_LINK};
     RETURN NULL;
@@ -156,7 +198,7 @@ END $$""",
 CREATE OR REPLACE FUNCTION bookingguard_appointments_unlink_deleted() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE calls c SET {_UNLINKED}
+    {lock_deleted}UPDATE calls c SET {_UNLINKED}
     FROM (SELECT DISTINCT call_id FROM deleted_appointments WHERE call_id IS NOT NULL) d
     WHERE c.id = d.call_id AND {no_live};
     RETURN NULL;
@@ -165,7 +207,7 @@ END $$""",
 CREATE OR REPLACE FUNCTION bookingguard_appointments_resync_updated() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE calls c SET {_LINKED}
+    {lock_changed}UPDATE calls c SET {_LINKED}
     FROM {_CHANGED_CALLS} ch
     WHERE c.id = ch.call_id
       AND EXISTS (SELECT 1 FROM appointments a WHERE a.call_id = c.id AND {live_existing})

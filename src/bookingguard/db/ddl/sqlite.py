@@ -5,6 +5,11 @@ updates the row it fired for, inside the same statement. SQLite has no
 statement-level triggers; its appointment triggers are per row, which is what an
 embedded single-writer database needs. SQLite has no way to switch a trigger off,
 so disabling one drops it and enabling it creates it again from this module.
+
+The link triggers need no lock of their own to hold under concurrency: SQLite
+serialises writers, a transaction's first write waits for the one write lock, and in
+WAL mode a transaction whose snapshot predates another's commit cannot start writing
+(``SQLITE_BUSY_SNAPSHOT``), so every trigger decides from the latest committed state.
 """
 
 from __future__ import annotations
