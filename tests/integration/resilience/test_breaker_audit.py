@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import event, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from bookingguard.db.models import CircuitBreakerState, CircuitBreakerTransition
 from bookingguard.resilience import BreakerPolicy, CircuitBreaker, MemoryStore, SqlStore
 from bookingguard.resilience.audit import TransitionAudit
+from bookingguard.resilience.retry import RetryPolicy
 from bookingguard.resilience.stores.sql import write_transitions
 from tests.conftest import TestDatabase
 
@@ -114,3 +116,68 @@ async def test_successful_closed_calls_write_nothing(database: TestDatabase) -> 
     writes = ("INSERT", "UPDATE", "DELETE", "BEGIN IMMEDIATE")
     assert any(s.startswith("SELECT") for s in statements)
     assert [s for s in statements if s.startswith(writes)] == []
+
+
+async def test_audit_waits_out_a_database_blip(database: TestDatabase) -> None:
+    """The database drops the first two audit writes' connections: the transitions are
+    written on the third try, in order, after the waits the policy gives; no gap."""
+    refused: list[str] = []
+
+    def drop_connection(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if len(refused) < 2 and "circuit_breaker" in statement:
+            refused.append(statement)
+            raise OperationalError(statement, {}, ConnectionError("server closed the connection"))
+
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    audit = TransitionAudit(
+        database.engine, policy=RetryPolicy(attempts=3, base_delay=0.5, jitter=0), sleep=sleep
+    )
+    breaker = CircuitBreaker(
+        MemoryStore(), policy=POLICY, registry=CollectorRegistry(), audit=audit
+    )
+    event.listen(database.engine, "before_cursor_execute", drop_connection)
+    try:
+        for _ in range(3):
+            with pytest.raises(Unavailable):
+                await breaker.call(KEY, fail)
+        await breaker.reset(KEY)
+        await breaker.drain()
+    finally:
+        event.remove(database.engine, "before_cursor_execute", drop_connection)
+    with database.sessions() as session:
+        history = session.execute(
+            select(CircuitBreakerTransition.to_state, CircuitBreakerTransition.version).order_by(
+                CircuitBreakerTransition.version
+            )
+        ).all()
+    assert len(refused) == 2
+    assert waits == [0.5, 1.0]
+    assert [tuple(row) for row in history] == [("open", 1), ("closed", 2)]
+
+
+async def test_audit_gives_up_on_a_write_the_database_rejects(database: TestDatabase) -> None:
+    """A write the database refuses for its content is not retried: logged once, dropped."""
+    attempts: list[str] = []
+
+    def reject(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "circuit_breaker" in statement:
+            attempts.append(statement)
+            raise IntegrityError(statement, {}, ValueError("rejected"))
+
+    audit = TransitionAudit(database.engine, sleep=_never_sleep)
+    event.listen(database.engine, "before_cursor_execute", reject)
+    try:
+        audit.submit(await MemoryStore().force_open(KEY))
+        await audit.drain()
+    finally:
+        event.remove(database.engine, "before_cursor_execute", reject)
+    # write_transitions tries twice itself when a row appears meanwhile; never more.
+    assert len(attempts) <= 2
+
+
+async def _never_sleep(seconds: float) -> None:
+    raise AssertionError(f"a rejected write waited {seconds} s to be retried")
