@@ -62,11 +62,15 @@ class JobLock(Protocol):
 
 
 class RedisJobLock:
-    """Leases in Redis, shared by every replica."""
+    """Leases in Redis, shared by every replica.
+
+    A lease is one key (``prefix`` + job name) and the release script touches that key
+    alone, so on a Redis Cluster each lease lives on the node owning its slot.
+    """
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | redis.RedisCluster,
         *,
         prefix: str = "bookingguard:job:",
         monotonic: Callable[[], float] = time.monotonic,

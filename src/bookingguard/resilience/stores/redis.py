@@ -13,8 +13,8 @@ from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ClusterError, NoScriptError, RedisClusterException, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bookingguard.resilience import machine
@@ -39,7 +39,18 @@ _SCRIPT_SHA = hashlib.sha1(_SCRIPT.encode("utf-8"), usedforsecurity=False).hexdi
 _EVALSHA_HEAD = pack_parts("EVALSHA", _SCRIPT_SHA, "2")
 #: listing walks keys for an operator, off the hot path: it may take longer than one call
 _LISTING_TIMEOUT = 5.0
-_OUTAGES = (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError)
+#: What an unreachable server or cluster node raises. A cluster adds its own: a node
+#: that lost a slot's owner answers CLUSTERDOWN (``ClusterError``), one mid-migration
+#: TRYAGAIN, and a client that cannot map a slot to a node ``RedisClusterException``.
+_OUTAGES = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    TimeoutError,
+    OSError,
+    ClusterError,
+    TryAgainError,
+    RedisClusterException,
+)
 
 
 class RedisStore:
@@ -54,8 +65,11 @@ class RedisStore:
     over a ``RespConnection`` to the same server (see ``resp`` for why and the figures).
 
     On Redis Cluster pass a ``redis.asyncio.RedisCluster``: both keys of a circuit
-    carry its key as a hash tag, so each script runs on one node. (Tested against a
-    single server only; no cluster was available to test against.)
+    carry its key as a hash tag (``bookingguard:cb:{KEY}:state`` and ``…:probe``), so each
+    script runs on the one node that owns the circuit's slot, and circuits spread over
+    the nodes. redis-py runs the script there (the fast connection is one server's);
+    a node that is down or a cluster that is down is an outage like a lost server
+    (``tests/integration/redis_cluster/``).
     """
 
     durable = False
