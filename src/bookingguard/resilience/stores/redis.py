@@ -39,6 +39,9 @@ _SCRIPT_SHA = hashlib.sha1(_SCRIPT.encode("utf-8"), usedforsecurity=False).hexdi
 _EVALSHA_HEAD = pack_parts("EVALSHA", _SCRIPT_SHA, "2")
 #: listing walks keys for an operator, off the hot path: it may take longer than one call
 _LISTING_TIMEOUT = 5.0
+#: a cluster client's first command learns the slots and parses the command table
+#: (about 0.1 s of CPU): once per process, so it is not held to one call's bound
+_CLUSTER_START_TIMEOUT = 5.0
 #: What an unreachable server or cluster node raises. A cluster adds its own: a node
 #: that lost a slot's owner answers CLUSTERDOWN (``ClusterError``), one mid-migration
 #: TRYAGAIN, and a client that cannot map a slot to a node ``RedisClusterException``.
@@ -93,6 +96,7 @@ class RedisStore:
         self._token_prefix = uuid.uuid4().hex[:16] + ":"
         self._tokens = itertools.count()
         self._fast = _fast_connection_for(client, timeout_seconds)
+        self._unstarted_cluster = client if isinstance(client, aioredis.RedisCluster) else None
 
     def _keys(self, key: str) -> tuple[str, str]:
         base = f"{self._prefix}{{{key}}}"
@@ -137,8 +141,20 @@ class RedisStore:
         except _OUTAGES as exc:
             raise StoreUnavailableError(self.name, type(exc).__name__) from exc
 
+    async def _start_cluster(self, cluster: aioredis.RedisCluster) -> None:
+        """Let a cluster client learn the cluster before its first command is timed.
+
+        Bounded by one call's timeout, a cluster client's start (the slots, then
+        redis-py parsing the command table) would be cancelled every time and the
+        breaker would never leave its fallback; it runs once, under a longer bound.
+        """
+        await self._guarded(cluster.initialize(), limit_seconds=_CLUSTER_START_TIMEOUT)
+        self._unstarted_cluster = None
+
     async def _run(self, key: str, policy: BreakerPolicy | None, *head: str) -> list[Any]:
         """Run the script once (loading it on NOSCRIPT); an outage is ``StoreUnavailableError``."""
+        if self._unstarted_cluster is not None:
+            await self._start_cluster(self._unstarted_cluster)
         try:
             try:
                 return await self._evalsha(key, policy, head)
@@ -199,10 +215,14 @@ class RedisStore:
         return _transitions(key, reply[5], self.name)
 
     async def statistics(self, key: str) -> CircuitStatistics:
+        if self._unstarted_cluster is not None:
+            await self._start_cluster(self._unstarted_cluster)
         fields = await self._guarded(self._client.hgetall(self._keys(key)[0]))
         return _statistics(key, {_text(k): _text(v) for k, v in fields.items()}, self.name)
 
     async def list_circuits(self) -> list[CircuitStatistics]:
+        if self._unstarted_cluster is not None:
+            await self._start_cluster(self._unstarted_cluster)
         pattern = f"{self._prefix}{{*}}:state"
 
         async def scan() -> list[str]:
