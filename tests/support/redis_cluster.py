@@ -102,7 +102,10 @@ class LocalRedisCluster:
 
     def owner_of(self, key: str) -> int:
         """The port of the node that owns ``key``'s hash slot."""
-        slot = key_slot(key.encode())
+        return self.owner_of_slot(key_slot(key.encode()))
+
+    def owner_of_slot(self, slot: int) -> int:
+        """The port of the node that owns hash slot ``slot``."""
         reply = self._cluster(self.ports[0], "SLOTS")
         assert isinstance(reply, list)
         for start, end, primary, *_ in reply:
@@ -113,7 +116,7 @@ class LocalRedisCluster:
     def start(self) -> None:
         for port in self.ports:
             node_dir = self.directory / str(port)
-            node_dir.mkdir()
+            node_dir.mkdir(parents=True)
             log = open(node_dir / "redis.log", "wb")  # noqa: SIM115 - the node writes it
             self.processes[port] = subprocess.Popen(
                 [
@@ -172,6 +175,19 @@ class LocalRedisCluster:
         wait_until(
             lambda: all(self.state(port) == "fail" for port in survivors),
             what="cluster_state:fail on the surviving nodes",
+            within=READY_WITHIN_SECONDS,
+        )
+
+    def unassign(self, key: str) -> None:
+        """Take ``key``'s slot from its owner, which then answers CLUSTERDOWN to every command
+        (it requires every slot served), and wait until it says ``cluster_state:fail``."""
+        owner = self.owner_of(key)
+        client = self.node(owner)
+        client.cluster("DELSLOTS", str(key_slot(key.encode())))
+        client.close()
+        wait_until(
+            lambda: self.state(owner) == "fail",
+            what=f"cluster_state:fail on {owner}",
             within=READY_WITHIN_SECONDS,
         )
 

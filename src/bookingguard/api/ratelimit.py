@@ -22,8 +22,10 @@ from limits.errors import StorageError
 from limits.storage import MemoryStorage, RedisClusterStorage, RedisStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
 from redis import Redis, RedisCluster
+from redis.commands.core import Script
 from redis.exceptions import RedisClusterException, RedisError
 
+from bookingguard.redis_scripts import node_local
 from bookingguard.settings import Settings
 
 __all__ = ["RateDecision", "RateLimiter", "SharedClusterStorage"]
@@ -46,7 +48,8 @@ class SharedClusterStorage(RedisClusterStorage):
 
     ``RedisClusterStorage`` builds a client of its own from the URL; this one takes the
     process's (``bootstrap``'s), as ``RedisStorage(connection_pool=…)`` does on one
-    server, so the limiter holds no connections of its own. The counting is limits'.
+    server, so the limiter holds no connections of its own; and its scripts need only
+    their key's node (``NodeLocalScript``). The counting is limits'.
     """
 
     def __init__(self, uri: str, client: RedisCluster, *, wrap_exceptions: bool = True) -> None:
@@ -56,6 +59,13 @@ class SharedClusterStorage(RedisClusterStorage):
         self.dependency = self.dependencies["redis"].module
         self.storage = client
         self.initialize_storage(uri)
+
+    def initialize_storage(self, uri: str) -> None:
+        """limits' scripts, each run on its key's node alone (``NodeLocalScript``)."""
+        super().initialize_storage(uri)
+        for name, value in list(vars(self).items()):
+            if isinstance(value, Script):
+                setattr(self, name, node_local(value))
 
 
 class RateLimiter:

@@ -159,8 +159,13 @@ class RedisStore:
             try:
                 return await self._evalsha(key, policy, head)
             except NoScriptError:
-                await self._guarded(self._client.script_load(_SCRIPT))
-                return await self._evalsha(key, policy, head)
+                # EVAL runs and keeps the script on the key's node; SCRIPT LOAD goes to
+                # every node of a cluster, and fails while any of them is down.
+                async with asyncio.timeout(self._timeout):
+                    reply: list[Any] = await self._client.eval(
+                        _SCRIPT, 2, *self._keys(key), *head, *self._args(policy)
+                    )
+                return reply
         except _OUTAGES as exc:
             raise StoreUnavailableError(self.name, type(exc).__name__) from exc
 
