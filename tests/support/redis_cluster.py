@@ -113,27 +113,30 @@ class LocalRedisCluster:
                 return int(primary[1])
         raise AssertionError(f"no node owns slot {slot}")
 
+    def _spawn(self, port: int) -> None:
+        node_dir = self.directory / str(port)
+        node_dir.mkdir(parents=True, exist_ok=True)
+        log = open(node_dir / "redis.log", "ab")  # noqa: SIM115 - the node writes it
+        self.processes[port] = subprocess.Popen(
+            [
+                "redis-server",
+                "--port", str(port),
+                "--bind", "127.0.0.1",
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", str(node_dir / "nodes.conf"),
+                "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+                "--dir", str(node_dir),
+                "--save", "",
+                "--appendonly", "no",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        log.close()
+
     def start(self) -> None:
         for port in self.ports:
-            node_dir = self.directory / str(port)
-            node_dir.mkdir(parents=True)
-            log = open(node_dir / "redis.log", "wb")  # noqa: SIM115 - the node writes it
-            self.processes[port] = subprocess.Popen(
-                [
-                    "redis-server",
-                    "--port", str(port),
-                    "--bind", "127.0.0.1",
-                    "--cluster-enabled", "yes",
-                    "--cluster-config-file", str(node_dir / "nodes.conf"),
-                    "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
-                    "--dir", str(node_dir),
-                    "--save", "",
-                    "--appendonly", "no",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
-            log.close()
+            self._spawn(port)
         for port in self.ports:
             wait_until(partial(self._answers, port), what=f"node {port} up", within=10)
         subprocess.run(
@@ -164,6 +167,17 @@ class LocalRedisCluster:
         process = self.processes.pop(port)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
+
+    def restart(self, port: int) -> None:
+        """Start a killed node again (empty: no persistence) and wait until it is back in the
+        cluster, every node saying ``cluster_state:ok``."""
+        self._spawn(port)
+        wait_until(partial(self._answers, port), what=f"node {port} up", within=10)
+        wait_until(
+            lambda: all(self.state(node) == "ok" for node in self.ports),
+            what="cluster_state:ok on every node",
+            within=READY_WITHIN_SECONDS,
+        )
 
     def judge_failed_soon(self, dead: int) -> None:
         """Let the surviving nodes notice ``dead`` is gone and wait until they say ``fail``."""

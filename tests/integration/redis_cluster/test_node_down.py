@@ -26,7 +26,7 @@ from bookingguard.bootstrap import (
     build_redis,
 )
 from bookingguard.monitoring.locks import RedisJobLock
-from bookingguard.resilience import CircuitBreaker, RedisStore
+from bookingguard.resilience import CircuitBreaker, CircuitOpenError, RedisStore
 from bookingguard.settings import Settings
 from tests.conftest import TestDatabase
 from tests.operator_support import running_server
@@ -236,3 +236,37 @@ async def test_a_process_starting_while_no_node_answers_degrades(
         await client.aclose()
     assert answer == ["ok", "sql"]
     assert ready == "unreachable: RedisClusterException"
+
+
+@pytest.mark.redis
+async def test_a_node_back_takes_over_the_circuits_opened_while_it_was_gone(
+    doomed_cluster: LocalRedisCluster, redis_prefix: str, database: TestDatabase
+) -> None:
+    """As when one Redis returns: the breaker goes back to the cluster, keeping what SQL opened."""
+    settings = Settings(
+        database_url=database.url,
+        redis_url=doomed_cluster.url,
+        circuit_breaker={"redis_key_prefix": redis_prefix, "store_recheck_seconds": 0.001},
+    )
+    dead = next(port for port in doomed_cluster.ports if port != doomed_cluster.owner_of_slot(0))
+    circuits = [f"appointment_booking:event_type:{n}" for n in range(1, 200)]
+    key = pick(doomed_cluster, circuits, key="{{{}}}", dead=dead, lost=True)
+    clients = build_redis(settings)
+    assert clients is not None
+    breaker = build_circuit_breaker(settings, database.engine, redis_client=clients.asyncio)
+    try:
+        assert await breaker.call(key, _ok) == "ok"
+        doomed_cluster.kill(dead)
+        await breaker.force_open(key)
+        while_gone = breaker.active_store
+        doomed_cluster.restart(dead)
+        with pytest.raises(CircuitOpenError):
+            await breaker.call(key, _ok)
+        back = breaker.active_store
+        node = doomed_cluster.node(dead)
+        stored = node.hget(f"{redis_prefix}{{{key}}}:state", "state")
+        node.close()
+    finally:
+        await breaker.aclose()
+        await clients.aclose()
+    assert (while_gone, back, stored) == ("sql", "redis", "open")

@@ -40,8 +40,8 @@ _EVALSHA_HEAD = pack_parts("EVALSHA", _SCRIPT_SHA, "2")
 #: listing walks keys for an operator, off the hot path: it may take longer than one call
 _LISTING_TIMEOUT = 5.0
 #: a cluster client's first command learns the slots and parses the command table
-#: (about 0.1 s of CPU): once per process, so it is not held to one call's bound
-_CLUSTER_START_TIMEOUT = 5.0
+#: (about 0.1 s of CPU), and so does the first after an outage: not held to one call's bound
+_CLUSTER_START_TIMEOUT = 1.0
 #: What an unreachable server or cluster node raises. A cluster adds its own: a node
 #: that lost a slot's owner answers CLUSTERDOWN (``ClusterError``), one mid-migration
 #: TRYAGAIN, and a client that cannot map a slot to a node ``RedisClusterException``.
@@ -139,17 +139,24 @@ class RedisStore:
             async with asyncio.timeout(limit_seconds or self._timeout):
                 return await awaitable
         except _OUTAGES as exc:
-            raise StoreUnavailableError(self.name, type(exc).__name__) from exc
+            raise self._outage(exc) from exc
 
     async def _start_cluster(self, cluster: aioredis.RedisCluster) -> None:
         """Let a cluster client learn the cluster before its first command is timed.
 
         Bounded by one call's timeout, a cluster client's start (the slots, then
         redis-py parsing the command table) would be cancelled every time and the
-        breaker would never leave its fallback; it runs once, under a longer bound.
+        breaker would never leave its fallback; it runs under a longer bound, at the
+        first command and after each outage (redis-py learns the cluster again then).
         """
         await self._guarded(cluster.initialize(), limit_seconds=_CLUSTER_START_TIMEOUT)
         self._unstarted_cluster = None
+
+    def _outage(self, exc: BaseException) -> StoreUnavailableError:
+        """The error for the fallback chain; a cluster client starts again before its next use."""
+        if isinstance(self._client, aioredis.RedisCluster):
+            self._unstarted_cluster = self._client
+        return StoreUnavailableError(self.name, type(exc).__name__)
 
     async def _run(self, key: str, policy: BreakerPolicy | None, *head: str) -> list[Any]:
         """Run the script once (loading it on NOSCRIPT); an outage is ``StoreUnavailableError``."""
@@ -167,7 +174,7 @@ class RedisStore:
                     )
                 return reply
         except _OUTAGES as exc:
-            raise StoreUnavailableError(self.name, type(exc).__name__) from exc
+            raise self._outage(exc) from exc
 
     async def _evalsha(
         self, key: str, policy: BreakerPolicy | None, head: tuple[str, ...]
