@@ -151,29 +151,45 @@ def _blocking_cluster(cluster: ClusterUrl, timeout_seconds: float) -> redis.Redi
     )
 
 
-@dataclass(frozen=True)
 class RedisClients:
-    """The process's Redis connections: one asyncio client and one blocking client."""
+    """The process's Redis connections: one asyncio client and one blocking client.
 
-    #: The breaker store and ``/readyz`` (short timeouts: the breaker's own).
-    asyncio: AsyncRedisClient
-    #: The rate limiter and the job leases.
-    blocking: BlockingRedisClient
+    The blocking one is built when first asked for: a Redis Cluster's learns the
+    cluster as it is built and fails when no node answers, so a command that needs
+    only the asyncio one (``bookingguard breaker …``) still runs, on the SQL store.
+    """
+
+    def __init__(
+        self, asyncio: AsyncRedisClient, blocking: Callable[[], BlockingRedisClient]
+    ) -> None:
+        #: The breaker store and ``/readyz`` (short timeouts: the breaker's own).
+        self.asyncio = asyncio
+        self._build_blocking = blocking
+        self._blocking: BlockingRedisClient | None = None
+
+    @property
+    def blocking(self) -> BlockingRedisClient:
+        """The rate limiter and the job leases (the same client at every use)."""
+        if self._blocking is None:
+            self._blocking = self._build_blocking()
+        return self._blocking
 
     async def aclose(self) -> None:
         await self.asyncio.aclose()
-        self.blocking.close()
+        if self._blocking is not None:
+            self._blocking.close()
 
 
 def build_redis(settings: Settings) -> RedisClients | None:
     """The process's Redis clients when ``redis_url`` is set, else None (in-process state)."""
     if not settings.redis_url:
         return None
+    url = settings.redis_url
     return RedisClients(
         asyncio=build_async_redis(
-            settings.redis_url, timeout_seconds=settings.circuit_breaker.redis_timeout_seconds
+            url, timeout_seconds=settings.circuit_breaker.redis_timeout_seconds
         ),
-        blocking=build_blocking_redis(settings.redis_url),
+        blocking=lambda: build_blocking_redis(url),
     )
 
 

@@ -9,12 +9,14 @@ CLUSTERDOWN.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import httpx
 import pytest
 import redis
 from prometheus_client import CollectorRegistry
+from typer.testing import CliRunner
 
 from bookingguard.api.ratelimit import RateLimiter
 from bookingguard.api.readiness import redis_check
@@ -25,6 +27,7 @@ from bookingguard.bootstrap import (
     build_job_lock,
     build_redis,
 )
+from bookingguard.cli.app import app
 from bookingguard.monitoring.locks import RedisJobLock
 from bookingguard.resilience import CircuitBreaker, CircuitOpenError, RedisStore
 from bookingguard.settings import Settings
@@ -270,3 +273,23 @@ async def test_a_node_back_takes_over_the_circuits_opened_while_it_was_gone(
         await breaker.aclose()
         await clients.aclose()
     assert (while_gone, back, stored) == ("sql", "redis", "open")
+
+
+@pytest.mark.redis
+def test_breaker_commands_run_on_sql_while_no_node_answers(
+    doomed_cluster: LocalRedisCluster, database: TestDatabase
+) -> None:
+    """``bookingguard breaker open``/``list`` with every node gone: answered from the SQL store."""
+    env = {"BOOKINGGUARD_DATABASE_URL": database.url, "BOOKINGGUARD_REDIS_URL": doomed_cluster.url}
+    doomed_cluster.stop()
+    runner = CliRunner()
+    opened = runner.invoke(
+        app, ["breaker", "open", "appointment_booking:event_type:6", "--json"], env=env
+    )
+    listed = runner.invoke(app, ["breaker", "list", "--json"], env=env)
+    assert opened.exit_code == 0, opened.output
+    assert json.loads(opened.stdout)["store"] == "sql"
+    assert listed.exit_code == 0, listed.output
+    assert [(c["circuit_key"], c["state"]) for c in json.loads(listed.stdout)] == [
+        ("appointment_booking:event_type:6", "open")
+    ]
