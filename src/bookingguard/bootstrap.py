@@ -7,7 +7,9 @@ as arguments. A process has one engine and, when ``redis_url`` is set, one
 and a blocking pool for the rate limiter and the job leases. Two, because those
 two run outside the event loop (``limits``' synchronous storage in a sync request
 dependency, the leases in the scheduler's worker threads) and an asyncio client
-belongs to one event loop.
+belongs to one event loop. A ``redis+cluster://`` URL (``urls.parse_cluster_url``)
+makes both of them redis-py's cluster clients, which route each command to the
+node that owns its key's slot; everything that takes them takes either kind.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 import httpx
 import redis
@@ -44,6 +46,7 @@ from bookingguard.db.uow import session_factory
 from bookingguard.resilience import CircuitBreaker
 from bookingguard.resilience.retry import RetryPolicy, retry_async
 from bookingguard.settings import Settings
+from bookingguard.urls import ClusterUrl, parse_cluster_url
 
 if TYPE_CHECKING:
     from bookingguard.monitoring.locks import JobLock
@@ -51,6 +54,8 @@ if TYPE_CHECKING:
     from bookingguard.monitoring.service import MonitoringService
 
 __all__ = [
+    "AsyncRedisClient",
+    "BlockingRedisClient",
     "PolicyRetrier",
     "RedisClients",
     "Services",
@@ -80,16 +85,33 @@ def build_engine(settings: Settings) -> Engine:
 #: Socket timeouts of the blocking pool: a rate-limit check or a lease waits no longer.
 BLOCKING_REDIS_TIMEOUT_SECONDS = 1.0
 
+#: The process's asyncio client: one server's, or a Redis Cluster's.
+AsyncRedisClient: TypeAlias = aioredis.Redis | aioredis.RedisCluster
+#: The process's blocking client: one server's, or a Redis Cluster's.
+BlockingRedisClient: TypeAlias = redis.Redis | redis.RedisCluster
 
-def build_async_redis(url: str, *, timeout_seconds: float) -> aioredis.Redis:
-    """An asyncio client (one pool) whose connect and read timeouts bound every command.
+
+def build_async_redis(url: str, *, timeout_seconds: float) -> AsyncRedisClient:
+    """An asyncio client (one pool per server) whose connect and read timeouts bound every command.
 
     It retries once at once, so a pooled connection that died with a restarted
-    server is replaced instead of failing the call.
+    server is replaced instead of failing the call. For a ``redis+cluster://`` URL
+    it is a cluster client; it learns the slots at its first command.
     """
+    from redis.asyncio.cluster import ClusterNode
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
+    cluster = parse_cluster_url(url)
+    if cluster is not None:
+        return aioredis.RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in cluster.nodes],
+            username=cluster.username,
+            password=cluster.password,
+            socket_timeout=timeout_seconds,
+            socket_connect_timeout=timeout_seconds,
+            retry=Retry(NoBackoff(), 1),
+        )
     return aioredis.Redis.from_url(
         url,
         socket_timeout=timeout_seconds,
@@ -101,41 +123,82 @@ def build_async_redis(url: str, *, timeout_seconds: float) -> aioredis.Redis:
 
 def build_blocking_redis(
     url: str, *, timeout_seconds: float = BLOCKING_REDIS_TIMEOUT_SECONDS
-) -> redis.Redis:
-    """A blocking client (one thread-safe pool) for code that runs outside the event loop."""
+) -> BlockingRedisClient:
+    """A blocking client (thread-safe pools) for code that runs outside the event loop.
+
+    For a ``redis+cluster://`` URL it is a cluster client, which asks a listed node
+    for the slots as it is built (redis-py raises ``RedisClusterException`` when none
+    answers), and then retries a failed command once, at once, as the asyncio one does.
+    """
+    cluster = parse_cluster_url(url)
+    if cluster is not None:
+        return _blocking_cluster(cluster, timeout_seconds)
     return redis.Redis.from_url(
         url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds
     )
 
 
-@dataclass(frozen=True)
-class RedisClients:
-    """The process's Redis connections: one asyncio pool and one blocking pool."""
+def _blocking_cluster(cluster: ClusterUrl, timeout_seconds: float) -> redis.RedisCluster:
+    from redis.backoff import NoBackoff
+    from redis.cluster import ClusterNode
+    from redis.retry import Retry
 
-    #: The breaker store and ``/readyz`` (short timeouts: the breaker's own).
-    asyncio: aioredis.Redis
-    #: The rate limiter and the job leases.
-    blocking: redis.Redis
+    # redis.cluster.ClusterNode has no annotations (its asyncio twin has).
+    nodes = [ClusterNode(host, port) for host, port in cluster.nodes]  # type: ignore[no-untyped-call]
+    return redis.RedisCluster(
+        startup_nodes=nodes,
+        username=cluster.username,
+        password=cluster.password,
+        socket_timeout=timeout_seconds,
+        socket_connect_timeout=timeout_seconds,
+        retry=Retry(NoBackoff(), 1),
+    )
+
+
+class RedisClients:
+    """The process's Redis connections: one asyncio client and one blocking client.
+
+    The blocking one is built when first asked for: a Redis Cluster's learns the
+    cluster as it is built and fails when no node answers, so a command that needs
+    only the asyncio one (``bookingguard breaker …``) still runs, on the SQL store.
+    """
+
+    def __init__(
+        self, asyncio: AsyncRedisClient, blocking: Callable[[], BlockingRedisClient]
+    ) -> None:
+        #: The breaker store and ``/readyz`` (short timeouts: the breaker's own).
+        self.asyncio = asyncio
+        self._build_blocking = blocking
+        self._blocking: BlockingRedisClient | None = None
+
+    @property
+    def blocking(self) -> BlockingRedisClient:
+        """The rate limiter and the job leases (the same client at every use)."""
+        if self._blocking is None:
+            self._blocking = self._build_blocking()
+        return self._blocking
 
     async def aclose(self) -> None:
         await self.asyncio.aclose()
-        self.blocking.close()
+        if self._blocking is not None:
+            self._blocking.close()
 
 
 def build_redis(settings: Settings) -> RedisClients | None:
     """The process's Redis clients when ``redis_url`` is set, else None (in-process state)."""
     if not settings.redis_url:
         return None
+    url = settings.redis_url
     return RedisClients(
         asyncio=build_async_redis(
-            settings.redis_url, timeout_seconds=settings.circuit_breaker.redis_timeout_seconds
+            url, timeout_seconds=settings.circuit_breaker.redis_timeout_seconds
         ),
-        blocking=build_blocking_redis(settings.redis_url),
+        blocking=lambda: build_blocking_redis(url),
     )
 
 
 def build_job_lock(
-    settings: Settings, engine: Engine, *, redis_client: redis.Redis | None
+    settings: Settings, engine: Engine, *, redis_client: BlockingRedisClient | None
 ) -> JobLock:
     """The scheduler's job leases, shared by every replica that can share them.
 
@@ -170,7 +233,7 @@ def build_monitoring(
     engine: Engine,
     *,
     registry: CollectorRegistry | None = None,
-    redis_client: redis.Redis | None = None,
+    redis_client: BlockingRedisClient | None = None,
 ) -> MonitoringService:
     """The monitoring service (checks, alerts, delivery, report) over ``engine``.
 
@@ -217,7 +280,7 @@ def build_circuit_breaker(
     engine: Engine,
     *,
     registry: CollectorRegistry | None = None,
-    redis_client: aioredis.Redis | None = None,
+    redis_client: AsyncRedisClient | None = None,
 ) -> CircuitBreaker:
     """The circuit breaker over Redis → SQL (on ``engine``) → memory, audited to ``engine``.
 

@@ -26,7 +26,7 @@ SOURCE = Path(bookingguard.__file__).resolve().parent
 #: public names of the services (lazily), so it sits with ``bootstrap``: above every
 #: name it re-exports, below ``api`` and ``cli``, and nothing inside the package imports it.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"errors", "clock", "urls", "token_format", "metrics_catalog"}),
+    frozenset({"errors", "clock", "urls", "token_format", "metrics_catalog", "redis_scripts"}),
     frozenset({"settings"}),
     frozenset({"db"}),
     frozenset({"calcom", "resilience", "notify", "review", "tokens"}),

@@ -10,6 +10,7 @@ import pytest
 
 from bookingguard.errors import ConfigurationError
 from bookingguard.settings import Settings, default_dashboard_url, load_settings, mask_url
+from bookingguard.urls import ClusterUrl, parse_cluster_url
 
 
 @pytest.fixture(autouse=True)
@@ -78,6 +79,9 @@ def test_toml_file_is_read_and_environment_wins(
         ("BOOKINGGUARD_DATABASE_URL", "mysql://db/x", "database_url"),
         ("BOOKINGGUARD_DATABASE_URL", "not a url", "database_url"),
         ("BOOKINGGUARD_REDIS_URL", "http://cache", "redis_url"),
+        ("BOOKINGGUARD_REDIS_URL", "redis+cluster://h1:7000,h2:7001/0", "redis_url"),
+        ("BOOKINGGUARD_REDIS_URL", "redis+cluster://h1:70000", "redis_url"),
+        ("BOOKINGGUARD_REDIS_URL", "redis+cluster://h1:7000,:7001", "redis_url"),
         ("BOOKINGGUARD_API__RATE_LIMIT", "lots", "api.rate_limit"),
         ("BOOKINGGUARD_MONITORING__INTERVAL_SECONDS", "soon", "monitoring.interval_seconds"),
     ],
@@ -99,6 +103,26 @@ def test_error_never_echoes_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigurationError) as caught:
         load_settings()
     assert "hunter2" not in caught.value.message
+
+
+def test_cluster_url_error_never_echoes_its_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rejected redis+cluster URL's password is not repeated in the message."""
+    monkeypatch.setenv("BOOKINGGUARD_REDIS_URL", "redis+cluster://app:hunter2@h1:7000/1")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    assert "hunter2" not in caught.value.message
+
+
+def test_a_redis_cluster_url_names_its_nodes_and_credentials() -> None:
+    """redis+cluster:// lists nodes (6379 when no port, IPv6 in brackets) and shared credentials."""
+    url = "redis+cluster://app:s%40cret@10.0.0.1:7000,[::1]:7001,cache"
+    assert Settings(redis_url=url).redis_url == url
+    assert parse_cluster_url(url) == ClusterUrl(
+        nodes=(("10.0.0.1", 7000), ("::1", 7001), ("cache", 6379)),
+        username="app",
+        password="s@cret",
+    )
+    assert parse_cluster_url("redis://cache:6379/0") is None
 
 
 def test_postgres_url_gets_the_psycopg_driver() -> None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import anyio
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from sqlalchemy import Engine, func, select, text
 
 from bookingguard.db import migrate
@@ -106,11 +106,21 @@ def spool_check(spool: Spool) -> str:
     return f"{backlog} failure record(s) waiting to be replayed into the database"
 
 
-async def redis_check(client: Redis, *, timeout_seconds: float = 2.0) -> str:
-    """``ok`` when Redis answers a PING within ``timeout_seconds``."""
+async def redis_check(client: Redis | RedisCluster, *, timeout_seconds: float = 2.0) -> str:
+    """``ok`` when Redis answers a PING within ``timeout_seconds``.
+
+    A cluster is ``ok`` when every node answers and the cluster says its state is ok
+    (all slots served): one node lost degrades the service as a lost server does.
+    """
     try:
         with anyio.fail_after(timeout_seconds):
-            await client.ping()
+            if isinstance(client, RedisCluster):
+                await client.ping(target_nodes=RedisCluster.ALL_NODES)
+                state = (await client.cluster_info()).get("cluster_state")
+                if state != "ok":
+                    return f"cluster state {state}"
+            else:
+                await client.ping()
     except Exception as exc:
         return f"unreachable: {type(exc).__name__}"
     return OK

@@ -23,6 +23,8 @@ from typing import IO, Protocol
 
 import redis
 
+from bookingguard.redis_scripts import node_local
+
 __all__ = [
     "FileJobLock",
     "HeldLock",
@@ -62,11 +64,16 @@ class JobLock(Protocol):
 
 
 class RedisJobLock:
-    """Leases in Redis, shared by every replica."""
+    """Leases in Redis, shared by every replica.
+
+    A lease is one key (``prefix`` + job name) and the release script touches that key
+    alone, so on a Redis Cluster each lease lives on the node owning its slot (and the
+    script, a ``NodeLocalScript``, needs only that node).
+    """
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | redis.RedisCluster,
         *,
         prefix: str = "bookingguard:job:",
         monotonic: Callable[[], float] = time.monotonic,
@@ -74,7 +81,7 @@ class RedisJobLock:
         self._redis = client
         self._prefix = prefix
         self._monotonic = monotonic
-        self._release = client.register_script(_RELEASE)
+        self._release = node_local(client.register_script(_RELEASE))
 
     def acquire(self, name: str, *, hold: timedelta) -> Lease | None:
         token = uuid.uuid4().hex

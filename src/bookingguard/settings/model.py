@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from bookingguard.token_format import parse_static_token
-from bookingguard.urls import mask_url
+from bookingguard.urls import mask_url, parse_cluster_url
 
 __all__ = [
     "CONFIG_ENV",
@@ -285,6 +285,7 @@ class Settings(BaseSettings):
     toml_file: ClassVar[Path | None] = None
 
     database_url: str = "sqlite:///./bookingguard.db"
+    #: ``redis://…`` for one server, ``redis+cluster://host:port,host:port`` for a Redis Cluster.
     redis_url: str | None = None
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
@@ -321,8 +322,10 @@ class Settings(BaseSettings):
     def _check_redis_url(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
+        if parse_cluster_url(value) is not None:
+            return value
         if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+            raise ValueError("must start with redis://, rediss://, unix:// or redis+cluster://")
         return value
 
     @model_validator(mode="after")

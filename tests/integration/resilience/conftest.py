@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 from prometheus_client import CollectorRegistry
+from redis.cluster import ClusterNode
 
 from bookingguard.bootstrap import build_async_redis
 from bookingguard.resilience import (
@@ -23,6 +24,7 @@ from bookingguard.resilience import (
     RedisStore,
     SqlStore,
 )
+from bookingguard.urls import parse_cluster_url
 from tests.conftest import TestDatabase, _make_database
 
 STORE_KINDS = ["memory", "redis", "sql-sqlite", "sql-postgresql"]
@@ -45,6 +47,17 @@ class FakeClock:
 _REDIS_MOMENTS = ("opened", "open_until", "last_failure", "closed")
 
 
+def decoding_client(redis_url: str) -> redis.Redis | redis.RedisCluster:
+    """A client of the test's Redis answering in text: one server's, or a cluster's."""
+    cluster = parse_cluster_url(redis_url)
+    if cluster is None:
+        return redis.Redis.from_url(redis_url, decode_responses=True)
+    return redis.RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in cluster.nodes],  # type: ignore[no-untyped-call]
+        decode_responses=True,
+    )
+
+
 def age_redis_circuits(redis_url: str, prefix: str, seconds: float) -> None:
     """Move the circuits under ``prefix`` ``seconds`` into the past, as if that time had passed.
 
@@ -52,7 +65,7 @@ def age_redis_circuits(redis_url: str, prefix: str, seconds: float) -> None:
     each stored moment moves back, and each probe lease's TTL shrinks (a lease that
     runs out is deleted, as Redis would expire it).
     """
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client = decoding_client(redis_url)
     shift = round(seconds * 1000)
     for key in client.scan_iter(match=f"{prefix}*"):
         if client.type(key) == "hash":
@@ -71,7 +84,7 @@ def age_redis_circuits(redis_url: str, prefix: str, seconds: float) -> None:
 
 def delete_keys(redis_url: str, prefix: str) -> None:
     """Remove one test's keys (never FLUSHDB: the database is shared)."""
-    client = redis.Redis.from_url(redis_url)
+    client = decoding_client(redis_url)
     keys = list(client.scan_iter(match=f"{prefix}*"))
     if keys:
         client.delete(*keys)

@@ -13,8 +13,8 @@ from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ClusterError, NoScriptError, RedisClusterException, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bookingguard.resilience import machine
@@ -39,7 +39,21 @@ _SCRIPT_SHA = hashlib.sha1(_SCRIPT.encode("utf-8"), usedforsecurity=False).hexdi
 _EVALSHA_HEAD = pack_parts("EVALSHA", _SCRIPT_SHA, "2")
 #: listing walks keys for an operator, off the hot path: it may take longer than one call
 _LISTING_TIMEOUT = 5.0
-_OUTAGES = (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError)
+#: a cluster client's first command learns the slots and parses the command table
+#: (about 0.1 s of CPU), and so does the first after an outage: not held to one call's bound
+_CLUSTER_START_TIMEOUT = 1.0
+#: What an unreachable server or cluster node raises. A cluster adds its own: a node
+#: that lost a slot's owner answers CLUSTERDOWN (``ClusterError``), one mid-migration
+#: TRYAGAIN, and a client that cannot map a slot to a node ``RedisClusterException``.
+_OUTAGES = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    TimeoutError,
+    OSError,
+    ClusterError,
+    TryAgainError,
+    RedisClusterException,
+)
 
 
 class RedisStore:
@@ -54,8 +68,11 @@ class RedisStore:
     over a ``RespConnection`` to the same server (see ``resp`` for why and the figures).
 
     On Redis Cluster pass a ``redis.asyncio.RedisCluster``: both keys of a circuit
-    carry its key as a hash tag, so each script runs on one node. (Tested against a
-    single server only; no cluster was available to test against.)
+    carry its key as a hash tag (``bookingguard:cb:{KEY}:state`` and ``…:probe``), so each
+    script runs on the one node that owns the circuit's slot, and circuits spread over
+    the nodes. redis-py runs the script there (the fast connection is one server's);
+    a node that is down or a cluster that is down is an outage like a lost server
+    (``tests/integration/redis_cluster/``).
     """
 
     durable = False
@@ -79,6 +96,7 @@ class RedisStore:
         self._token_prefix = uuid.uuid4().hex[:16] + ":"
         self._tokens = itertools.count()
         self._fast = _fast_connection_for(client, timeout_seconds)
+        self._unstarted_cluster = client if isinstance(client, aioredis.RedisCluster) else None
 
     def _keys(self, key: str) -> tuple[str, str]:
         base = f"{self._prefix}{{{key}}}"
@@ -121,18 +139,42 @@ class RedisStore:
             async with asyncio.timeout(limit_seconds or self._timeout):
                 return await awaitable
         except _OUTAGES as exc:
-            raise StoreUnavailableError(self.name, type(exc).__name__) from exc
+            raise self._outage(exc) from exc
+
+    async def _start_cluster(self, cluster: aioredis.RedisCluster) -> None:
+        """Let a cluster client learn the cluster before its first command is timed.
+
+        Bounded by one call's timeout, a cluster client's start (the slots, then
+        redis-py parsing the command table) would be cancelled every time and the
+        breaker would never leave its fallback; it runs under a longer bound, at the
+        first command and after each outage (redis-py learns the cluster again then).
+        """
+        await self._guarded(cluster.initialize(), limit_seconds=_CLUSTER_START_TIMEOUT)
+        self._unstarted_cluster = None
+
+    def _outage(self, exc: BaseException) -> StoreUnavailableError:
+        """The error for the fallback chain; a cluster client starts again before its next use."""
+        if isinstance(self._client, aioredis.RedisCluster):
+            self._unstarted_cluster = self._client
+        return StoreUnavailableError(self.name, type(exc).__name__)
 
     async def _run(self, key: str, policy: BreakerPolicy | None, *head: str) -> list[Any]:
         """Run the script once (loading it on NOSCRIPT); an outage is ``StoreUnavailableError``."""
+        if self._unstarted_cluster is not None:
+            await self._start_cluster(self._unstarted_cluster)
         try:
             try:
                 return await self._evalsha(key, policy, head)
             except NoScriptError:
-                await self._guarded(self._client.script_load(_SCRIPT))
-                return await self._evalsha(key, policy, head)
+                # EVAL runs and keeps the script on the key's node; SCRIPT LOAD goes to
+                # every node of a cluster, and fails while any of them is down.
+                async with asyncio.timeout(self._timeout):
+                    reply: list[Any] = await self._client.eval(
+                        _SCRIPT, 2, *self._keys(key), *head, *self._args(policy)
+                    )
+                return reply
         except _OUTAGES as exc:
-            raise StoreUnavailableError(self.name, type(exc).__name__) from exc
+            raise self._outage(exc) from exc
 
     async def _evalsha(
         self, key: str, policy: BreakerPolicy | None, head: tuple[str, ...]
@@ -185,10 +227,14 @@ class RedisStore:
         return _transitions(key, reply[5], self.name)
 
     async def statistics(self, key: str) -> CircuitStatistics:
+        if self._unstarted_cluster is not None:
+            await self._start_cluster(self._unstarted_cluster)
         fields = await self._guarded(self._client.hgetall(self._keys(key)[0]))
         return _statistics(key, {_text(k): _text(v) for k, v in fields.items()}, self.name)
 
     async def list_circuits(self) -> list[CircuitStatistics]:
+        if self._unstarted_cluster is not None:
+            await self._start_cluster(self._unstarted_cluster)
         pattern = f"{self._prefix}{{*}}:state"
 
         async def scan() -> list[str]:
