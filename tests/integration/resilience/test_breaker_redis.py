@@ -8,9 +8,13 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 from redis.crc import key_slot
+from sqlalchemy import select
 
 from bookingguard.bootstrap import build_async_redis
+from bookingguard.db.models import CircuitBreakerTransition
 from bookingguard.resilience import BreakerPolicy, CircuitBreaker, CircuitOpenError, RedisStore
+from bookingguard.resilience.audit import TransitionAudit
+from tests.conftest import TestDatabase
 
 from .conftest import age_redis_circuits, delete_keys
 
@@ -60,3 +64,44 @@ async def test_only_the_probe_lease_has_a_ttl(redis_url: str, redis_prefix: str)
 
 async def _fail() -> None:
     raise ConnectionError("dependency refused")
+
+
+class Unavailable(Exception):
+    status_code = 503
+
+
+async def fail() -> None:
+    raise Unavailable
+
+
+async def test_a_redis_restarted_empty_leaves_no_gap_in_the_history(
+    redis_url: str, redis_prefix: str, database: TestDatabase
+) -> None:
+    """The circuit opens, Redis loses everything (a restart without persistence), the circuit
+    opens again: both openings are in the database's history, in order, none dropped as a
+    repeat of an earlier version."""
+    breaker = CircuitBreaker(
+        RedisStore(build_async_redis(redis_url, timeout_seconds=1.0), key_prefix=redis_prefix),
+        policy=BreakerPolicy(cooldown_seconds=30, failure_threshold=2),
+        registry=CollectorRegistry(),
+        audit=TransitionAudit(database.engine),
+    )
+    try:
+        for _ in range(2):
+            for _ in range(2):
+                with pytest.raises(Unavailable):
+                    await breaker.call(KEY, fail)
+            with pytest.raises(CircuitOpenError):
+                await breaker.call(KEY, fail)
+            await breaker.drain()
+            delete_keys(redis_url, redis_prefix)  # Redis restarted empty
+    finally:
+        await breaker.aclose()
+    with database.sessions() as session:
+        history = session.execute(
+            select(CircuitBreakerTransition.to_state, CircuitBreakerTransition.version).order_by(
+                CircuitBreakerTransition.id
+            )
+        ).all()
+    assert [row[0] for row in history] == ["open", "open"]
+    assert history[0][1] < history[1][1]
