@@ -21,9 +21,11 @@ local function move(to_state, reason)
   local from_state = redis.call('HGET', hash, 'state') or 'closed'
   if redis.call('HEXISTS', hash, 'version') == 0 then
     -- A circuit new to this Redis (one restarted empty among them) numbers its
-    -- transitions from Redis' clock in microseconds, past any number an earlier Redis
+    -- transitions from Redis' clock in milliseconds, past any number an earlier Redis
     -- gave it, so the history's (circuit, version) never repeats and nothing is dropped.
-    redis.call('HSET', hash, 'version', t[1] .. string.format('%06d', tonumber(t[2])))
+    -- Milliseconds keep it to 13 digits, which cjson's 14-digit numbers carry exactly.
+    redis.call('HSET', hash, 'version',
+               t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000)))
   end
   local version = redis.call('HINCRBY', hash, 'version', 1)
   redis.call('HSET', hash, 'state', to_state)
