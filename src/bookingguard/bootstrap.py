@@ -35,6 +35,7 @@ from bookingguard.booking import (
     default_booking_metrics,
 )
 from bookingguard.booking.calls import CallEventRecorder
+from bookingguard.booking.claims import ClaimWaiter
 from bookingguard.calcom import CalcomClient
 from bookingguard.clock import utc_now
 from bookingguard.db.engine import make_engine
@@ -270,14 +271,17 @@ def build_booking_service(
         clock=clock,
         metrics=metrics,
     )
+    store = SqlBookingStore(sessions)
     return BookingService(
-        store=SqlBookingStore(sessions),
+        store=store,
         calcom=calcom,
         breaker=breaker,
         retrier=retrier,
         validator=validator,
         clock=clock,
         metrics=metrics,
+        claims=ClaimWaiter(store, wait_seconds=settings.validation.claim_wait_seconds),
+        claim_stale_seconds=settings.validation.claim_stale_seconds,
     )
 
 

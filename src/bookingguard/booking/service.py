@@ -1,10 +1,17 @@
 """``BookingService.book``: the booking path, steps 1 to 6.
 
-1. Idempotency: a request whose key (Retell call id + event type + slot, or given)
-   already has an appointment returns it; nothing is sent to Cal.com.
+1. Idempotency: the request's key (Retell call id + event type + slot, or given) is
+   claimed in the database before Cal.com is asked (the appointment row, unique per
+   key, in ``pending_creation``): one request per key, in any process or replica,
+   asks Cal.com. Any other waits for its outcome (bounded) and answers from it; a key
+   whose booking is stored returns it; nothing more is sent to Cal.com. A refusal
+   (Cal.com booked nothing) releases the claim, so a later attempt may try again; an
+   unknown outcome keeps it. A claim left by a crashed owner is resolved, once stale,
+   by looking the booking up at Cal.com by the key, never by a blind second create.
 2. The Cal.com create runs under the circuit ``appointment_booking:event_type:{id}``,
    retried on transient failures, never booking twice (``GuardedCalcom``).
-3. The appointment and the call's flags are written in one transaction.
+3. The claim becomes the appointment and the call's flags are written, in one
+   transaction.
 4. Post-booking validation reads back what was committed.
 5. A failed validation rolls the call's flags back (alert, review item, outbox).
 6. A Cal.com booking we could not keep is cancelled (retried); if that fails too,
@@ -17,27 +24,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from bookingguard.booking.changes import AppointmentChanges
+from bookingguard.booking.claims import ClaimWaiter
 from bookingguard.booking.compensation import Compensation
 from bookingguard.booking.errors import RollbackFailedError
 from bookingguard.booking.guarded_calcom import CreateFailure, GuardedCalcom, is_transient
-from bookingguard.booking.key_locks import KeyLocks
 from bookingguard.booking.metrics import BookingMetrics
 from bookingguard.booking.ports import Breaker, CalcomBookings, Retrier
 from bookingguard.booking.store import (
     AppointmentReadBack,
     BookingStore,
     NewAppointment,
+    NewClaim,
     ReadBack,
+    StoredAppointment,
 )
 from bookingguard.booking.types import (
-    IDEMPOTENCY_METADATA_KEY,
-    RETELL_CALL_METADATA_KEY,
     BookingOutcome,
     BookingRequest,
     BookingResult,
@@ -48,9 +55,9 @@ from bookingguard.calcom import (
     CalcomError,
     CalcomMissingFields,
     CalcomSlotUnavailableError,
-    NewBooking,
 )
 from bookingguard.resilience import CircuitOpenError
+from bookingguard.settings import ValidationSettings
 
 __all__ = ["BookingService"]
 
@@ -60,6 +67,7 @@ log = logging.getLogger(__name__)
 #: How a retried request whose appointment is already stored ends, by the appointment's status.
 _STORED_RESULTS = {
     "cancelled": BookingResult.PREVIOUSLY_FAILED,
+    "rejected": BookingResult.PREVIOUSLY_FAILED,
     "pending": BookingResult.PENDING,
 }
 
@@ -77,6 +85,8 @@ class BookingService:
         validator: PostBookingValidator,
         clock: Callable[[], datetime],
         metrics: BookingMetrics | None = None,
+        claims: ClaimWaiter | None = None,
+        claim_stale_seconds: float = ValidationSettings().claim_stale_seconds,
     ) -> None:
         self._store = store
         self._calcom = GuardedCalcom(calcom=calcom, breaker=breaker, retrier=retrier)
@@ -86,7 +96,8 @@ class BookingService:
         self._validator = validator
         self._clock = clock
         self._metrics = metrics
-        self._locks = KeyLocks()
+        self._claims = claims if claims is not None else ClaimWaiter(store)
+        self._claim_stale = timedelta(seconds=claim_stale_seconds)
         self._changes = AppointmentChanges(store=store, calcom=self._calcom, clock=clock)
 
     @property
@@ -107,12 +118,11 @@ class BookingService:
         """Book ``request`` once, however often it is asked; never leaves a phantom booking."""
         if request.start.tzinfo is None:
             raise ValueError("start must be an aware datetime")
-        async with self._locks.hold(request.key):
-            try:
-                outcome = await self._book(request)
-            except Exception as exc:
-                log.exception("booking for call %s failed unexpectedly", request.retell_call_id)
-                outcome = await self._unexpected(request, exc)
+        try:
+            outcome = await self._book(request)
+        except Exception as exc:
+            log.exception("booking for call %s failed unexpectedly", request.retell_call_id)
+            outcome = await self._unexpected(request, exc)
         if self._metrics is not None:
             self._metrics.bookings.labels(result=outcome.result.value).inc()
         return outcome
@@ -134,42 +144,87 @@ class BookingService:
         return BookingOutcome(BookingResult.INTERNAL_ERROR, call_id=call_id, details=details)
 
     async def _book(self, request: BookingRequest) -> BookingOutcome:
-        key = request.key
-        call_id, stored = await self._store.look_up(request.retell_call_id, key)
-        if stored is not None:
-            result = _STORED_RESULTS.get(stored.status, BookingResult.ALREADY_BOOKED)
-            return BookingOutcome(
-                result,
-                call_id=call_id,
-                appointment_id=stored.appointment_id,
-                start=stored.start,
-                calcom_booking_uid=stored.calcom_booking_uid,
-            )
-        new = NewBooking(
-            start=request.start,
+        claim = NewClaim(
+            retell_call_id=request.retell_call_id,
+            key=request.key,
             event_type_id=request.event_type_id,
-            name=request.name,
-            time_zone=request.time_zone,
-            email=request.email,
-            phone_number=request.phone,
-            language=request.language,
-            phone=request.phone,
-            responses=request.responses,
-            length_minutes=request.length_minutes,
-            metadata={
-                IDEMPOTENCY_METADATA_KEY: key,
-                RETELL_CALL_METADATA_KEY: request.retell_call_id,
-            },
+            starts_at=request.start,
+            now=self._clock(),
         )
+        # Twice at most: a claim released while this request waited frees the key once more.
+        for _ in range(2):
+            claimed = await self._store.claim(claim)
+            if claimed.won:
+                return await self._create(
+                    request, call_id=claimed.call_id, claim=claimed.appointment
+                )
+            stored: StoredAppointment | None = claimed.appointment
+            if claimed.appointment.claimed:
+                stored = await self._claims.wait(request.retell_call_id, request.key)
+            if stored is not None:
+                return await self._answer_from(request, stored, call_id=claimed.call_id)
+        return BookingOutcome(BookingResult.CONFIRMING, call_id=claimed.call_id)
+
+    async def _answer_from(
+        self, request: BookingRequest, stored: StoredAppointment, *, call_id: int
+    ) -> BookingOutcome:
+        """Another request holds (or held) the key: its outcome is this request's."""
+        if not stored.claimed:
+            return _stored_outcome(stored, call_id=call_id)
+        seen = stored.updated_at
+        if seen is None or self._clock() - seen < self._claim_stale:
+            # Its owner is still asking Cal.com: the agent says so, and asks again.
+            return BookingOutcome(BookingResult.CONFIRMING, call_id=call_id)
+        if not await self._store.take_over_claim(
+            stored.appointment_id, seen=seen, now=self._clock()
+        ):
+            return BookingOutcome(BookingResult.CONFIRMING, call_id=call_id)
+        log.warning("claim of key %s is stale: its owner is gone, taking it over", request.key)
+        return await self._create(request, call_id=call_id, claim=stored, look_first=True)
+
+    async def _create(
+        self,
+        request: BookingRequest,
+        *,
+        call_id: int,
+        claim: StoredAppointment,
+        look_first: bool = False,
+    ) -> BookingOutcome:
+        """Steps 2 onwards, by the request holding the key's claim.
+
+        ``look_first`` for a claim taken over from a crashed owner: its create may have
+        booked (and even been cancelled since), so Cal.com is asked by the key first.
+        """
+        key = request.key
+        new = request.new_booking()
+        if look_first:
+            found = await self._calcom.find(new, key, include_cancelled=True)
+            if found is not None and found.is_cancelled:
+                await self._store.cancel_appointment(claim.appointment_id, self._clock())
+                return BookingOutcome(
+                    BookingResult.PREVIOUSLY_FAILED,
+                    call_id=call_id,
+                    appointment_id=claim.appointment_id,
+                    calcom_booking_uid=found.uid,
+                )
+            if found is not None:
+                return await self._record(found, call_id=call_id, key=key, claim=claim)
         created = await self._calcom.create(new, key)
         if isinstance(created, CreateFailure):
-            return await self._refused(created, call_id=call_id)
-        return await self._record(created, call_id=call_id, key=key)
+            return await self._refused(created, call_id=call_id, claim=claim)
+        return await self._record(created, call_id=call_id, key=key, claim=claim)
 
-    async def _refused(self, failure: CreateFailure, *, call_id: int) -> BookingOutcome:
+    async def _refused(
+        self, failure: CreateFailure, *, call_id: int, claim: StoredAppointment
+    ) -> BookingOutcome:
         """Cal.com booked nothing: say why, and file the call for review (unless the slot
-        was simply taken)."""
+        was simply taken). The claim is released when Cal.com surely created nothing,
+        and kept when it may have (a later request resolves it by the key)."""
         exc = failure.error
+        if not failure.outcome_unknown and (
+            isinstance(exc, CalcomError | CircuitOpenError) or is_transient(exc)
+        ):
+            await self._store.release_claim(claim.appointment_id)
         if isinstance(exc, CalcomMissingFields):
             return BookingOutcome(
                 BookingResult.NEEDS_INFO, call_id=call_id, details={"missing": exc.fields}
@@ -196,7 +251,9 @@ class BookingService:
 
     # -- steps 3 to 6: record, validate, roll back, compensate ---------------------
 
-    async def _record(self, booking: CalcomBooking, *, call_id: int, key: str) -> BookingOutcome:
+    async def _record(
+        self, booking: CalcomBooking, *, call_id: int, key: str, claim: StoredAppointment
+    ) -> BookingOutcome:
         appointment = NewAppointment(
             call_id=call_id,
             event_type_id=booking.event_type_id,
@@ -215,10 +272,10 @@ class BookingService:
         try:
             appointment_id, result = await self._store.write_and_link(appointment, validate)
         except IntegrityError:
-            return await self._resolve_conflict(booking, call_id=call_id, key=key)
+            return await self._resolve_conflict(booking, call_id=call_id, key=key, claim=claim)
         except SQLAlchemyError as exc:
             log.error("local write of Cal.com booking %s failed", booking.uid, exc_info=True)
-            return await self._write_failed(booking, call_id=call_id, error=str(exc))
+            return await self._write_failed(booking, call_id=call_id, error=str(exc), claim=claim)
         return await self._conclude(
             booking, call_id=call_id, appointment_id=appointment_id, result=result
         )
@@ -240,12 +297,15 @@ class BookingService:
             )
 
     async def _resolve_conflict(
-        self, booking: CalcomBooking, *, call_id: int, key: str
+        self, booking: CalcomBooking, *, call_id: int, key: str, claim: StoredAppointment
     ) -> BookingOutcome:
-        """Another writer stored this key or this Cal.com booking first (a retry, a webhook)."""
+        """The claim was filled first (the Cal.com webhook of this booking), or this Cal.com
+        booking is stored elsewhere."""
         stored = await self._store.claim_stored(key, booking.uid)
-        if stored is None:
-            return await self._write_failed(booking, call_id=call_id, error="conflicting write")
+        if stored is None or stored.claimed:
+            return await self._write_failed(
+                booking, call_id=call_id, error="conflicting write", claim=claim
+            )
         if stored.calcom_booking_uid == booking.uid:
             appointment_id = stored.appointment_id
 
@@ -266,11 +326,20 @@ class BookingService:
         )
 
     async def _write_failed(
-        self, booking: CalcomBooking, *, call_id: int, error: str
+        self, booking: CalcomBooking, *, call_id: int, error: str, claim: StoredAppointment
     ) -> BookingOutcome:
-        """Step 6: Cal.com booked, we could not record it: cancel it and file the call."""
+        """Step 6: Cal.com booked, we could not record it: cancel it and file the call.
+
+        The key stays spent (its claim cancelled): it has had its one Cal.com create.
+        If even that cannot be written, the claim stays open, and a later request for the
+        key finds the cancelled booking by the key once the claim is stale.
+        """
         details = {"error": error.splitlines()[0], "calcom_booking_uid": booking.uid}
         if await self._compensation.cancel(booking, call_id=call_id):
+            try:
+                await self._store.cancel_appointment(claim.appointment_id, self._clock())
+            except SQLAlchemyError:
+                log.error("could not close the claim of call %s", call_id, exc_info=True)
             try:
                 await self._store.record_failure(
                     call_id,
@@ -328,3 +397,14 @@ class BookingService:
             outcome = "done"
         if self._metrics is not None:
             self._metrics.rollbacks.labels(outcome=outcome).inc()
+
+
+def _stored_outcome(stored: StoredAppointment, *, call_id: int) -> BookingOutcome:
+    """The answer from an appointment another request stored for the key."""
+    return BookingOutcome(
+        _STORED_RESULTS.get(stored.status, BookingResult.ALREADY_BOOKED),
+        call_id=call_id,
+        appointment_id=stored.appointment_id,
+        start=stored.start,
+        calcom_booking_uid=stored.calcom_booking_uid,
+    )

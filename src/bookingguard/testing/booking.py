@@ -1,9 +1,10 @@
 """``MemoryBookingStore``: the booking store in memory, for tests of code that books.
 
 It keeps what the database guarantees on the booking path: one appointment per
-idempotency key and per Cal.com booking (a second raises ``IntegrityError``, as
-the unique constraints do), a new live appointment links its call, a cancelled
-last appointment unlinks it. What a failed booking writes down (rollbacks,
+idempotency key (the first claim of a key wins, later ones find it) and per Cal.com
+booking (a second raises ``IntegrityError``, as the unique constraints do), a claim
+links nothing, a new live appointment links its call, a cancelled last appointment
+unlinks it. What a failed booking writes down (rollbacks,
 failures, compensation failures) is kept in lists to assert on.
 """
 
@@ -20,11 +21,13 @@ from bookingguard.booking.errors import RollbackFailedError
 from bookingguard.booking.store import (
     AppointmentReadBack,
     CallAppointment,
+    Claimed,
     NewAppointment,
+    NewClaim,
     ReadBack,
     StoredAppointment,
 )
-from bookingguard.db.models import NOT_LIVE_APPOINTMENT_STATUSES
+from bookingguard.db.models import CLAIM_STATUS, NOT_LIVE_APPOINTMENT_STATUSES
 
 __all__ = ["MemoryAppointment", "MemoryBookingStore", "StoredCall", "WrittenDown"]
 
@@ -52,12 +55,13 @@ class MemoryAppointment:
     id: int
     call_id: int
     calcom_v2_booking_id: int | None
-    calcom_booking_uid: str
+    calcom_booking_uid: str | None
     starts_at: datetime
     status: str
     idempotency_key: str | None
     created_at: datetime
     event_type_id: int | None = None
+    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,8 @@ class WrittenDown:
 
 
 class MemoryBookingStore:
-    """A ``BookingStore`` in memory; ``fail_writes`` makes the next writes raise."""
+    """A ``BookingStore`` in memory; ``fail_writes`` makes writes to a claim (recording a
+    booking in it, cancelling it) and reschedules raise."""
 
     def __init__(self) -> None:
         self.calls: dict[int, StoredCall] = {}
@@ -114,35 +119,71 @@ class MemoryBookingStore:
         found = next((a for a in self._appointments.values() if a.idempotency_key == key), None)
         return call.id, _stored(found) if found is not None else None
 
+    async def claim(self, claim: NewClaim) -> Claimed:
+        call_id, found = await self.look_up(claim.retell_call_id, claim.key)
+        if found is not None:
+            return Claimed(call_id, found, False)
+        new = MemoryAppointment(
+            self._new_id(),
+            call_id,
+            None,
+            None,
+            claim.starts_at,
+            CLAIM_STATUS,
+            claim.key,
+            claim.now,
+            claim.event_type_id,
+            claim.now,
+        )
+        self._appointments[new.id] = new
+        return Claimed(call_id, _stored(new), True)
+
     async def write_and_link(
         self, appointment: NewAppointment, check: Callable[[int, ReadBack], Awaitable[T]]
     ) -> tuple[int, T]:
         if self.fail_writes is not None:
             raise self.fail_writes
-        for stored in self._appointments.values():
-            if (
-                stored.idempotency_key == appointment.idempotency_key
-                or stored.calcom_booking_uid == appointment.calcom_booking_uid
-            ):
-                raise IntegrityError("INSERT INTO appointments", {}, ValueError("duplicate"))
-        new = MemoryAppointment(
-            self._new_id(),
-            appointment.call_id,
-            appointment.calcom_v2_booking_id,
-            appointment.calcom_booking_uid,
-            appointment.starts_at,
-            appointment.status,
-            appointment.idempotency_key,
-            appointment.now,
-            appointment.event_type_id,
+        claim = next(
+            (
+                a
+                for a in self._appointments.values()
+                if a.idempotency_key == appointment.idempotency_key and a.status == CLAIM_STATUS
+            ),
+            None,
         )
-        self._appointments[new.id] = new
+        taken = any(
+            a.calcom_booking_uid == appointment.calcom_booking_uid
+            for a in self._appointments.values()
+        )
+        if claim is None or taken:
+            raise IntegrityError("UPDATE appointments", {}, ValueError("no open claim"))
+        claim.calcom_v2_booking_id = appointment.calcom_v2_booking_id
+        claim.calcom_booking_uid = appointment.calcom_booking_uid
+        claim.starts_at = appointment.starts_at
+        claim.status = appointment.status
+        claim.created_at = claim.updated_at = appointment.now
+        claim.event_type_id = appointment.event_type_id
         self._link(self.calls[appointment.call_id])
+        filled = claim.id
 
         async def read() -> AppointmentReadBack | None:
-            return await self.read_back(appointment.call_id, new.id)
+            return await self.read_back(appointment.call_id, filled)
 
-        return new.id, await check(new.id, read)
+        return filled, await check(filled, read)
+
+    async def release_claim(self, appointment_id: int) -> None:
+        appointment = self._appointments.get(appointment_id)
+        if appointment is not None and appointment.status == CLAIM_STATUS:
+            del self._appointments[appointment_id]
+
+    async def take_over_claim(self, appointment_id: int, *, seen: datetime, now: datetime) -> bool:
+        appointment = self._appointments.get(appointment_id)
+        if appointment is None or appointment.status != CLAIM_STATUS:
+            return False
+        if appointment.updated_at != seen:
+            return False
+        appointment.updated_at = now
+        return True
 
     async def read_back(
         self, call_id: int, appointment_id: int | None
@@ -184,6 +225,8 @@ class MemoryBookingStore:
 
     async def cancel_appointment(self, appointment_id: int, now: datetime) -> None:
         appointment = self._appointments[appointment_id]
+        if self.fail_writes is not None and appointment.status == CLAIM_STATUS:
+            raise self.fail_writes
         appointment.status = "cancelled"
         live = any(
             a.status not in NOT_LIVE_APPOINTMENT_STATUSES
@@ -318,4 +361,5 @@ def _stored(appointment: MemoryAppointment) -> StoredAppointment:
         appointment.starts_at,
         appointment.status,
         appointment.calcom_booking_uid,
+        appointment.updated_at,
     )
