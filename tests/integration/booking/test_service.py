@@ -20,6 +20,8 @@ from bookingguard.booking import (
     SqlBookingStore,
 )
 from bookingguard.booking.calcom_events import apply_calcom_event
+from bookingguard.booking.claims import ClaimWaiter
+from bookingguard.booking.store import BookingStore
 from bookingguard.calcom import CalcomBooking, CalcomClient, CalcomWebhook, NewBooking
 from bookingguard.db.ddl import set_triggers_enabled
 from bookingguard.db.models import Call
@@ -87,6 +89,8 @@ async def rig(
     read_timeout: float = 2.0,
     validation_clock: Callable[[], datetime] = lambda: NOW,
     breaker: FakeBreaker | None = None,
+    claims: ClaimWaiter | None = None,
+    store: BookingStore | None = None,
 ) -> AsyncIterator[Rig]:
     breaker = breaker or FakeBreaker()
     retrier = ImmediateRetrier()
@@ -94,12 +98,13 @@ async def rig(
         base_url=calcom.base_url, api_key=calcom.api_key, read_timeout=read_timeout
     ) as client:
         service = BookingService(
-            store=backend.store,
+            store=store or backend.store,
             calcom=client,
             breaker=breaker,
             retrier=retrier,
             validator=PostBookingValidator(max_appointment_age_seconds=300, clock=validation_clock),
             clock=lambda: NOW,
+            claims=claims,
         )
         try:
             yield Rig(service, breaker, retrier, calcom, backend, client)
