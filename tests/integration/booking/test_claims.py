@@ -9,10 +9,8 @@ wait's clock and sleep are injected, so nothing here waits for real time to pass
 from __future__ import annotations
 
 import asyncio
-import inspect
-from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
@@ -22,6 +20,7 @@ from bookingguard.booking.store import BookingStore, NewClaim
 from bookingguard.booking.types import IDEMPOTENCY_METADATA_KEY, RETELL_CALL_METADATA_KEY
 from tests.integration.booking.backends import STORE_KINDS, Backend, make_backend
 from tests.integration.booking.test_service import NOW, SLOT, rig
+from tests.support.booking_fakes import watched
 from tests.support.calcom_standin import CalcomStandin
 
 
@@ -40,30 +39,6 @@ def _request(retell_call_id: str = "call_1") -> BookingRequest:
         email="ada@example.com",
         time_zone="Europe/Berlin",
     )
-
-
-class Watched:
-    """A store whose every operation is passed through, ``on_call(name)`` told after it."""
-
-    def __init__(self, store: BookingStore, on_call: Callable[[str], None]) -> None:
-        self._store = store
-        self._on_call = on_call
-
-    def __getattr__(self, name: str) -> Any:
-        operation = getattr(self._store, name)
-        if not inspect.iscoroutinefunction(operation):
-            return operation
-
-        async def watched(*args: Any, **kwargs: Any) -> Any:
-            result = await operation(*args, **kwargs)
-            self._on_call(name)
-            return result
-
-        return watched
-
-
-def watched(store: BookingStore, on_call: Callable[[str], None]) -> BookingStore:
-    return cast(BookingStore, Watched(store, on_call))
 
 
 class InstantWait:
