@@ -137,6 +137,10 @@ def _cancelled(
 ) -> CalcomEventResult:
     appointment = _find(session, payload.uid)
     if appointment is None:
+        claim = _claim_of(session, payload)
+        if claim is not None:
+            # Its creation never reached us: the claim's one booking is cancelled.
+            return _fill(session, claim, payload, now=now, status="cancelled")
         if _claims_ours(payload):
             _unknown(session, payload, now=now, trigger="BOOKING_CANCELLED")
             return CalcomEventResult.UNKNOWN

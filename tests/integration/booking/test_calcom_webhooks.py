@@ -342,6 +342,22 @@ async def test_the_issued_key_attaches_the_booking_to_its_claim(hooks: Api) -> N
     assert alerts(hooks) == []
 
 
+async def test_a_cancellation_of_the_claims_booking_closes_the_claim(hooks: Api) -> None:
+    """The claim's booking cancelled before its creation reached us: the claim is closed as
+    cancelled with the booking (the key has had its create); the call is not booked."""
+    booking = hooks.calcom.add_booking(start=START, event_type_id=42, metadata=OURS)
+    hooks.calcom.cancel(booking["uid"])
+    await deliver(hooks, "BOOKING_CANCELLED", booking["uid"])
+    (appointment,) = appointments(hooks)
+    assert (appointment.status, appointment.calcom_booking_uid, appointment.idempotency_key) == (
+        "cancelled",
+        booking["uid"],
+        KEY,
+    )
+    assert call_state(hooks)[0] is False
+    assert alerts(hooks) == []
+
+
 async def test_our_metadata_keys_are_the_ones_the_booking_path_writes(hooks: Api) -> None:
     """A booking made through our function carries every key that makes a booking ours."""
     response = await hooks.book(function_call_body())
