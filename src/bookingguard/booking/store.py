@@ -86,7 +86,8 @@ class BookingStore(Protocol):
         ...
 
     async def latest_appointment(self, retell_call_id: str) -> CallAppointment | None:
-        """The call's latest appointment, whatever its status; None without one (or the call)."""
+        """The call's latest appointment, whatever its status (a claim is none yet); None
+        without one (or the call)."""
         ...
 
     async def reschedule_appointment(self, old_appointment_id: int, new: NewAppointment) -> int:

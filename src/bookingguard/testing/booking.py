@@ -249,7 +249,11 @@ class MemoryBookingStore:
         call = next((c for c in self.calls.values() if c.retell_call_id == retell_call_id), None)
         if call is None:
             return None
-        of_call = [a for a in self._appointments.values() if a.call_id == call.id]
+        of_call = [
+            a
+            for a in self._appointments.values()
+            if a.call_id == call.id and a.status != CLAIM_STATUS
+        ]
         latest = max(of_call, key=lambda a: (a.created_at, a.id), default=None)
         if latest is None:
             return None

@@ -331,6 +331,27 @@ async def test_latest_appointment_is_the_calls_newest_whatever_its_status(
     assert first_id != latest_id
 
 
+async def test_a_claim_is_not_the_calls_latest_appointment(backend: Backend) -> None:
+    """A newer claim (a second booking still at Cal.com, or its outcome unknown) is not what
+    the agent moves or cancels: the call's latest appointment is still its booking."""
+    call_id = backend.add_call("call_1")
+    booked_id, _ = await _book(backend.store, _appointment(call_id))
+    later = NewClaim(
+        retell_call_id="call_1",
+        key="key-2",
+        event_type_id=42,
+        starts_at=SLOT + timedelta(days=1),
+        now=NOW + timedelta(seconds=1),
+    )
+    assert (await backend.store.claim(later)).won
+    latest = await backend.store.latest_appointment("call_1")
+    assert latest is not None
+    assert (latest.appointment_id, latest.status) == (booked_id, "booked")
+    claim_only = backend.add_call("call_2")
+    assert (await backend.store.claim(_claim("call_2", "key-3"))).call_id == claim_only
+    assert await backend.store.latest_appointment("call_2") is None
+
+
 async def test_reschedule_stores_the_new_appointment_and_keeps_the_call_linked(
     backend: Backend,
 ) -> None:

@@ -341,7 +341,8 @@ LATEST_OF_CALL = (
         Appointment.status,
     )
     .join(Call, Call.id == Appointment.call_id)
-    .where(Call.retell_call_id == bindparam("retell_call_id"))
+    # A claim is no appointment yet: nothing to move or cancel.
+    .where(Call.retell_call_id == bindparam("retell_call_id"), Appointment.status != CLAIM_STATUS)
     .order_by(Appointment.created_at.desc(), Appointment.id.desc())
     .limit(1)
 )
