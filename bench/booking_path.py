@@ -10,7 +10,9 @@ settings as the service's (``CalcomClient.from_settings``).
 Prints the median and p99 of each, what bookingguard adds, the SQL statements
 and pooled connections taken (the sync engine's and the async engine's; one idle
 over 2 s pays a ping) per booking, and the median
-added as a ratio of the goal: <= 2 ms added at the median.
+added as a ratio of the goal: <= 2 ms added at the median; and as durable commits
+(one measured in the same run): <= 3 with the key's claim before Cal.com (two
+durable writes a booking: the claim, then the booking recorded in it).
 
 Then the agent's other calls, each interleaved with its bare request: the free slots
 (``check_availability``'s ``AppointmentChanges.availability`` against a bare
@@ -63,6 +65,8 @@ ADMIN_URL = os.environ.get(
 REDIS_URL = os.environ.get("BOOKINGGUARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
 FIRST_SLOT = datetime(2027, 1, 4, 8, tzinfo=UTC)
 GOAL_SECONDS = 0.002
+#: Goal of the booking path, in durable commits added at the median.
+BOOKING_GOAL_COMMITS = 3.0
 #: Goals of the agent's other calls, in durable commits added at the median.
 AVAILABILITY_GOAL_COMMITS = 1.0
 RESCHEDULE_GOAL_COMMITS = 2.0
@@ -255,7 +259,7 @@ async def run(url: str, bookings: int, warmup: int, prefix: str) -> None:
         f"SQL statements per booking: {statements / len(guarded):.1f}"
         f"  (pooled connections taken: {checkouts / len(guarded):.1f})"
     )
-    print(f"for scale: one durable commit  {stats(commits)}  (a booking makes one)")
+    print(f"for scale: one durable commit  {stats(commits)}  (a booking makes two)")
     print(f"for scale: one round trip      {stats(round_trips)}")
     verdict = "met" if median_added <= GOAL_SECONDS else "NOT met"
     print(
@@ -263,6 +267,11 @@ async def run(url: str, bookings: int, warmup: int, prefix: str) -> None:
         f" (median added / goal = {median_added / GOAL_SECONDS:.2f})"
     )
     commit = statistics.median(commits)
+    verdict = "met" if median_added <= BOOKING_GOAL_COMMITS * commit else "NOT met"
+    print(
+        f"booking: added median {ms(median_added)} = {median_added / commit:.2f} durable"
+        f" commits ({ms(commit)}); goal <= {BOOKING_GOAL_COMMITS:g}: {verdict}"
+    )
     for label, (bare_calls, our_calls), goal in (
         ("check_availability", slots, AVAILABILITY_GOAL_COMMITS),
         ("reschedule", moves, RESCHEDULE_GOAL_COMMITS),

@@ -37,6 +37,7 @@ from bookingguard.booking import (
     default_booking_metrics,
 )
 from bookingguard.booking.calls import CallEventRecorder
+from bookingguard.booking.claims import ClaimWaiter
 from bookingguard.booking.spool_replay import ReplayResult, SpoolReplayer
 from bookingguard.calcom import CalcomClient
 from bookingguard.clock import utc_now
@@ -353,8 +354,9 @@ def build_booking_service(
         clock=clock,
         metrics=metrics,
     )
+    store = SqlBookingStore(sessions)
     return BookingService(
-        store=SqlBookingStore(sessions),
+        store=store,
         calcom=calcom,
         breaker=breaker,
         retrier=retrier,
@@ -362,6 +364,8 @@ def build_booking_service(
         clock=clock,
         spool=spool if spool is not None else build_spool(settings),
         metrics=metrics,
+        claims=ClaimWaiter(store, wait_seconds=settings.validation.claim_wait_seconds),
+        claim_stale_seconds=settings.validation.claim_stale_seconds,
     )
 
 

@@ -110,6 +110,33 @@ def test_link_triggers_lock_calls_from_0007(database: TestDatabase) -> None:
     assert _new_appointment_races_deletion_of_old(database) is True
 
 
+def test_a_claim_is_a_status_from_0006_and_never_links_its_call(database: TestDatabase) -> None:
+    """From revision 0006 'pending_creation' is a status that links no call (and 'booked'
+    still does); going back down removes the claims with the status."""
+    migrate.downgrade(database.engine, "0005")
+    with database.engine.begin() as connection:
+        connection.execute(text("INSERT INTO calls (retell_call_id) VALUES ('c1')"))
+    migrate.upgrade(database.engine)
+    with database.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO appointments (call_id, status, idempotency_key)"
+                " SELECT id, 'pending_creation', 'k1' FROM calls"
+            )
+        )
+        linked = connection.execute(text("SELECT appointment_made FROM calls")).scalar_one()
+    assert not linked
+    migrate.downgrade(database.engine, "0005")
+    with database.engine.begin() as connection:
+        assert connection.execute(text("SELECT count(*) FROM appointments")).scalar_one() == 0
+        connection.execute(
+            text("INSERT INTO appointments (call_id, status) SELECT id, 'booked' FROM calls")
+        )
+        linked = connection.execute(text("SELECT appointment_made FROM calls")).scalar_one()
+    assert linked
+    migrate.upgrade(database.engine)
+
+
 def test_failed_migration_leaves_previous_revision(database: TestDatabase) -> None:
     """A migration that fails midway rolls back whole; the database stays at base, table-free."""
     migrate.downgrade(database.engine, "base")

@@ -1,10 +1,13 @@
-"""In-memory stand-ins for the breaker and the retry, for booking-path tests."""
+"""In-memory stand-ins for the breaker and the retry, and a watched store, for booking-path
+tests."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
+from bookingguard.booking.store import BookingStore
 from bookingguard.resilience import CircuitOpenError
 
 T = TypeVar("T")
@@ -47,3 +50,27 @@ class ImmediateRetrier:
                     raise
                 self.waits.append(retry_after(exc))
         raise AssertionError("unreachable")
+
+
+class Watched:
+    """A store whose every operation is passed through, ``on_call(name)`` told after it."""
+
+    def __init__(self, store: BookingStore, on_call: Callable[[str], None]) -> None:
+        self._store = store
+        self._on_call = on_call
+
+    def __getattr__(self, name: str) -> Any:
+        operation = getattr(self._store, name)
+        if not inspect.iscoroutinefunction(operation):
+            return operation
+
+        async def watched(*args: Any, **kwargs: Any) -> Any:
+            result = await operation(*args, **kwargs)
+            self._on_call(name)
+            return result
+
+        return watched
+
+
+def watched(store: BookingStore, on_call: Callable[[str], None]) -> BookingStore:
+    return cast(BookingStore, Watched(store, on_call))

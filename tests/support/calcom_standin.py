@@ -48,6 +48,7 @@ __all__ = [
     "CalcomStandin",
     "Fault",
     "FaultPlan",
+    "Gate",
     "RecordedRequest",
     "event_type_document",
     "sign_calcom_webhook",
@@ -76,6 +77,43 @@ class Fault:
     seconds: float = 0.0
     #: For ``lost_response``: drop the connection (False) or hang ``seconds`` (True).
     hang: bool = False
+
+
+class Gate:
+    """Holds every request on a route until released, counting those it holds: a test
+    makes concurrent requests overlap there, then lets them through when it chooses."""
+
+    #: A held request never waits longer than this, so a failing test cannot hang the server.
+    LONGEST_HOLD_SECONDS = 30.0
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._held = 0
+        self._open = False
+
+    @property
+    def held(self) -> int:
+        """Requests that have reached the gate so far (held now, or let through)."""
+        with self._condition:
+            return self._held
+
+    def hold(self) -> None:
+        """Called by a request: wait here until the gate is released."""
+        with self._condition:
+            self._held += 1
+            self._condition.notify_all()
+            self._condition.wait_for(lambda: self._open, timeout=self.LONGEST_HOLD_SECONDS)
+
+    def wait_held(self, count: int, timeout: float) -> bool:
+        """Wait until ``count`` requests have reached the gate; False if none came in time."""
+        with self._condition:
+            return self._condition.wait_for(lambda: self._held >= count, timeout=timeout)
+
+    def release(self) -> None:
+        """Let the held requests, and every later one, through."""
+        with self._condition:
+            self._open = True
+            self._condition.notify_all()
 
 
 @dataclass(frozen=True)
@@ -191,6 +229,7 @@ class _State:
     violations: list[str] = field(default_factory=list)
     requests: list[RecordedRequest] = field(default_factory=list)
     faults: dict[str, deque[Fault]] = field(default_factory=dict)
+    gates: dict[str, Gate] = field(default_factory=dict)
     latency: float = 0.0
     plan: FaultPlan | None = None
     route_counts: dict[str, int] = field(default_factory=dict)
@@ -265,6 +304,8 @@ class CalcomStandin:
     def stop(self) -> None:
         """Stop serving; ``ContractViolation`` if anything exchanged broke the spec."""
         self._release.set()
+        for gate in self._state.gates.values():
+            gate.release()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -344,6 +385,13 @@ class CalcomStandin:
         with self._lock:
             taken, self._state.webhooks = self._state.webhooks, []
             return taken
+
+    def gate(self, route: Route) -> Gate:
+        """Hold every request on ``route`` (after it is checked and recorded) at a new gate."""
+        gate = Gate()
+        with self._lock:
+            self._state.gates[route] = gate
+        return gate
 
     def set_latency(self, seconds: float) -> None:
         """Add ``seconds`` to every answer from now on."""
@@ -849,6 +897,9 @@ def _make_handler(standin: CalcomStandin) -> type[BaseHTTPRequestHandler]:
             if self.headers.get("Authorization") != f"Bearer {standin.api_key}":
                 self._error(401, "UnauthorizedException", "Invalid Access Token.")
                 return
+            gate = standin._state.gates.get(route)
+            if gate is not None:
+                gate.hold()
             fault = standin._next_fault(route)
             if fault is not None and fault.kind == "latency":
                 time.sleep(fault.seconds)

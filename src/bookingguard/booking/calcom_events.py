@@ -2,12 +2,18 @@
 
 The database guarantees carry each change to the call: a new live appointment
 links it; a call whose last live appointment is cancelled, rescheduled or rejected
-is unlinked and its outcome moves off ``appointment_booked``. A booking we do not
-know is linked through the Retell call id in its metadata. One without our metadata
-was made elsewhere (the business's own booking page): it is stored with source
-``calcom`` and no call, and raises nothing. Only a booking that claims our metadata
-and matches nothing raises an ``unknown_calcom_booking`` alert. A rejection of a
-call's booking raises an ``appointment_rejected`` alert and notifies.
+is unlinked and its outcome moves off ``appointment_booked``.
+
+Metadata is a claim, not proof: a booker can pre-fill it on a Cal.com booking page. A
+booking we do not know attaches to a call only when the idempotency key in its
+metadata is one the booking path issued, a claim row for that key with no Cal.com
+booking yet (whatever its status): the delivery fills that row, which links its call
+(and settles the claim of a booking path that crashed before recording it). Any other
+booking was made elsewhere (the business's own booking page): it is stored with source
+``calcom`` and no call, and no call row is ever created from metadata. Such a booking
+whose metadata names one of our calls or keys raises an ``unverified_booking_metadata``
+warning; one with no metadata of ours raises nothing. A rejection of a call's booking
+raises an ``appointment_rejected`` alert and notifies.
 """
 
 from __future__ import annotations
@@ -15,13 +21,19 @@ from __future__ import annotations
 import enum
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bookingguard.booking.types import IDEMPOTENCY_METADATA_KEY, RETELL_CALL_METADATA_KEY
 from bookingguard.calcom import CalcomWebhook, CalcomWebhookPayload
 from bookingguard.db.alerts import record_alert
-from bookingguard.db.models import Appointment, Call, WebhookEvent
+from bookingguard.db.models import (
+    CLAIM_STATUS,
+    NOT_LIVE_APPOINTMENT_STATUSES,
+    Appointment,
+    Call,
+    WebhookEvent,
+)
 from bookingguard.notify.outbox import Message, enqueue
 
 __all__ = ["CalcomEventResult", "apply_calcom_event"]
@@ -125,6 +137,10 @@ def _cancelled(
 ) -> CalcomEventResult:
     appointment = _find(session, payload.uid)
     if appointment is None:
+        claim = _claim_of(session, payload)
+        if claim is not None:
+            # Its creation never reached us: the claim's one booking is cancelled.
+            return _fill(session, claim, payload, now=now, status="cancelled")
         if _claims_ours(payload):
             _unknown(session, payload, now=now, trigger="BOOKING_CANCELLED")
             return CalcomEventResult.UNKNOWN
@@ -194,44 +210,69 @@ def _store(
     status: str,
     trigger: str,
 ) -> CalcomEventResult:
-    """A booking we hold no appointment for: ours (linked to its call), or made elsewhere."""
-    if not _claims_ours(payload):
-        session.add(
-            _appointment(
-                payload,
-                now=now,
-                status=status,
-                call_id=None,
-                customer_id=None,
-                source="calcom",
-                idempotency_key=None,
-            )
-        )
-        session.flush()
-        return CalcomEventResult.STORED
-    retell_call_id = payload.metadata.get(RETELL_CALL_METADATA_KEY)
-    if not retell_call_id:
-        _unknown(session, payload, now=now, trigger=trigger)
-        return CalcomEventResult.UNKNOWN
-    call_id = session.scalar(select(Call.id).where(Call.retell_call_id == retell_call_id))
-    if call_id is None:
-        call = Call(retell_call_id=retell_call_id, created_at=now, updated_at=now)
-        session.add(call)
-        session.flush()
-        call_id = call.id
+    """A booking we hold no appointment for: our claim's (filled, linking its call), or
+    made elsewhere (stored with no call; alerted when its metadata claims to be ours)."""
+    claim = _claim_of(session, payload)
+    if claim is not None:
+        return _fill(session, claim, payload, now=now, status=status)
     appointment = _appointment(
         payload,
         now=now,
         status=status,
-        call_id=call_id,
+        call_id=None,
         customer_id=None,
-        source="agent",
-        idempotency_key=payload.metadata.get(IDEMPOTENCY_METADATA_KEY),
+        source="calcom",
+        idempotency_key=None,
     )
     session.add(appointment)
     session.flush()
-    if status == "rejected":
-        _notify_rejection(session, appointment, payload, now=now)
+    if not _claims_ours(payload):
+        return CalcomEventResult.STORED
+    _unverified(session, payload, appointment, now=now, trigger=trigger)
+    return CalcomEventResult.UNKNOWN
+
+
+def _claim_of(session: Session, payload: CalcomWebhookPayload) -> Appointment | None:
+    """The claim the booking path issued for the key in the booking's metadata, if it has
+    no Cal.com booking yet."""
+    key = payload.metadata.get(IDEMPOTENCY_METADATA_KEY)
+    if not key:
+        return None
+    return session.scalars(
+        select(Appointment)
+        .where(Appointment.idempotency_key == key, Appointment.calcom_booking_uid.is_(None))
+        .with_for_update()
+    ).first()
+
+
+def _fill(
+    session: Session,
+    claim: Appointment,
+    payload: CalcomWebhookPayload,
+    *,
+    now: datetime,
+    status: str,
+) -> CalcomEventResult:
+    """Our claim's booking: recorded in the claim. A claim the booking path already closed
+    (its booking cancelled by compensation) stays closed."""
+    claim.calcom_booking_uid = payload.uid
+    claim.calcom_v2_booking_id = payload.booking_id
+    claim.event_type_id = payload.event_type_id
+    claim.starts_at = _utc(payload.start_time)
+    claim.ends_at = _utc(payload.end_time)
+    claim.updated_at = now
+    if claim.status == CLAIM_STATUS:
+        claim.status = status
+    session.flush()
+    if claim.call_id is not None and claim.status not in NOT_LIVE_APPOINTMENT_STATUSES:
+        # The call is booked by it: not a failed booking (its review item stays open).
+        session.execute(
+            update(Call)
+            .where(Call.id == claim.call_id, Call.booking_failed.is_(True))
+            .values(booking_failed=False, booking_failure_reason=None, updated_at=now)
+        )
+    if claim.status == "rejected":
+        _notify_rejection(session, claim, payload, now=now)
     return CalcomEventResult.LINKED
 
 
@@ -297,6 +338,41 @@ def _notify_rejection(
             fingerprints=(alert.fingerprint or "",),
         ),
         now=now,
+    )
+
+
+def _unverified(
+    session: Session,
+    payload: CalcomWebhookPayload,
+    appointment: Appointment,
+    *,
+    now: datetime,
+    trigger: str,
+) -> None:
+    """A booking whose metadata names our call or key, but no claim we issued for it."""
+    retell_call_id = payload.metadata.get(RETELL_CALL_METADATA_KEY)
+    named_call = (
+        session.scalar(select(Call.id).where(Call.retell_call_id == retell_call_id))
+        if retell_call_id
+        else None
+    )
+    record_alert(
+        session,
+        alert_type="unverified_booking_metadata",
+        entity_type="appointment",
+        entity_id=appointment.id,
+        description=(
+            f"Cal.com {trigger} for booking {payload.uid}: its metadata names our"
+            f" {'call ' + retell_call_id if retell_call_id else 'idempotency key'}, but it"
+            " matches no booking we issued; stored as an external booking, no call changed"
+        ),
+        now=now,
+        metadata={
+            "calcom_booking_uid": payload.uid,
+            "trigger_event": trigger,
+            "metadata": dict(payload.metadata),
+            "named_call_id": named_call,
+        },
     )
 
 

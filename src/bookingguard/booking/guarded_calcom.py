@@ -134,8 +134,11 @@ class GuardedCalcom:
                     return found
             return CreateFailure(exc, attempts, unknown)
 
-    async def find(self, new: NewBooking, key: str) -> CalcomBooking | None:
-        """The live Cal.com booking carrying our idempotency key, if the lost create made one.
+    async def find(
+        self, new: NewBooking, key: str, *, include_cancelled: bool = False
+    ) -> CalcomBooking | None:
+        """The live Cal.com booking carrying our idempotency key, if the lost create made one
+        (or, ``include_cancelled``, the booking it made, live or not: a key has one create).
 
         Look-ups bypass the booking circuit: their successes must not reset the count
         of failed creates (three 500s in a row still open it), and they are bounded by
@@ -146,7 +149,9 @@ class GuardedCalcom:
             before_end=new.start + _LOOKUP_SPAN,
             event_type_id=new.event_type_id,
         ):
-            if booking.metadata.get(IDEMPOTENCY_METADATA_KEY) == key and not booking.is_cancelled:
+            if booking.metadata.get(IDEMPOTENCY_METADATA_KEY) == key and (
+                include_cancelled or not booking.is_cancelled
+            ):
                 return booking
         return None
 

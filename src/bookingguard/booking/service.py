@@ -1,10 +1,17 @@
 """``BookingService.book``: the booking path, steps 1 to 6.
 
-1. Idempotency: a request whose key (Retell call id + event type + slot, or given)
-   already has an appointment returns it; nothing is sent to Cal.com.
+1. Idempotency: the request's key (Retell call id + event type + slot, or given) is
+   claimed in the database before Cal.com is asked (the appointment row, unique per
+   key, in ``pending_creation``): one request per key, in any process or replica,
+   asks Cal.com. Any other waits for its outcome (bounded) and answers from it; a key
+   whose booking is stored returns it; nothing more is sent to Cal.com. A refusal
+   (Cal.com booked nothing) releases the claim, so a later attempt may try again; an
+   unknown outcome keeps it. A claim left by a crashed owner is resolved, once stale,
+   by looking the booking up at Cal.com by the key, never by a blind second create.
 2. The Cal.com create runs under the circuit ``appointment_booking:event_type:{id}``,
    retried on transient failures, never booking twice (``GuardedCalcom``).
-3. The appointment and the call's flags are written in one transaction.
+3. The claim becomes the appointment and the call's flags are written, in one
+   transaction.
 4. Post-booking validation reads back what was committed.
 5. A failed validation rolls the call's flags back (alert, review item, outbox).
 6. A Cal.com booking we could not keep is cancelled (retried); if that fails too,
@@ -19,28 +26,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from bookingguard.booking.changes import AppointmentChanges
+from bookingguard.booking.claims import ClaimWaiter
 from bookingguard.booking.compensation import Compensation
 from bookingguard.booking.errors import RollbackFailedError
 from bookingguard.booking.failures import FailureRecorder
 from bookingguard.booking.guarded_calcom import CreateFailure, GuardedCalcom, is_transient
-from bookingguard.booking.key_locks import KeyLocks
 from bookingguard.booking.metrics import BookingMetrics
 from bookingguard.booking.ports import Breaker, CalcomBookings, FailureSpool, Retrier
 from bookingguard.booking.store import (
     AppointmentReadBack,
     BookingStore,
     NewAppointment,
+    NewClaim,
     ReadBack,
+    StoredAppointment,
 )
 from bookingguard.booking.types import (
-    IDEMPOTENCY_METADATA_KEY,
-    RETELL_CALL_METADATA_KEY,
     BookingOutcome,
     BookingRequest,
     BookingResult,
@@ -51,9 +59,9 @@ from bookingguard.calcom import (
     CalcomError,
     CalcomMissingFields,
     CalcomSlotUnavailableError,
-    NewBooking,
 )
 from bookingguard.resilience import CircuitOpenError
+from bookingguard.settings import ValidationSettings
 
 __all__ = ["BookingService"]
 
@@ -63,8 +71,19 @@ log = logging.getLogger(__name__)
 #: How a retried request whose appointment is already stored ends, by the appointment's status.
 _STORED_RESULTS = {
     "cancelled": BookingResult.PREVIOUSLY_FAILED,
+    "rejected": BookingResult.PREVIOUSLY_FAILED,
     "pending": BookingResult.PENDING,
 }
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """The request that holds its key's claim: whose call, which key, which claim row."""
+
+    retell_call_id: str
+    call_id: int
+    key: str
+    claim: StoredAppointment
 
 
 class BookingService:
@@ -81,6 +100,8 @@ class BookingService:
         clock: Callable[[], datetime],
         spool: FailureSpool,
         metrics: BookingMetrics | None = None,
+        claims: ClaimWaiter | None = None,
+        claim_stale_seconds: float = ValidationSettings().claim_stale_seconds,
     ) -> None:
         self._store = store
         self._calcom = GuardedCalcom(calcom=calcom, breaker=breaker, retrier=retrier)
@@ -91,7 +112,8 @@ class BookingService:
         self._validator = validator
         self._clock = clock
         self._metrics = metrics
-        self._locks = KeyLocks()
+        self._claims = claims if claims is not None else ClaimWaiter(store)
+        self._claim_stale = timedelta(seconds=claim_stale_seconds)
         self._changes = AppointmentChanges(
             store=store, calcom=self._calcom, failures=self._failures, clock=clock
         )
@@ -121,8 +143,7 @@ class BookingService:
             raise ValueError("start must be an aware datetime")
         try:
             # The key is built inside: a start at the edge of the calendar can overflow it.
-            async with self._locks.hold(request.key):
-                outcome = await self._book(request)
+            outcome = await self._book(request)
         except Exception as exc:
             log.exception("booking for call %r failed unexpectedly", request.retell_call_id)
             outcome = await self._unexpected(request, exc)
@@ -142,48 +163,82 @@ class BookingService:
         return BookingOutcome(BookingResult.INTERNAL_ERROR, call_id=call_id, details=details)
 
     async def _book(self, request: BookingRequest) -> BookingOutcome:
-        key = request.key
-        call_id, stored = await self._store.look_up(request.retell_call_id, key)
-        if stored is not None:
-            result = _STORED_RESULTS.get(stored.status, BookingResult.ALREADY_BOOKED)
-            return BookingOutcome(
-                result,
-                call_id=call_id,
-                appointment_id=stored.appointment_id,
-                start=stored.start,
-                calcom_booking_uid=stored.calcom_booking_uid,
-            )
-        new = NewBooking(
-            start=request.start,
+        claim = NewClaim(
+            retell_call_id=request.retell_call_id,
+            key=request.key,
             event_type_id=request.event_type_id,
-            name=request.name,
-            time_zone=request.time_zone,
-            email=request.email,
-            phone_number=request.phone,
-            language=request.language,
-            phone=request.phone,
-            responses=request.responses,
-            length_minutes=request.length_minutes,
-            metadata={
-                IDEMPOTENCY_METADATA_KEY: key,
-                RETELL_CALL_METADATA_KEY: request.retell_call_id,
-            },
+            starts_at=request.start,
+            now=self._clock(),
         )
-        created = await self._calcom.create(new, key)
-        if isinstance(created, CreateFailure):
-            return await self._refused(
-                created, call_id=call_id, retell_call_id=request.retell_call_id
-            )
-        return await self._record(
-            created, call_id=call_id, key=key, retell_call_id=request.retell_call_id
-        )
+        # Twice at most: a claim released while this request waited frees the key once more.
+        for _ in range(2):
+            claimed = await self._store.claim(claim)
+            if claimed.won:
+                attempt = _Attempt(
+                    request.retell_call_id, claimed.call_id, request.key, claimed.appointment
+                )
+                return await self._create(request, attempt)
+            stored: StoredAppointment | None = claimed.appointment
+            if claimed.appointment.claimed:
+                stored = await self._claims.wait(request.retell_call_id, request.key)
+            if stored is not None:
+                return await self._answer_from(request, stored, call_id=claimed.call_id)
+        return BookingOutcome(BookingResult.CONFIRMING, call_id=claimed.call_id)
 
-    async def _refused(
-        self, failure: CreateFailure, *, call_id: int, retell_call_id: str
+    async def _answer_from(
+        self, request: BookingRequest, stored: StoredAppointment, *, call_id: int
     ) -> BookingOutcome:
+        """Another request holds (or held) the key: its outcome is this request's."""
+        if not stored.claimed:
+            return _stored_outcome(stored, call_id=call_id)
+        seen = stored.updated_at
+        if seen is None or self._clock() - seen < self._claim_stale:
+            # Its owner is still asking Cal.com: the agent says so, and asks again.
+            return BookingOutcome(BookingResult.CONFIRMING, call_id=call_id)
+        if not await self._store.take_over_claim(
+            stored.appointment_id, seen=seen, now=self._clock()
+        ):
+            return BookingOutcome(BookingResult.CONFIRMING, call_id=call_id)
+        log.warning("claim of key %s is stale: its owner is gone, taking it over", request.key)
+        attempt = _Attempt(request.retell_call_id, call_id, request.key, stored)
+        return await self._create(request, attempt, look_first=True)
+
+    async def _create(
+        self, request: BookingRequest, attempt: _Attempt, *, look_first: bool = False
+    ) -> BookingOutcome:
+        """Steps 2 onwards, by the request holding the key's claim.
+
+        ``look_first`` for a claim taken over from a crashed owner: its create may have
+        booked (and even been cancelled since), so Cal.com is asked by the key first.
+        """
+        new = request.new_booking()
+        if look_first:
+            found = await self._calcom.find(new, attempt.key, include_cancelled=True)
+            if found is not None and found.is_cancelled:
+                await self._store.cancel_appointment(attempt.claim.appointment_id, self._clock())
+                return BookingOutcome(
+                    BookingResult.PREVIOUSLY_FAILED,
+                    call_id=attempt.call_id,
+                    appointment_id=attempt.claim.appointment_id,
+                    calcom_booking_uid=found.uid,
+                )
+            if found is not None:
+                return await self._record(found, attempt)
+        created = await self._calcom.create(new, attempt.key)
+        if isinstance(created, CreateFailure):
+            return await self._refused(created, attempt)
+        return await self._record(created, attempt)
+
+    async def _refused(self, failure: CreateFailure, attempt: _Attempt) -> BookingOutcome:
         """Cal.com booked nothing: say why, and file the call for review (unless the slot
-        was simply taken)."""
+        was simply taken). The claim is released when Cal.com surely created nothing,
+        and kept when it may have (a later request resolves it by the key)."""
         exc = failure.error
+        if not failure.outcome_unknown and (
+            isinstance(exc, CalcomError | CircuitOpenError) or is_transient(exc)
+        ):
+            await self._store.release_claim(attempt.claim.appointment_id)
+        call_id = attempt.call_id
         if isinstance(exc, CalcomMissingFields):
             return BookingOutcome(
                 BookingResult.NEEDS_INFO, call_id=call_id, details={"missing": exc.fields}
@@ -202,7 +257,7 @@ class BookingService:
             raise exc
         details = failure.details
         await self._failures.booking_failed(
-            retell_call_id, call_id=call_id, reason=result.value, details=details
+            attempt.retell_call_id, call_id=call_id, reason=result.value, details=details
         )
         return BookingOutcome(
             result, call_id=call_id, retry_after=failure.retry_after, details=details
@@ -210,9 +265,8 @@ class BookingService:
 
     # -- steps 3 to 6: record, validate, roll back, compensate ---------------------
 
-    async def _record(
-        self, booking: CalcomBooking, *, call_id: int, key: str, retell_call_id: str
-    ) -> BookingOutcome:
+    async def _record(self, booking: CalcomBooking, attempt: _Attempt) -> BookingOutcome:
+        call_id = attempt.call_id
         appointment = NewAppointment(
             call_id=call_id,
             event_type_id=booking.event_type_id,
@@ -220,7 +274,7 @@ class BookingService:
             calcom_booking_uid=booking.uid,
             starts_at=booking.start,
             ends_at=booking.end,
-            idempotency_key=key,
+            idempotency_key=attempt.key,
             now=self._clock(),
             status="pending" if booking.is_pending else "booked",
         )
@@ -231,21 +285,11 @@ class BookingService:
         try:
             appointment_id, result = await self._store.write_and_link(appointment, validate)
         except IntegrityError:
-            return await self._resolve_conflict(
-                booking, call_id=call_id, key=key, retell_call_id=retell_call_id
-            )
+            return await self._resolve_conflict(booking, attempt)
         except SQLAlchemyError as exc:
             log.error("local write of Cal.com booking %s failed", booking.uid, exc_info=True)
-            return await self._write_failed(
-                booking, call_id=call_id, error=str(exc), retell_call_id=retell_call_id
-            )
-        return await self._conclude(
-            booking,
-            call_id=call_id,
-            appointment_id=appointment_id,
-            result=result,
-            retell_call_id=retell_call_id,
-        )
+            return await self._write_failed(booking, attempt, error=str(exc))
+        return await self._conclude(booking, attempt, appointment_id=appointment_id, result=result)
 
     async def _validate(
         self, read: ReadBack, *, call_id: int, appointment_id: int
@@ -263,15 +307,13 @@ class BookingService:
                 {"call_id": call_id, "appointment_id": appointment_id, "error": str(exc)},
             )
 
-    async def _resolve_conflict(
-        self, booking: CalcomBooking, *, call_id: int, key: str, retell_call_id: str
-    ) -> BookingOutcome:
-        """Another writer stored this key or this Cal.com booking first (a retry, a webhook)."""
-        stored = await self._store.claim_stored(key, booking.uid)
-        if stored is None:
-            return await self._write_failed(
-                booking, call_id=call_id, error="conflicting write", retell_call_id=retell_call_id
-            )
+    async def _resolve_conflict(self, booking: CalcomBooking, attempt: _Attempt) -> BookingOutcome:
+        """The claim was filled first (the Cal.com webhook of this booking), or this Cal.com
+        booking is stored elsewhere."""
+        call_id = attempt.call_id
+        stored = await self._store.claim_stored(attempt.key, booking.uid)
+        if stored is None or stored.claimed:
+            return await self._write_failed(booking, attempt, error="conflicting write")
         if stored.calcom_booking_uid == booking.uid:
             appointment_id = stored.appointment_id
 
@@ -280,13 +322,11 @@ class BookingService:
 
             result = await self._validate(read, call_id=call_id, appointment_id=appointment_id)
             return await self._conclude(
-                booking,
-                call_id=call_id,
-                appointment_id=appointment_id,
-                result=result,
-                retell_call_id=retell_call_id,
+                booking, attempt, appointment_id=appointment_id, result=result
             )
-        await self._compensation.cancel(booking, call_id=call_id, retell_call_id=retell_call_id)
+        await self._compensation.cancel(
+            booking, call_id=call_id, retell_call_id=attempt.retell_call_id
+        )
         return BookingOutcome(
             BookingResult.ALREADY_BOOKED,
             call_id=call_id,
@@ -296,11 +336,21 @@ class BookingService:
         )
 
     async def _write_failed(
-        self, booking: CalcomBooking, *, call_id: int, error: str, retell_call_id: str
+        self, booking: CalcomBooking, attempt: _Attempt, *, error: str
     ) -> BookingOutcome:
-        """Step 6: Cal.com booked, we could not record it: cancel it and file the call."""
+        """Step 6: Cal.com booked, we could not record it: cancel it and file the call.
+
+        The key stays spent (its claim cancelled): it has had its one Cal.com create.
+        If even that cannot be written, the claim stays open, and a later request for the
+        key finds the cancelled booking by the key once the claim is stale.
+        """
+        call_id, retell_call_id = attempt.call_id, attempt.retell_call_id
         details = {"error": error.splitlines()[0], "calcom_booking_uid": booking.uid}
         if await self._compensation.cancel(booking, call_id=call_id, retell_call_id=retell_call_id):
+            try:
+                await self._store.cancel_appointment(attempt.claim.appointment_id, self._clock())
+            except SQLAlchemyError:
+                log.error("could not close the claim of call %s", call_id, exc_info=True)
             await self._failures.booking_failed(
                 retell_call_id,
                 call_id=call_id,
@@ -317,13 +367,13 @@ class BookingService:
     async def _conclude(
         self,
         booking: CalcomBooking,
+        attempt: _Attempt,
         *,
-        call_id: int,
         appointment_id: int,
         result: ValidationResult,
-        retell_call_id: str,
     ) -> BookingOutcome:
         """Steps 4 and 5: a validated booking is booked; otherwise roll back and compensate."""
+        call_id, retell_call_id = attempt.call_id, attempt.retell_call_id
         if result.success:
             return BookingOutcome(
                 BookingResult.PENDING if booking.is_pending else BookingResult.BOOKED,
@@ -334,9 +384,7 @@ class BookingService:
                 details=result.details,
             )
         reason = result.reason or "validation_failed"
-        await self._roll_back(
-            call_id, reason=reason, details=result.details, retell_call_id=retell_call_id
-        )
+        await self._roll_back(attempt, reason=reason, details=result.details)
         if await self._compensation.cancel(booking, call_id=call_id, retell_call_id=retell_call_id):
             await self._store.cancel_appointment(appointment_id, self._clock())
         return BookingOutcome(
@@ -347,20 +395,30 @@ class BookingService:
             details={"reason": reason, **result.details},
         )
 
-    async def _roll_back(
-        self, call_id: int, *, reason: str, details: dict[str, Any], retell_call_id: str
-    ) -> None:
+    async def _roll_back(self, attempt: _Attempt, *, reason: str, details: dict[str, Any]) -> None:
         """Step 5, counted; a rollback that fails is logged, and the call's failure written
         down as a booking that failed (the spool's record while the database is down)."""
+        call_id = attempt.call_id
         try:
             await self._store.roll_back(call_id, reason=reason, details=details, now=self._clock())
         except RollbackFailedError:
             log.critical("rollback of call %s failed", call_id, exc_info=True)
             await self._failures.booking_failed(
-                retell_call_id, call_id=call_id, reason=reason, details=details
+                attempt.retell_call_id, call_id=call_id, reason=reason, details=details
             )
             outcome = "failed"
         else:
             outcome = "done"
         if self._metrics is not None:
             self._metrics.rollbacks.labels(outcome=outcome).inc()
+
+
+def _stored_outcome(stored: StoredAppointment, *, call_id: int) -> BookingOutcome:
+    """The answer from an appointment another request stored for the key."""
+    return BookingOutcome(
+        _STORED_RESULTS.get(stored.status, BookingResult.ALREADY_BOOKED),
+        call_id=call_id,
+        appointment_id=stored.appointment_id,
+        start=stored.start,
+        calcom_booking_uid=stored.calcom_booking_uid,
+    )

@@ -20,7 +20,9 @@ from bookingguard.booking.rollback import rollback_on_failure, write_failure_rec
 from bookingguard.db.booking_queries import (
     AppointmentReadBack,
     CallAppointment,
+    Claimed,
     NewAppointment,
+    NewClaim,
     ReadBack,
     StoredAppointment,
     booking_queries_for,
@@ -53,6 +55,9 @@ class SqlBookingStore:
     async def look_up(self, retell_call_id: str, key: str) -> tuple[int, StoredAppointment | None]:
         return await self._queries.look_up(retell_call_id, key)
 
+    async def claim(self, claim: NewClaim) -> Claimed:
+        return await self._queries.claim(claim)
+
     async def write_and_link(
         self, appointment: NewAppointment, check: Callable[[int, ReadBack], Awaitable[T]]
     ) -> tuple[int, T]:
@@ -68,6 +73,12 @@ class SqlBookingStore:
 
     async def cancel_appointment(self, appointment_id: int, now: datetime) -> None:
         await self._queries.cancel_appointment(appointment_id, now)
+
+    async def release_claim(self, appointment_id: int) -> None:
+        await self._queries.release_claim(appointment_id)
+
+    async def take_over_claim(self, appointment_id: int, *, seen: datetime, now: datetime) -> bool:
+        return await self._queries.take_over_claim(appointment_id, seen=seen, now=now)
 
     async def latest_appointment(self, retell_call_id: str) -> CallAppointment | None:
         return await self._queries.latest_appointment(retell_call_id)

@@ -14,7 +14,9 @@ from typing import Any, Protocol, TypeVar
 from bookingguard.db.booking_queries import (
     AppointmentReadBack,
     CallAppointment,
+    Claimed,
     NewAppointment,
+    NewClaim,
     ReadBack,
     StoredAppointment,
 )
@@ -24,8 +26,10 @@ __all__ = [
     "AppointmentReadBack",
     "BookingStore",
     "CallAppointment",
+    "Claimed",
     "FailureRecord",
     "NewAppointment",
+    "NewClaim",
     "ReadBack",
     "StoredAppointment",
 ]
@@ -40,14 +44,33 @@ class BookingStore(Protocol):
         """The call's id (created if no webhook has yet) and any appointment stored for ``key``."""
         ...
 
+    async def claim(self, claim: NewClaim) -> Claimed:
+        """The call (created if no webhook has yet) and the row for the key: a new claim
+        (``pending_creation``, ``won``) when there was none, in one committed transaction.
+
+        Exactly one of any number of concurrent claims of a key, in any process, wins.
+        """
+        ...
+
     async def write_and_link(
         self, appointment: NewAppointment, check: Callable[[int, ReadBack], Awaitable[T]]
     ) -> tuple[int, T]:
-        """Store ``appointment`` and link its call, committed; then ``check(appointment_id, read)``.
+        """Fill the key's claim with ``appointment`` and link its call, committed; then
+        ``check(appointment_id, read)``.
 
-        Raises ``IntegrityError`` when the key or the Cal.com booking is already
-        stored, another ``SQLAlchemyError`` when the write fails.
+        Raises ``IntegrityError`` when the claim is no longer open (a webhook filled it
+        first, or it is gone) or the Cal.com booking is already stored, another
+        ``SQLAlchemyError`` when the write fails.
         """
+        ...
+
+    async def release_claim(self, appointment_id: int) -> None:
+        """Delete the claim if it still is one: Cal.com created nothing, the key is free."""
+        ...
+
+    async def take_over_claim(self, appointment_id: int, *, seen: datetime, now: datetime) -> bool:
+        """Make a stale claim (last changed at ``seen``) this request's, as of ``now``;
+        False when it changed since (filled, released, or taken over by another)."""
         ...
 
     async def read_back(
@@ -65,7 +88,8 @@ class BookingStore(Protocol):
         ...
 
     async def latest_appointment(self, retell_call_id: str) -> CallAppointment | None:
-        """The call's latest appointment, whatever its status; None without one (or the call)."""
+        """The call's latest appointment, whatever its status (a claim is none yet); None
+        without one (or the call)."""
         ...
 
     async def reschedule_appointment(self, old_appointment_id: int, new: NewAppointment) -> int:

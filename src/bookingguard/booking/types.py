@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bookingguard.calcom import format_utc
+from bookingguard.calcom import NewBooking, format_utc
 
 __all__ = [
     "IDEMPOTENCY_METADATA_KEY",
@@ -55,6 +55,25 @@ class BookingRequest:
         text = f"{self.retell_call_id}|{self.event_type_id}|{format_utc(self.start)}"
         return "bg1-" + hashlib.sha256(text.encode()).hexdigest()[:40]
 
+    def new_booking(self) -> NewBooking:
+        """The Cal.com create of this request, our key and the call in its metadata."""
+        return NewBooking(
+            start=self.start,
+            event_type_id=self.event_type_id,
+            name=self.name,
+            time_zone=self.time_zone,
+            email=self.email,
+            phone_number=self.phone,
+            language=self.language,
+            phone=self.phone,
+            responses=self.responses,
+            length_minutes=self.length_minutes,
+            metadata={
+                IDEMPOTENCY_METADATA_KEY: self.key,
+                RETELL_CALL_METADATA_KEY: self.retell_call_id,
+            },
+        )
+
 
 class BookingResult(enum.StrEnum):
     """How a booking request ended; the HTTP layer turns it into a sentence for the caller."""
@@ -70,6 +89,8 @@ class BookingResult(enum.StrEnum):
     #: The call has no live appointment to reschedule or cancel.
     NO_APPOINTMENT = "no_appointment"
     SLOT_UNAVAILABLE = "slot_unavailable"
+    #: Another request for the same key is still asking Cal.com: ask again in a moment.
+    CONFIRMING = "confirming"
     CIRCUIT_OPEN = "circuit_open"
     CALCOM_UNAVAILABLE = "calcom_unavailable"
     CALCOM_REJECTED = "calcom_rejected"

@@ -33,6 +33,7 @@ SEVERITY_BY_TYPE: dict[str, str] = {
     "orphaned_appointment": "warning",
     "inconsistent_link_status": "warning",
     "unknown_calcom_booking": "warning",
+    "unverified_booking_metadata": "warning",
     "appointment_rejected": "warning",
     "calcom_booking_mismatch": "warning",
     "recent_failures": "info",

@@ -37,6 +37,7 @@ __all__ = [
     "APPOINTMENT_SOURCES",
     "APPOINTMENT_STATUSES",
     "BREAKER_STATES",
+    "CLAIM_STATUS",
     "CUSTOMER_LINK_STATUSES",
     "DIRECTIONS",
     "LINK_STATUSES",
@@ -91,11 +92,16 @@ APPOINTMENT_STATUSES = (
     "completed",
     "no_show",
     "rejected",
+    "pending_creation",
 )
-#: Statuses of an appointment that no longer holds its slot: the call it came from is no
-#: longer booked by it. The one definition of "live" (every other status) that the
-#: database guarantees, the live-appointment index, the monitor and bulk linking use.
-NOT_LIVE_APPOINTMENT_STATUSES = ("cancelled", "rescheduled", "rejected")
+#: The status of a booking's claim: the row the booking path inserts for its idempotency
+#: key before it asks Cal.com, which becomes the appointment once Cal.com answers.
+CLAIM_STATUS = "pending_creation"
+#: Statuses of an appointment that does not hold its slot: the call it came from is not
+#: booked by it (a claim does not hold one yet; the others no longer do). The one
+#: definition of "live" (every other status) that the database guarantees, the
+#: live-appointment index, the monitor and bulk linking use.
+NOT_LIVE_APPOINTMENT_STATUSES = ("cancelled", "rescheduled", "rejected", CLAIM_STATUS)
 #: ``agent``: booked through our functions; ``calcom``: booked elsewhere (the business's
 #: own booking page), with no call and no alarm.
 APPOINTMENT_SOURCES = ("agent", "calcom")
@@ -234,6 +240,9 @@ class Call(_Timestamps, Base):
 
 class Appointment(_Timestamps, Base):
     """A booked slot; the statuses in ``NOT_LIVE_APPOINTMENT_STATUSES`` are not live.
+
+    A row in ``pending_creation`` is a booking's claim on its idempotency key, taken
+    before Cal.com is asked: it has no Cal.com booking yet and links no call.
 
     A ``calcom`` appointment (made outside our functions) has no call and is no orphan.
     """

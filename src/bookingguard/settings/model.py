@@ -69,12 +69,27 @@ class _Section(BaseModel):
 
 
 class ValidationSettings(_Section):
-    """Post-booking validation and the booking retry."""
+    """Post-booking validation, the booking retry and the booking's claim on its key."""
 
     max_appointment_age_seconds: PositiveInt = 300
     max_retry_attempts: PositiveInt = 3
     base_delay_seconds: NonNegativeFloat = 1.0
     retry_budget_seconds: PositiveFloat = 30.0
+    #: How long a request for a key another request has claimed waits for its outcome.
+    claim_wait_seconds: PositiveFloat = 3.0
+    #: A claim unchanged for this long lost its owner (it crashed): the next request for
+    #: the key looks the booking up at Cal.com and takes the claim over. Longer than the
+    #: longest a create can take (the retry budget, plus a request's timeouts).
+    claim_stale_seconds: PositiveFloat = 120.0
+
+    @model_validator(mode="after")
+    def _stale_after_the_retries(self) -> ValidationSettings:
+        if self.claim_stale_seconds <= self.retry_budget_seconds:
+            raise ValueError(
+                "claim_stale_seconds must be longer than retry_budget_seconds"
+                f" ({self.claim_stale_seconds} <= {self.retry_budget_seconds})"
+            )
+        return self
 
 
 class CircuitBreakerSettings(_Section):

@@ -1,11 +1,12 @@
 """``MemoryBookingStore``: the booking store in memory, for tests of code that books.
 
 It keeps what the database guarantees on the booking path: one appointment per
-idempotency key and per Cal.com booking (a second raises ``IntegrityError``, as
-the unique constraints do), a new live appointment links its call, a cancelled
-last appointment unlinks it. What a failed booking writes down (rollbacks,
-failures, compensation failures) is kept in lists to assert on; a failure record is
-written once per record id, as the database keeps it.
+idempotency key (the first claim of a key wins, later ones find it) and per Cal.com
+booking (a second raises ``IntegrityError``, as the unique constraints do), a claim
+links nothing, a new live appointment links its call, a cancelled last appointment
+unlinks it. What a failed booking writes down (rollbacks, failures, compensation
+failures) is kept in lists to assert on; a failure record is written once per record
+id, as the database keeps it.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from bookingguard.booking.errors import RollbackFailedError
 from bookingguard.booking.store import (
     AppointmentReadBack,
     CallAppointment,
+    Claimed,
     FailureRecord,
     NewAppointment,
+    NewClaim,
     ReadBack,
     StoredAppointment,
 )
-from bookingguard.db.models import NOT_LIVE_APPOINTMENT_STATUSES
+from bookingguard.db.models import CLAIM_STATUS, NOT_LIVE_APPOINTMENT_STATUSES
 from bookingguard.db.spool import CHANGE_FAILED, COMPENSATION_FAILED
 
 __all__ = ["MemoryAppointment", "MemoryBookingStore", "StoredCall", "WrittenDown"]
@@ -55,12 +58,13 @@ class MemoryAppointment:
     id: int
     call_id: int
     calcom_v2_booking_id: int | None
-    calcom_booking_uid: str
+    calcom_booking_uid: str | None
     starts_at: datetime
     status: str
     idempotency_key: str | None
     created_at: datetime
     event_type_id: int | None = None
+    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -75,8 +79,9 @@ class WrittenDown:
 
 
 class MemoryBookingStore:
-    """A ``BookingStore`` in memory; ``fail_writes`` makes the next appointment writes raise,
-    ``fail_records`` the next failure records (a database that is down)."""
+    """A ``BookingStore`` in memory; ``fail_writes`` makes writes to a claim (recording a
+    booking in it, cancelling it) and reschedules raise, ``fail_records`` the next failure
+    records (a database that is down)."""
 
     def __init__(self) -> None:
         self.calls: dict[int, StoredCall] = {}
@@ -120,35 +125,71 @@ class MemoryBookingStore:
         found = next((a for a in self._appointments.values() if a.idempotency_key == key), None)
         return call.id, _stored(found) if found is not None else None
 
+    async def claim(self, claim: NewClaim) -> Claimed:
+        call_id, found = await self.look_up(claim.retell_call_id, claim.key)
+        if found is not None:
+            return Claimed(call_id, found, False)
+        new = MemoryAppointment(
+            self._new_id(),
+            call_id,
+            None,
+            None,
+            claim.starts_at,
+            CLAIM_STATUS,
+            claim.key,
+            claim.now,
+            claim.event_type_id,
+            claim.now,
+        )
+        self._appointments[new.id] = new
+        return Claimed(call_id, _stored(new), True)
+
     async def write_and_link(
         self, appointment: NewAppointment, check: Callable[[int, ReadBack], Awaitable[T]]
     ) -> tuple[int, T]:
         if self.fail_writes is not None:
             raise self.fail_writes
-        for stored in self._appointments.values():
-            if (
-                stored.idempotency_key == appointment.idempotency_key
-                or stored.calcom_booking_uid == appointment.calcom_booking_uid
-            ):
-                raise IntegrityError("INSERT INTO appointments", {}, ValueError("duplicate"))
-        new = MemoryAppointment(
-            self._new_id(),
-            appointment.call_id,
-            appointment.calcom_v2_booking_id,
-            appointment.calcom_booking_uid,
-            appointment.starts_at,
-            appointment.status,
-            appointment.idempotency_key,
-            appointment.now,
-            appointment.event_type_id,
+        claim = next(
+            (
+                a
+                for a in self._appointments.values()
+                if a.idempotency_key == appointment.idempotency_key and a.status == CLAIM_STATUS
+            ),
+            None,
         )
-        self._appointments[new.id] = new
+        taken = any(
+            a.calcom_booking_uid == appointment.calcom_booking_uid
+            for a in self._appointments.values()
+        )
+        if claim is None or taken:
+            raise IntegrityError("UPDATE appointments", {}, ValueError("no open claim"))
+        claim.calcom_v2_booking_id = appointment.calcom_v2_booking_id
+        claim.calcom_booking_uid = appointment.calcom_booking_uid
+        claim.starts_at = appointment.starts_at
+        claim.status = appointment.status
+        claim.created_at = claim.updated_at = appointment.now
+        claim.event_type_id = appointment.event_type_id
         self._link(self.calls[appointment.call_id])
+        filled = claim.id
 
         async def read() -> AppointmentReadBack | None:
-            return await self.read_back(appointment.call_id, new.id)
+            return await self.read_back(appointment.call_id, filled)
 
-        return new.id, await check(new.id, read)
+        return filled, await check(filled, read)
+
+    async def release_claim(self, appointment_id: int) -> None:
+        appointment = self._appointments.get(appointment_id)
+        if appointment is not None and appointment.status == CLAIM_STATUS:
+            del self._appointments[appointment_id]
+
+    async def take_over_claim(self, appointment_id: int, *, seen: datetime, now: datetime) -> bool:
+        appointment = self._appointments.get(appointment_id)
+        if appointment is None or appointment.status != CLAIM_STATUS:
+            return False
+        if appointment.updated_at != seen:
+            return False
+        appointment.updated_at = now
+        return True
 
     async def read_back(
         self, call_id: int, appointment_id: int | None
@@ -190,6 +231,8 @@ class MemoryBookingStore:
 
     async def cancel_appointment(self, appointment_id: int, now: datetime) -> None:
         appointment = self._appointments[appointment_id]
+        if self.fail_writes is not None and appointment.status == CLAIM_STATUS:
+            raise self.fail_writes
         appointment.status = "cancelled"
         live = any(
             a.status not in NOT_LIVE_APPOINTMENT_STATUSES
@@ -212,7 +255,11 @@ class MemoryBookingStore:
         call = next((c for c in self.calls.values() if c.retell_call_id == retell_call_id), None)
         if call is None:
             return None
-        of_call = [a for a in self._appointments.values() if a.call_id == call.id]
+        of_call = [
+            a
+            for a in self._appointments.values()
+            if a.call_id == call.id and a.status != CLAIM_STATUS
+        ]
         latest = max(of_call, key=lambda a: (a.created_at, a.id), default=None)
         if latest is None:
             return None
@@ -325,4 +372,5 @@ def _stored(appointment: MemoryAppointment) -> StoredAppointment:
         appointment.starts_at,
         appointment.status,
         appointment.calcom_booking_uid,
+        appointment.updated_at,
     )

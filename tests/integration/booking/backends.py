@@ -54,6 +54,7 @@ class AppointmentView:
     calcom_v2_booking_id: int | None
     status: str
     idempotency_key: str | None
+    call_id: int | None = None
 
 
 class Backend:
@@ -127,14 +128,24 @@ class Backend:
         if self.memory is not None:
             return [
                 AppointmentView(
-                    a.id, a.calcom_booking_uid, a.calcom_v2_booking_id, a.status, a.idempotency_key
+                    a.id,
+                    a.calcom_booking_uid,
+                    a.calcom_v2_booking_id,
+                    a.status,
+                    a.idempotency_key,
+                    a.call_id,
                 )
                 for a in self.memory.appointments
             ]
         with UnitOfWork(self._sql.sessions) as uow:
             return [
                 AppointmentView(
-                    a.id, a.calcom_booking_uid, a.calcom_v2_booking_id, a.status, a.idempotency_key
+                    a.id,
+                    a.calcom_booking_uid,
+                    a.calcom_v2_booking_id,
+                    a.status,
+                    a.idempotency_key,
+                    a.call_id,
                 )
                 for a in uow.session.scalars(select(Appointment).order_by(Appointment.id))
             ]
@@ -181,8 +192,9 @@ class Backend:
             )
 
     @contextmanager
-    def failing_appointment_insert(self) -> Iterator[None]:
-        """The store rejects appointment writes while active (a database trigger that raises)."""
+    def failing_claim_writes(self) -> Iterator[None]:
+        """The store rejects every write to a claim while active (a database trigger that
+        raises): the claim is taken, the booking cannot be recorded in it."""
         if self.memory is not None:
             self.memory.fail_writes = OperationalError(
                 "INSERT INTO appointments", {}, RuntimeError("appointments rejected")
@@ -200,12 +212,14 @@ class Backend:
                     " AS $$ BEGIN RAISE EXCEPTION 'appointments rejected'; END $$"
                 )
                 connection.exec_driver_sql(
-                    "CREATE TRIGGER test_reject_appointment BEFORE INSERT ON appointments"
-                    " FOR EACH ROW EXECUTE FUNCTION test_reject_appointment()"
+                    "CREATE TRIGGER test_reject_appointment BEFORE UPDATE ON appointments"
+                    " FOR EACH ROW WHEN (OLD.status = 'pending_creation')"
+                    " EXECUTE FUNCTION test_reject_appointment()"
                 )
             else:
                 connection.exec_driver_sql(
-                    "CREATE TRIGGER test_reject_appointment BEFORE INSERT ON appointments"
+                    "CREATE TRIGGER test_reject_appointment BEFORE UPDATE ON appointments"
+                    " WHEN OLD.status = 'pending_creation'"
                     " BEGIN SELECT RAISE(ABORT, 'appointments rejected'); END"
                 )
         try:

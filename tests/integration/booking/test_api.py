@@ -343,25 +343,27 @@ async def test_calcom_booking_made_elsewhere_is_stored_without_alert(api: Api) -
     assert api.count(ConsistencyAlert) == 0
 
 
-async def test_calcom_booking_with_call_id_is_linked(api: Api) -> None:
-    """A booking we did not store but whose metadata names a call is linked to that call."""
+async def test_calcom_booking_naming_a_call_is_not_linked_by_that_alone(api: Api) -> None:
+    """A booking we did not make whose metadata names a call (no key we issued) is stored as
+    external and alerted; the call is not booked by it. Redelivered, nothing changes."""
     await api.retell(_retell_event("call_started", direction="inbound"))
     booking = api.calcom.add_booking(
         start=datetime(2026, 12, 4, 9, tzinfo=UTC),
         event_type_id=42,
         metadata={"retell_call_id": "call_1"},
     )
-    response = await api.calcom_event(api.calcom.webhook_body("BOOKING_CREATED", booking["uid"]))
-    assert response.status_code == 204
+    for _ in range(2):
+        response = await api.calcom_event(
+            api.calcom.webhook_body("BOOKING_CREATED", booking["uid"])
+        )
+        assert response.status_code == 204
     call = api.call()
-    assert (call.appointment_made, call.session_outcome, call.appointment_link_status) == (
-        True,
-        "appointment_booked",
-        "linked",
-    )
-    again = await api.calcom_event(api.calcom.webhook_body("BOOKING_CREATED", booking["uid"]))
-    assert again.status_code == 204
-    assert api.count(Appointment) == 1
+    assert (call.appointment_made, call.appointment_link_status) == (False, None)
+    with UnitOfWork(api.services.sessions) as uow:
+        appointment = uow.session.scalars(select(Appointment)).one()
+        alert = uow.session.scalars(select(ConsistencyAlert)).one()
+    assert (appointment.source, appointment.call_id) == ("calcom", None)
+    assert (alert.alert_type, alert.entity_id) == ("unverified_booking_metadata", appointment.id)
 
 
 async def test_calcom_reschedule_moves_the_appointment(api: Api) -> None:

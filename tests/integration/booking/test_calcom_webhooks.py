@@ -15,10 +15,12 @@ import pytest
 from sqlalchemy import select
 
 from bookingguard.api import create_app
+from bookingguard.booking.store import NewClaim
 from bookingguard.bootstrap import build_services
 from bookingguard.calcom.webhooks import OUR_METADATA_KEYS
 from bookingguard.db.models import (
     Appointment,
+    Call,
     ConsistencyAlert,
     NotificationOutbox,
     WebhookEvent,
@@ -32,7 +34,9 @@ from tests.support.calcom_standin import CalcomStandin
 from tests.support.retell import function_call_body
 
 START = datetime(2026, 12, 4, 9, tzinfo=UTC)
-OURS = {"retell_call_id": "call_1"}
+KEY = "bg1-issued-for-call-1"
+#: The metadata the booking path writes for the key it claimed for call_1 (``claimed``).
+OURS = {OUR_METADATA_KEYS[0]: KEY, OUR_METADATA_KEYS[1]: "call_1"}
 
 
 @pytest.fixture
@@ -46,8 +50,25 @@ async def hooks(database: TestDatabase, calcom_standin: CalcomStandin) -> AsyncI
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://api"
     ) as http:
-        yield Api(http, services, breaker, calcom_standin)
+        api = Api(http, services, breaker, calcom_standin)
+        await claimed(api, KEY)
+        yield api
     await services.calcom.aclose()
+
+
+async def claimed(api: Api, key: str, retell_call_id: str = "call_1") -> int:
+    """The booking path's claim of ``key`` for the call (created): the key it issued."""
+    claim = await api.services.booking.store.claim(
+        NewClaim(
+            retell_call_id=retell_call_id,
+            key=key,
+            event_type_id=42,
+            starts_at=START,
+            now=datetime.now(UTC),
+        )
+    )
+    assert claim.won
+    return claim.appointment.appointment_id
 
 
 async def deliver(api: Api, trigger: str, uid: str, **payload: Any) -> httpx.Response:
@@ -79,6 +100,11 @@ async def deliver_no_show(api: Api, uid: str, booking_id: int, *, no_show: bool)
 def appointments(api: Api) -> list[Appointment]:
     with UnitOfWork(api.services.sessions) as uow:
         return list(uow.session.scalars(select(Appointment).order_by(Appointment.id)))
+
+
+def external(api: Api) -> list[Appointment]:
+    """The appointments stored as made elsewhere (the fixture's claim is not one)."""
+    return [a for a in appointments(api) if a.source == "calcom"]
 
 
 def alerts(api: Api) -> list[ConsistencyAlert]:
@@ -206,7 +232,7 @@ async def test_external_booking_is_data_not_an_alarm(hooks: Api) -> None:
     """A web booking (no metadata of ours), requested then rejected: a calcom appointment with
     no call, no alert, no notification; the monitor finds no orphan in it."""
     booking = await requested(hooks, metadata=None)
-    (appointment,) = appointments(hooks)
+    (appointment,) = external(hooks)
     assert (appointment.source, appointment.call_id, appointment.status) == (
         "calcom",
         None,
@@ -218,7 +244,7 @@ async def test_external_booking_is_data_not_an_alarm(hooks: Api) -> None:
     report = monitor.check(scan_all=True, fix=False, notify=False)
     assert report.outcomes["orphaned_appointment"].count == 0
     await deliver(hooks, "BOOKING_REJECTED", booking["uid"], status="REJECTED")
-    assert [a.status for a in appointments(hooks)] == ["rejected"]
+    assert [a.status for a in external(hooks)] == ["rejected"]
     assert alerts(hooks) == []
     assert outbox(hooks) == []
 
@@ -226,14 +252,110 @@ async def test_external_booking_is_data_not_an_alarm(hooks: Api) -> None:
 async def test_booking_claiming_our_metadata_that_matches_nothing_is_an_alert(
     hooks: Api,
 ) -> None:
-    """Our idempotency key, no call and no appointment: unknown_calcom_booking, nothing stored."""
+    """A key we never issued, naming no call: an external booking and a warning, no call."""
     booking = hooks.calcom.add_booking(
         start=START, event_type_id=42, metadata={OUR_METADATA_KEYS[0]: "call_9:slot"}
     )
     await deliver(hooks, "BOOKING_CREATED", booking["uid"])
     (alert,) = alerts(hooks)
-    assert (alert.alert_type, alert.entity_id) == ("unknown_calcom_booking", booking["id"])
-    assert appointments(hooks) == []
+    (claim, external) = appointments(hooks)
+    assert (alert.alert_type, alert.severity, alert.entity_id) == (
+        "unverified_booking_metadata",
+        "warning",
+        external.id,
+    )
+    assert (external.source, external.call_id, external.calcom_booking_uid) == (
+        "calcom",
+        None,
+        booking["uid"],
+    )
+    assert (claim.status, claim.calcom_booking_uid) == ("pending_creation", None)
+    assert hooks.count(Call) == 1
+
+
+async def test_forged_metadata_never_books_a_failed_call(hooks: Api) -> None:
+    """A booking page's pre-filled metadata names a call whose booking failed (and a key we
+    never issued): the call stays failed and unbooked, the booking is stored as external,
+    and a warning names the call; a call id we do not know creates no call row."""
+    hooks.calcom.fail_next("create", status=400)
+    response = await hooks.book(function_call_body())
+    assert response.json()["booked"] is False
+    before = hooks.call()
+    assert (before.booking_failed, before.appointment_made) == (True, False)
+    forged = hooks.calcom.add_booking(
+        start=datetime(2026, 12, 4, 11, tzinfo=UTC),
+        event_type_id=42,
+        metadata={OUR_METADATA_KEYS[0]: "bg1-forged", OUR_METADATA_KEYS[1]: "call_1"},
+    )
+    await deliver(hooks, "BOOKING_CREATED", forged["uid"])
+    stranger = hooks.calcom.add_booking(
+        start=datetime(2026, 12, 4, 10, tzinfo=UTC),
+        event_type_id=42,
+        metadata={OUR_METADATA_KEYS[1]: "call_unknown"},
+    )
+    await deliver(hooks, "BOOKING_CREATED", stranger["uid"])
+    after = hooks.call()
+    assert (after.booking_failed, after.appointment_made, after.session_outcome) == (
+        True,
+        False,
+        before.session_outcome,
+    )
+    assert after.appointment_link_status == before.appointment_link_status
+    assert hooks.count(Call) == 1
+    stored = {a.calcom_booking_uid: (a.source, a.call_id) for a in appointments(hooks)}
+    assert stored[forged["uid"]] == stored[stranger["uid"]] == ("calcom", None)
+    named = {
+        (alert.metadata_ or {}).get("calcom_booking_uid"): (
+            alert.alert_type,
+            (alert.metadata_ or {}).get("named_call_id"),
+        )
+        for alert in alerts(hooks)
+    }
+    assert named == {
+        forged["uid"]: ("unverified_booking_metadata", after.id),
+        stranger["uid"]: ("unverified_booking_metadata", None),
+    }
+
+
+async def test_the_issued_key_attaches_the_booking_to_its_claim(hooks: Api) -> None:
+    """A booking carrying the key we issued fills that claim (a crashed owner's, say): the
+    call is linked and booked by it, no longer a failed booking; no alert."""
+    with UnitOfWork(hooks.services.sessions) as uow:
+        call = uow.session.scalars(select(Call).where(Call.retell_call_id == "call_1")).one()
+        call.booking_failed = True
+        call.booking_failure_reason = "calcom_unavailable"
+        uow.commit()
+    booking = hooks.calcom.add_booking(start=START, event_type_id=42, metadata=OURS)
+    await deliver(hooks, "BOOKING_CREATED", booking["uid"])
+    (appointment,) = appointments(hooks)
+    assert (appointment.status, appointment.idempotency_key, appointment.source) == (
+        "booked",
+        KEY,
+        "agent",
+    )
+    assert (appointment.calcom_booking_uid, appointment.calcom_v2_booking_id) == (
+        booking["uid"],
+        booking["id"],
+    )
+    assert call_state(hooks) == (True, "appointment_booked", "linked")
+    assert (hooks.call().booking_failed, hooks.call().booking_failure_reason) == (False, None)
+    assert alerts(hooks) == []
+
+
+async def test_a_cancellation_of_the_claims_booking_closes_the_claim(hooks: Api) -> None:
+    """The claim's booking cancelled before its creation reached us: the claim is closed as
+    cancelled with the booking (the key has had its create); the call is not booked."""
+    booking = hooks.calcom.add_booking(start=START, event_type_id=42, metadata=OURS)
+    hooks.calcom.cancel(booking["uid"])
+    await deliver(hooks, "BOOKING_CANCELLED", booking["uid"])
+    (appointment,) = appointments(hooks)
+    assert (appointment.status, appointment.calcom_booking_uid, appointment.idempotency_key) == (
+        "cancelled",
+        booking["uid"],
+        KEY,
+    )
+    assert call_state(hooks)[0] is False
+    assert alerts(hooks) == []
 
 
 async def test_our_metadata_keys_are_the_ones_the_booking_path_writes(hooks: Api) -> None:

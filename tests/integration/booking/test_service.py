@@ -20,6 +20,8 @@ from bookingguard.booking import (
     SqlBookingStore,
 )
 from bookingguard.booking.calcom_events import apply_calcom_event
+from bookingguard.booking.claims import ClaimWaiter
+from bookingguard.booking.store import BookingStore
 from bookingguard.calcom import CalcomBooking, CalcomClient, CalcomWebhook, NewBooking
 from bookingguard.db.ddl import set_triggers_enabled
 from bookingguard.db.models import Call
@@ -87,6 +89,8 @@ async def rig(
     read_timeout: float = 2.0,
     validation_clock: Callable[[], datetime] = lambda: NOW,
     breaker: FakeBreaker | None = None,
+    claims: ClaimWaiter | None = None,
+    store: BookingStore | None = None,
 ) -> AsyncIterator[Rig]:
     breaker = breaker or FakeBreaker()
     retrier = ImmediateRetrier()
@@ -94,13 +98,14 @@ async def rig(
         base_url=calcom.base_url, api_key=calcom.api_key, read_timeout=read_timeout
     ) as client:
         service = BookingService(
-            store=backend.store,
+            store=store or backend.store,
             calcom=client,
             breaker=breaker,
             retrier=retrier,
             validator=PostBookingValidator(max_appointment_age_seconds=300, clock=validation_clock),
             clock=lambda: NOW,
             spool=backend.spool,
+            claims=claims,
         )
         try:
             yield Rig(service, breaker, retrier, calcom, backend, client)
@@ -239,7 +244,10 @@ async def test_concurrent_duplicates_book_once(
 async def test_server_errors_exhaust_retries(
     backend: Backend, calcom_standin: CalcomStandin
 ) -> None:
-    """Three 500s: not booked, the call consistent and flagged, a review item, no booking."""
+    """Three 500s: not booked, the call consistent and flagged, a review item, no booking.
+
+    A 500 may have booked: the key's claim stays, for a later request to resolve by the key.
+    """
     calcom_standin.fail_next("create", status=500, times=3)
     async with rig(backend, calcom_standin) as r:
         outcome = await r.service.book(_request())
@@ -248,7 +256,9 @@ async def test_server_errors_exhaust_retries(
     assert calcom_standin.request_count("create") == 3
     assert r.breaker.keys == ["appointment_booking:event_type:42"] * 3
     assert calcom_standin.bookings() == []
-    assert r.appointments() == []
+    assert [(a.status, a.idempotency_key) for a in r.appointments()] == [
+        ("pending_creation", _request().key)
+    ]
     call = r.call()
     assert call.appointment_made is False
     assert call.session_outcome == "creation_failed"
@@ -350,14 +360,20 @@ async def test_failed_validation_rolls_back_and_cancels(
 async def test_failed_local_write_cancels_calcom_booking(
     backend: Backend, calcom_standin: CalcomStandin
 ) -> None:
-    """Cal.com booked but our insert failed: the Cal.com booking is cancelled (compensation)."""
-    with backend.failing_appointment_insert():
+    """Cal.com booked but our write failed: the Cal.com booking is cancelled (compensation).
+
+    The database refused every write to the claim, so it stays open, booking-less: a later
+    request finds the cancelled booking by its key once the claim is stale.
+    """
+    with backend.failing_claim_writes():
         async with rig(backend, calcom_standin) as r:
             outcome = await r.service.book(_request())
     assert outcome.result is BookingResult.LOCAL_WRITE_FAILED
     (booking,) = calcom_standin.bookings()
     assert booking["status"] == "cancelled"
-    assert r.appointments() == []
+    assert [(a.status, a.calcom_booking_uid) for a in r.appointments()] == [
+        ("pending_creation", None)
+    ]
     assert r.call().appointment_made is False
     assert r.call().booking_failed is True
     assert r.review_reasons() == ["booking_failed"]
@@ -368,7 +384,7 @@ async def test_failed_compensation_alerts_and_files(
 ) -> None:
     """If the cancellation fails too: a compensation_failed alert and a review item."""
     calcom_standin.fail_next("cancel", status=503, times=3)
-    with backend.failing_appointment_insert():
+    with backend.failing_claim_writes():
         async with rig(backend, calcom_standin) as r:
             outcome = await r.service.book(_request())
     assert outcome.result is BookingResult.LOCAL_WRITE_FAILED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -12,8 +13,10 @@ from sqlalchemy.exc import IntegrityError
 from bookingguard.booking import RollbackFailedError
 from bookingguard.booking.store import (
     AppointmentReadBack,
+    BookingStore,
     FailureRecord,
     NewAppointment,
+    NewClaim,
     ReadBack,
 )
 from bookingguard.db.spool import BOOKING_FAILED, CHANGE_FAILED, COMPENSATION_FAILED
@@ -77,6 +80,20 @@ def _compensation_failure(call_id: int | None, retell_call_id: str = "call_1") -
     )
 
 
+def _claim(retell_call_id: str = "call_1", key: str = "key-1") -> NewClaim:
+    return NewClaim(
+        retell_call_id=retell_call_id, key=key, event_type_id=42, starts_at=SLOT, now=NOW
+    )
+
+
+async def _book(
+    store: BookingStore, appointment: NewAppointment, retell_call_id: str = "call_1"
+) -> tuple[int, AppointmentReadBack | None]:
+    """The booking path's two writes: the key claimed, then the claim filled."""
+    await store.claim(_claim(retell_call_id, appointment.idempotency_key))
+    return await store.write_and_link(appointment, _read)
+
+
 async def test_look_up_creates_the_call_once(backend: Backend) -> None:
     """A call no webhook announced is created by the first look-up and found by the next."""
     first_id, first_stored = await backend.store.look_up("call_new", "key-1")
@@ -90,7 +107,7 @@ async def test_write_and_link_links_the_call_and_reads_back_what_it_stored(
 ) -> None:
     """The write links the call; the read-back on its connection sees the committed row."""
     call_id = backend.add_call("call_1")
-    appointment_id, row = await backend.store.write_and_link(_appointment(call_id), _read)
+    appointment_id, row = await _book(backend.store, _appointment(call_id))
     assert row is not None
     assert (row.id, row.call_id, row.calcom_booking_uid) == (appointment_id, call_id, "uid-1")
     assert row.calcom_v2_booking_id is not None
@@ -108,7 +125,7 @@ async def test_write_and_link_links_the_call_and_reads_back_what_it_stored(
 async def test_look_up_finds_the_appointment_stored_for_the_key(backend: Backend) -> None:
     """Once written, the key's look-up returns the appointment, its start in UTC."""
     call_id = backend.add_call("call_1")
-    appointment_id, _ = await backend.store.write_and_link(_appointment(call_id), _read)
+    appointment_id, _ = await _book(backend.store, _appointment(call_id))
     found_call, stored = await backend.store.look_up("call_1", "key-1")
     assert found_call == call_id
     assert stored is not None
@@ -121,24 +138,86 @@ async def test_look_up_finds_the_appointment_stored_for_the_key(backend: Backend
     assert (await backend.store.look_up("call_1", "key-other"))[1] is None
 
 
-@pytest.mark.parametrize(("key", "uid"), [("key-1", "uid-2"), ("key-2", "uid-1")])
+@pytest.mark.parametrize(
+    ("key", "uid", "left"),
+    [
+        ("key-1", "uid-2", [("key-1", "uid-1", "booked")]),
+        ("key-2", "uid-1", [("key-1", "uid-1", "booked"), ("key-2", None, "pending_creation")]),
+    ],
+)
 async def test_a_second_write_of_the_key_or_the_booking_is_an_integrity_error(
-    backend: Backend, key: str, uid: str
+    backend: Backend, key: str, uid: str, left: list[tuple[str, str | None, str]]
 ) -> None:
-    """One appointment per idempotency key and per Cal.com booking."""
+    """A claim is filled once, and a Cal.com booking is stored once: a second write of the
+    key, or of the booking into another key's claim, is an IntegrityError."""
     call_id = backend.add_call("call_1")
-    await backend.store.write_and_link(_appointment(call_id), _read)
+    await _book(backend.store, _appointment(call_id))
     with pytest.raises(IntegrityError):
-        await backend.store.write_and_link(_appointment(call_id, key=key, uid=uid), _read)
-    assert len(backend.appointments()) == 1
+        await _book(backend.store, _appointment(call_id, key=key, uid=uid))
+    stored = [(a.idempotency_key, a.calcom_booking_uid, a.status) for a in backend.appointments()]
+    assert stored == left
+
+
+async def test_a_key_is_claimed_once_and_the_claim_links_nothing(backend: Backend) -> None:
+    """The first claim of a key wins (the call created for it); the next finds that claim.
+    A claim is not live: the call is not booked by it."""
+    first = await backend.store.claim(_claim("call_new"))
+    second = await backend.store.claim(_claim("call_new"))
+    assert (first.won, second.won) == (True, False)
+    assert first.call_id == second.call_id
+    assert first.appointment == second.appointment
+    claim = first.appointment
+    assert (claim.status, claim.claimed, claim.call_id) == ("pending_creation", True, first.call_id)
+    assert (claim.start, claim.calcom_booking_uid, claim.updated_at) == (SLOT, None, NOW)
+    assert (await backend.store.look_up("call_new", "key-1"))[1] == claim
+    flags = backend.flags("call_new")
+    assert (flags.appointment_made, flags.appointment_link_status) == (False, None)
+
+
+async def test_concurrent_claims_of_a_key_have_one_winner(backend: Backend) -> None:
+    """Claims of one key at once (the call announced): exactly one wins, all name one row."""
+    backend.add_call("call_1")
+    claimed = await asyncio.gather(*(backend.store.claim(_claim()) for _ in range(4)))
+    assert [c.won for c in claimed].count(True) == 1
+    assert len({c.appointment.appointment_id for c in claimed}) == 1
+
+
+async def test_a_released_claim_frees_the_key(backend: Backend) -> None:
+    """Released (Cal.com booked nothing), the key can be claimed again; a filled claim is no
+    longer a claim to release, nor a claim to fill."""
+    first = await backend.store.claim(_claim())
+    await backend.store.release_claim(first.appointment.appointment_id)
+    assert backend.appointments() == []
+    assert (await backend.store.look_up("call_1", "key-1"))[1] is None
+    with pytest.raises(IntegrityError):
+        await backend.store.write_and_link(_appointment(first.call_id), _read)
+    again = await backend.store.claim(_claim())
+    assert again.won
+    await backend.store.write_and_link(_appointment(again.call_id), _read)
+    await backend.store.release_claim(again.appointment.appointment_id)
+    assert [a.status for a in backend.appointments()] == ["booked"]
+
+
+async def test_a_claim_is_taken_over_only_as_it_was_seen(backend: Backend) -> None:
+    """A stale claim is taken over by whoever saw it as it is: the first taker changes it,
+    so a second taker (or one after it was filled) gets False."""
+    claim = (await backend.store.claim(_claim())).appointment
+    later = NOW + timedelta(minutes=5)
+    assert await backend.store.take_over_claim(claim.appointment_id, seen=NOW, now=later)
+    assert not await backend.store.take_over_claim(claim.appointment_id, seen=NOW, now=later)
+    _, stored = await backend.store.look_up("call_1", "key-1")
+    assert stored is not None
+    assert (stored.status, stored.updated_at) == ("pending_creation", later)
+    await backend.store.write_and_link(_appointment(claim.call_id or 0), _read)
+    assert not await backend.store.take_over_claim(claim.appointment_id, seen=NOW, now=later)
 
 
 async def test_read_back_without_an_id_finds_the_calls_latest(backend: Backend) -> None:
     """The read-back of a call without an appointment id is its latest appointment."""
     call_id = backend.add_call("call_1")
-    await backend.store.write_and_link(_appointment(call_id), _read)
+    await _book(backend.store, _appointment(call_id))
     later = replace(_appointment(call_id, key="k2", uid="u2"), now=NOW + timedelta(seconds=1))
-    latest_id, _ = await backend.store.write_and_link(later, _read)
+    latest_id, _ = await _book(backend.store, later)
     row = await backend.store.read_back(call_id, None)
     assert row is not None
     assert row.id == latest_id
@@ -161,7 +240,7 @@ async def test_claim_stored_claims_a_webhooks_appointment_for_the_key(backend: B
 async def test_claim_stored_keeps_another_keys_claim(backend: Backend) -> None:
     """An appointment already stored for another key is returned, its key unchanged."""
     call_id = backend.add_call("call_1")
-    await backend.store.write_and_link(_appointment(call_id), _read)
+    await _book(backend.store, _appointment(call_id))
     stored = await backend.store.claim_stored("key-2", "uid-1")
     assert stored is not None
     assert stored.calcom_booking_uid == "uid-1"
@@ -171,7 +250,7 @@ async def test_claim_stored_keeps_another_keys_claim(backend: Backend) -> None:
 async def test_cancelling_the_last_appointment_unlinks_the_call(backend: Backend) -> None:
     """A cancelled last appointment unlinks its call and moves it off 'booked'."""
     call_id = backend.add_call("call_1")
-    appointment_id, _ = await backend.store.write_and_link(_appointment(call_id), _read)
+    appointment_id, _ = await _book(backend.store, _appointment(call_id))
     await backend.store.cancel_appointment(appointment_id, NOW)
     assert [a.status for a in backend.appointments()] == ["cancelled"]
     flags = backend.flags("call_1")
@@ -185,7 +264,7 @@ async def test_cancelling_the_last_appointment_unlinks_the_call(backend: Backend
 async def test_roll_back_flags_the_call_and_files_it(backend: Backend) -> None:
     """A rollback marks the booking failed, with an alert and a review item."""
     call_id = backend.add_call("call_1")
-    await backend.store.write_and_link(_appointment(call_id), _read)
+    await _book(backend.store, _appointment(call_id))
     await backend.store.roll_back(
         call_id, reason="appointment_too_old", details={"age_seconds": 900}, now=NOW
     )
@@ -223,7 +302,7 @@ async def test_record_failure_flags_an_unbooked_call(backend: Backend) -> None:
 async def test_record_failure_keeps_a_booked_calls_flags(backend: Backend) -> None:
     """A call that holds another booking stays booked when a later booking fails."""
     call_id = backend.add_call("call_1")
-    await backend.store.write_and_link(_appointment(call_id), _read)
+    await _book(backend.store, _appointment(call_id))
     await backend.store.record_failure(_failure(call_id=call_id, reason="slot_unavailable"))
     flags = backend.flags("call_1")
     assert (flags.appointment_made, flags.session_outcome, flags.appointment_link_status) == (
@@ -246,7 +325,7 @@ async def test_record_change_failure_files_it_and_keeps_the_booking(backend: Bac
     """A move the caller asked for that failed: filed for a call-back, written once however
     often it is written, and the call's booking flags untouched."""
     call_id = backend.add_call("call_1")
-    await backend.store.write_and_link(_appointment(call_id), _read)
+    await _book(backend.store, _appointment(call_id))
     record = FailureRecord(
         kind=CHANGE_FAILED,
         retell_call_id="call_1",
@@ -319,7 +398,7 @@ async def test_a_pending_appointment_is_stored_pending_and_links_the_call(
 ) -> None:
     """A booking Cal.com holds for confirmation is stored pending; the call counts as booked."""
     call_id = backend.add_call("call_1")
-    await backend.store.write_and_link(replace(_appointment(call_id), status="pending"), _read)
+    await _book(backend.store, replace(_appointment(call_id), status="pending"))
     assert [a.status for a in backend.appointments()] == ["pending"]
     _, stored = await backend.store.look_up("call_1", "key-1")
     assert stored is not None
@@ -335,9 +414,9 @@ async def test_latest_appointment_is_the_calls_newest_whatever_its_status(
     call_id = backend.add_call("call_1")
     assert await backend.store.latest_appointment("call_1") is None
     assert await backend.store.latest_appointment("call_unknown") is None
-    first_id, _ = await backend.store.write_and_link(_appointment(call_id), _read)
+    first_id, _ = await _book(backend.store, _appointment(call_id))
     later = replace(_appointment(call_id, key="k2", uid="u2"), now=NOW + timedelta(seconds=1))
-    latest_id, _ = await backend.store.write_and_link(later, _read)
+    latest_id, _ = await _book(backend.store, later)
     await backend.store.cancel_appointment(latest_id, NOW)
     latest = await backend.store.latest_appointment("call_1")
     assert latest is not None
@@ -351,13 +430,34 @@ async def test_latest_appointment_is_the_calls_newest_whatever_its_status(
     assert first_id != latest_id
 
 
+async def test_a_claim_is_not_the_calls_latest_appointment(backend: Backend) -> None:
+    """A newer claim (a second booking still at Cal.com, or its outcome unknown) is not what
+    the agent moves or cancels: the call's latest appointment is still its booking."""
+    call_id = backend.add_call("call_1")
+    booked_id, _ = await _book(backend.store, _appointment(call_id))
+    later = NewClaim(
+        retell_call_id="call_1",
+        key="key-2",
+        event_type_id=42,
+        starts_at=SLOT + timedelta(days=1),
+        now=NOW + timedelta(seconds=1),
+    )
+    assert (await backend.store.claim(later)).won
+    latest = await backend.store.latest_appointment("call_1")
+    assert latest is not None
+    assert (latest.appointment_id, latest.status) == (booked_id, "booked")
+    claim_only = backend.add_call("call_2")
+    assert (await backend.store.claim(_claim("call_2", "key-3"))).call_id == claim_only
+    assert await backend.store.latest_appointment("call_2") is None
+
+
 async def test_reschedule_stores_the_new_appointment_and_keeps_the_call_linked(
     backend: Backend,
 ) -> None:
     """After a reschedule the new appointment is the call's latest, the old one rescheduled,
     and the call stays linked and booked."""
     call_id = backend.add_call("call_1")
-    old_id, _ = await backend.store.write_and_link(_appointment(call_id), _read)
+    old_id, _ = await _book(backend.store, _appointment(call_id))
     moved = replace(
         _appointment(call_id, key="key-moved", uid="uid-moved"),
         starts_at=SLOT + timedelta(days=1),
@@ -385,7 +485,7 @@ async def test_reschedule_stores_the_new_appointment_and_keeps_the_call_linked(
 async def test_reschedule_takes_over_the_new_booking_a_webhook_stored(backend: Backend) -> None:
     """A new booking the Cal.com webhook stored first is claimed, not stored twice."""
     call_id = backend.add_call("call_1")
-    old_id, _ = await backend.store.write_and_link(_appointment(call_id), _read)
+    old_id, _ = await _book(backend.store, _appointment(call_id))
     stored_id = backend.add_webhook_appointment(
         call_id=call_id, calcom_booking_uid="uid-moved", starts_at=SLOT, now=NOW
     )

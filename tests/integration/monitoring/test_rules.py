@@ -104,6 +104,30 @@ def test_rule_finds_its_crafted_row(
     assert set(others.values()) == {0}, others
 
 
+@pytest.mark.parametrize("scan_all", [False, True], ids=["window", "all"])
+def test_a_claim_is_no_live_appointment(database: TestDatabase, scan_all: bool) -> None:
+    """A booking's claim (pending_creation) holds no slot: an unflagged call with one is no
+    orphan and no link mismatch, and a flagged call with only a claim is a phantom."""
+    play_legacy(database)
+    with database.engine.begin() as connection:
+        waiting = add_call(connection, "c1")
+        add_appointment(connection, waiting, status="pending_creation", idempotency_key="k1")
+        phantom = add_call(
+            connection,
+            "c2",
+            appointment_made=True,
+            session_outcome="appointment_booked",
+            appointment_link_status="unlinked",
+        )
+        add_appointment(connection, phantom, status="pending_creation", idempotency_key="k2")
+    report = monitor_for(database).check(fix=False, notify=False, scan_all=scan_all)
+    assert report.errors == []
+    counts = {name: f["count"] for name, f in report.to_dict()["findings"].items()}
+    assert counts == dict.fromkeys(counts, 0) | {"missing_appointment": 1}
+    samples = report.to_dict()["findings"]["missing_appointment"]["samples"]
+    assert [sample["entity_id"] for sample in samples] == [phantom]
+
+
 def test_window_excludes_older_rows_and_all_includes_them(database: TestDatabase) -> None:
     """A phantom from yesterday is outside the 1-hour window but found by --all."""
     play_legacy(database)

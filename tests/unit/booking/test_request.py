@@ -1,11 +1,13 @@
-"""BookingRequest's idempotency key: stable per call and slot, overridable."""
+"""BookingRequest's idempotency key (stable per call and slot, overridable), its Cal.com create,
+and the sentence of an outcome still confirming."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bookingguard.booking import BookingRequest, circuit_key_for
+from bookingguard.api.routes.retell_words import SORRY, booking_sentence
+from bookingguard.booking import BookingOutcome, BookingRequest, BookingResult, circuit_key_for
 
 SLOT = datetime(2026, 12, 3, 14, tzinfo=UTC)
 
@@ -48,3 +50,19 @@ def test_given_key_wins() -> None:
 def test_circuit_key_names_the_event_type() -> None:
     """Bookings are guarded per event type."""
     assert circuit_key_for(42) == "appointment_booking:event_type:42"
+
+
+def test_the_create_carries_the_key_and_the_call_in_its_metadata() -> None:
+    """What Cal.com is asked to book names our key and the call: the key a webhook or a
+    look-up matches to the claim."""
+    request = _request(phone="+4930123456")
+    new = request.new_booking()
+    assert new.metadata == {"bookingguard_idempotency_key": request.key, "retell_call_id": "call_1"}
+    assert (new.start, new.event_type_id, new.phone) == (SLOT, 42, "+4930123456")
+
+
+def test_confirming_is_said_as_such() -> None:
+    """A request whose key another request is still booking is told to ask again, not sorry."""
+    sentence = booking_sentence(BookingOutcome(BookingResult.CONFIRMING), "Europe/Berlin")
+    assert "still confirming" in sentence
+    assert sentence != SORRY

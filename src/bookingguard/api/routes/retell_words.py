@@ -28,6 +28,7 @@ _SORRY_CHANGE = (
     "will call you back shortly."
 )
 _TAKEN = "I'm sorry, that time is no longer available. Would you like to pick another time?"
+_CONFIRMING = "I'm still confirming that booking. Give me a moment, then I'll check again."
 CANT_BOOK_THAT = "I'm sorry, I can't book that kind of appointment."
 
 
@@ -67,6 +68,8 @@ def booking_sentence(outcome: BookingOutcome | None, time_zone: str) -> str:
         )
     if outcome.result is BookingResult.SLOT_UNAVAILABLE:
         return _TAKEN
+    if outcome.result is BookingResult.CONFIRMING:
+        return _CONFIRMING
     return SORRY
 
 

@@ -3,8 +3,14 @@
 The statements are built once, with bound parameters: on a busy host, building an
 expression costs more than running it. The parts that are the same on both
 databases (creating a call no webhook has announced yet, claiming an appointment a
-Cal.com webhook stored first, cancelling an appointment) run on the sync engine
-in a worker thread, never blocking the event loop.
+Cal.com webhook stored first, cancelling an appointment, releasing or taking over a
+booking's claim) run on the sync engine in a worker thread, never blocking the event
+loop.
+
+A booking's claim is the appointment row for its idempotency key in
+``pending_creation``, inserted (insert-or-ignore on the unique key) before Cal.com is
+asked: exactly one request per key inserts it, in any process. The write that records
+Cal.com's booking fills that row and links the call.
 """
 
 from __future__ import annotations
@@ -16,18 +22,37 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import Connection, Engine, bindparam, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bookingguard.db.models import NOT_LIVE_APPOINTMENT_STATUSES, Appointment, Call
+from bookingguard.db.dialects import dialect_of
+from bookingguard.db.models import (
+    CLAIM_STATUS,
+    NOT_LIVE_APPOINTMENT_STATUSES,
+    Appointment,
+    Call,
+)
 from bookingguard.db.uow import UnitOfWork
 
 __all__ = [
     "AppointmentReadBack",
     "BookingQueries",
     "CallAppointment",
+    "Claimed",
     "NewAppointment",
+    "NewClaim",
     "ReadBack",
     "StoredAppointment",
     "read_appointment",
@@ -45,6 +70,55 @@ class StoredAppointment:
     start: datetime | None
     status: str
     calcom_booking_uid: str | None
+    #: When the row last changed: for a claim, when it was taken (or taken over).
+    updated_at: datetime | None = None
+
+    @property
+    def claimed(self) -> bool:
+        """Whether the row is still a claim, its booking not yet recorded."""
+        return self.status == CLAIM_STATUS
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewClaim:
+    """A booking's claim on its idempotency key, taken before Cal.com is asked."""
+
+    retell_call_id: str
+    key: str
+    event_type_id: int
+    starts_at: datetime
+    now: datetime
+
+    def params(self) -> dict[str, object]:
+        """The parameters of the claim's look-up and insert."""
+        return {
+            "retell_call_id": self.retell_call_id,
+            "key": self.key,
+            "claim_event_type_id": self.event_type_id,
+            "claim_starts_at": self.starts_at.astimezone(UTC),
+            "claim_now": self.now,
+        }
+
+    def stored(self, appointment_id: int, call_id: int) -> StoredAppointment:
+        """The claim as inserted."""
+        return StoredAppointment(
+            appointment_id,
+            call_id,
+            self.starts_at.astimezone(UTC),
+            CLAIM_STATUS,
+            None,
+            self.now,
+        )
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What a claim found: the call, the row for the key, and whether this request took it."""
+
+    call_id: int
+    appointment: StoredAppointment
+    #: True when this request inserted the claim: it, and no other, asks Cal.com.
+    won: bool
 
 
 @dataclass(frozen=True)
@@ -65,7 +139,11 @@ class CallAppointment:
 
 @dataclass(frozen=True, kw_only=True)
 class NewAppointment:
-    """A Cal.com booking to store as the call's appointment, linking the call."""
+    """A Cal.com booking to store as the call's appointment, linking the call.
+
+    The booking path's write fills the claim on ``idempotency_key`` with it; a
+    reschedule inserts it.
+    """
 
     call_id: int
     event_type_id: int | None
@@ -121,10 +199,76 @@ LOOK_UP = (
         Appointment.starts_at,
         Appointment.status,
         Appointment.calcom_booking_uid,
+        Appointment.updated_at,
     )
     .select_from(Call)
     .outerjoin(Appointment, Appointment.idempotency_key == bindparam("key"))
     .where(Call.retell_call_id == bindparam("retell_call_id"))
+)
+#: The columns a claim sets, and the values it inserts (bound as ``claim_<name>``).
+CLAIM_COLUMNS = (
+    "call_id",
+    "event_type_id",
+    "starts_at",
+    "status",
+    "idempotency_key",
+    "created_at",
+    "updated_at",
+)
+
+
+def claim_values(call_id: Any) -> tuple[Any, ...]:
+    """A claim's values, its call's id given (a parameter, or a column of a select)."""
+    return (
+        call_id,
+        bindparam("claim_event_type_id", type_=Appointment.event_type_id.type),
+        bindparam("claim_starts_at", type_=Appointment.starts_at.type),
+        literal(CLAIM_STATUS),
+        bindparam("key", type_=Appointment.idempotency_key.type),
+        bindparam("claim_now", type_=Appointment.created_at.type),
+        bindparam("claim_now", type_=Appointment.updated_at.type),
+    )
+
+
+def insert_claim(table: Table, bind: Engine) -> Any:
+    """The claim's insert for ``bind``'s database: nothing when the key is claimed already."""
+    statement = dialect_of(bind).insert_or_ignore(table, conflict_columns=["idempotency_key"])
+    values = dict(zip(CLAIM_COLUMNS, claim_values(bindparam("claim_call_id")), strict=True))
+    return statement.values(values).returning(Appointment.id)
+
+
+# The claim becomes the booking: only while it is still a claim (a webhook of the same
+# booking may have filled it first). Its creation time becomes the write's, which the
+# post-booking validation measures the appointment's age from.
+FILL_CLAIM = (
+    update(Appointment)
+    .where(
+        Appointment.idempotency_key == bindparam("new_idempotency_key"),
+        Appointment.status == CLAIM_STATUS,
+    )
+    .values(
+        event_type_id=bindparam("new_event_type_id"),
+        calcom_v2_booking_id=bindparam("new_calcom_v2_booking_id"),
+        calcom_booking_uid=bindparam("new_calcom_booking_uid"),
+        starts_at=bindparam("new_starts_at"),
+        ends_at=bindparam("new_ends_at"),
+        status=bindparam("new_status"),
+        created_at=bindparam("new_created_at"),
+        updated_at=bindparam("new_updated_at"),
+    )
+    .returning(Appointment.id)
+)
+RELEASE_CLAIM = delete(Appointment).where(
+    Appointment.id == bindparam("appointment_id"), Appointment.status == CLAIM_STATUS
+)
+TAKE_OVER_CLAIM = (
+    update(Appointment)
+    .where(
+        Appointment.id == bindparam("appointment_id"),
+        Appointment.status == CLAIM_STATUS,
+        Appointment.updated_at == bindparam("seen"),
+    )
+    .values(updated_at=bindparam("now"))
 )
 # The appointment's values bind as ``new_<column>``: a parameter named like a column would
 # also be SET by the UPDATE below, which SQLAlchemy fills from matching parameter names.
@@ -197,7 +341,8 @@ LATEST_OF_CALL = (
         Appointment.status,
     )
     .join(Call, Call.id == Appointment.call_id)
-    .where(Call.retell_call_id == bindparam("retell_call_id"))
+    # A claim is no appointment yet: nothing to move or cancel.
+    .where(Call.retell_call_id == bindparam("retell_call_id"), Appointment.status != CLAIM_STATUS)
     .order_by(Appointment.created_at.desc(), Appointment.id.desc())
     .limit(1)
 )
@@ -243,10 +388,20 @@ def latest_row(row: Sequence[Any] | None) -> CallAppointment | None:
 def looked_up(row: Sequence[Any]) -> tuple[int, StoredAppointment | None]:
     """``LOOK_UP``'s row as the call's id and the appointment already stored for the key."""
     start = row[3].astimezone(UTC) if row[3] is not None else None
+    updated = row[6].astimezone(UTC) if row[6] is not None else None
     stored = (
-        StoredAppointment(row[1], row[2], start, row[4], row[5]) if row[1] is not None else None
+        StoredAppointment(row[1], row[2], start, row[4], row[5], updated)
+        if row[1] is not None
+        else None
     )
     return row[0], stored
+
+
+def claim_gone(key: str) -> IntegrityError:
+    """The error of a write whose claim is no longer there to fill (or holds another booking)."""
+    return IntegrityError(
+        "UPDATE appointments", {"key": key}, LookupError(f"no open claim for key {key}")
+    )
 
 
 async def in_thread(fn: Callable[..., T], *args: object) -> T:
@@ -277,14 +432,21 @@ class BookingQueries(ABC):
         """The call's id (created if no webhook has yet) and any appointment stored for ``key``."""
 
     @abstractmethod
+    async def claim(self, claim: NewClaim) -> Claimed:
+        """The call (created if no webhook has yet) and the row for the key, claimed if there
+        was none: one transaction, committed."""
+
+    @abstractmethod
     async def write_and_link(
         self, appointment: NewAppointment, check: Callable[[int, ReadBack], Awaitable[T]]
     ) -> tuple[int, T]:
-        """Store ``appointment`` and link its call, committed; then ``check(appointment_id, read)``.
+        """Fill the key's claim with ``appointment`` and link its call, committed; then
+        ``check(appointment_id, read)``.
 
         The read-back runs on the write's connection, after the commit: it sees what
-        is really stored. Raises ``IntegrityError`` when the key or the Cal.com
-        booking is already stored, another ``SQLAlchemyError`` when the write fails.
+        is really stored. Raises ``IntegrityError`` when the claim is no longer open or
+        the Cal.com booking is already stored, another ``SQLAlchemyError`` when the
+        write fails.
         """
 
     @abstractmethod
@@ -300,6 +462,15 @@ class BookingQueries(ABC):
     async def cancel_appointment(self, appointment_id: int, now: datetime) -> None:
         """Mark the appointment cancelled (the database unlinks its call)."""
         await in_thread(self._cancel_appointment, appointment_id, now)
+
+    async def release_claim(self, appointment_id: int) -> None:
+        """Delete the claim, if it is still one: Cal.com created nothing for its key."""
+        await in_thread(self._execute, RELEASE_CLAIM, {"appointment_id": appointment_id})
+
+    async def take_over_claim(self, appointment_id: int, *, seen: datetime, now: datetime) -> bool:
+        """Make the claim last changed at ``seen`` this request's; False if it changed since."""
+        params = {"appointment_id": appointment_id, "seen": seen, "now": now}
+        return await in_thread(self._execute, TAKE_OVER_CLAIM, params) == 1
 
     async def latest_appointment(self, retell_call_id: str) -> CallAppointment | None:
         """The call's latest appointment (any status), or None."""
@@ -331,6 +502,45 @@ class BookingQueries(ABC):
                     continue
                 return call.id, None
         raise RuntimeError(f"call {retell_call_id} neither found nor created")
+
+    def _claim(self, claim: NewClaim) -> Claimed:
+        """``claim`` in one transaction: find or create the call, then find or insert the
+        key's row. A racing request's claim, committed while this one's insert waited,
+        is read in the next round."""
+        params = claim.params()
+        insert_statement = insert_claim(Appointment.__table__, self._engine)  # type: ignore[arg-type]
+        for _ in range(3):
+            with UnitOfWork(self._sessions) as uow:
+                connection = uow.session.connection()
+                row = connection.execute(LOOK_UP, params).first()
+                if row is not None:
+                    call_id, stored = looked_up(row)
+                else:
+                    call = Call(retell_call_id=claim.retell_call_id, call_status="ongoing")
+                    uow.session.add(call)
+                    try:
+                        uow.session.flush()
+                    except IntegrityError:
+                        continue
+                    call_id, stored = call.id, None
+                won = stored is None
+                if stored is None:
+                    claim_id = connection.execute(
+                        insert_statement, params | {"claim_call_id": call_id}
+                    ).scalar()
+                    if claim_id is None:
+                        continue
+                    stored = claim.stored(claim_id, call_id)
+                uow.commit()
+                return Claimed(call_id, stored, won)
+        raise RuntimeError(f"key {claim.key} neither claimed nor found")
+
+    def _execute(self, statement: Any, params: dict[str, Any]) -> int:
+        """``statement`` in a transaction of its own; the rows it changed."""
+        with UnitOfWork(self._sessions) as uow:
+            changed = uow.session.connection().execute(statement, params).rowcount
+            uow.commit()
+        return int(changed)
 
     def _claim_stored(self, key: str, uid: str) -> StoredAppointment | None:
         with UnitOfWork(self._sessions) as uow:

@@ -1,10 +1,15 @@
 """The booking path's queries on PostgreSQL: SQLAlchemy's async engine, on the event loop.
 
-The look-up, the write and the read-back, which every booking waits on, run on
+The claim, the write and the read-back, which every booking waits on, run on
 connections of the async engine (``make_async_engine``), in autocommit, through
-``AsyncStatements``. The write is one statement (the call's link a data-modifying
-CTE of the appointment's INSERT), its own transaction: one round trip instead of
-BEGIN, INSERT, UPDATE and COMMIT. A reschedule goes the same way: the call's latest
+``AsyncStatements``. The claim is one statement: the call found, the key's row
+inserted unless one is there (a data-modifying CTE, insert-or-ignore) and the row
+already stored for the key read beside it. A request racing another for the key
+finds neither its own insert nor a row its snapshot can see (the other committed
+while the insert waited): it reads the key's row again. The write is one statement
+too (the claim filled, and the call's link a data-modifying CTE that runs only if
+there was a claim to fill), its own transaction: one round trip instead of BEGIN,
+UPDATE, UPDATE and COMMIT. A reschedule goes the same way: the call's latest
 appointment in one read, then one statement inserting the new appointment with the
 call's link and the old appointment's status as CTEs. The rest runs on the sync
 engine in worker threads.
@@ -15,13 +20,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from sqlalchemy import Engine, bindparam, update
+from sqlalchemy import Engine, Table, bindparam, exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bookingguard.db.async_engine import make_async_engine
 from bookingguard.db.async_statements import AsyncStatements
 from bookingguard.db.booking_queries.base import (
+    CLAIM_COLUMNS,
+    FILL_CLAIM,
     INSERT_APPOINTMENT,
     LATEST_OF_CALL,
     LINK_CALL,
@@ -29,15 +36,20 @@ from bookingguard.db.booking_queries.base import (
     AppointmentReadBack,
     BookingQueries,
     CallAppointment,
+    Claimed,
     NewAppointment,
+    NewClaim,
     ReadBack,
     StoredAppointment,
+    claim_gone,
+    claim_values,
     in_thread,
     latest_row,
     looked_up,
     read_back_row,
     read_back_statement,
 )
+from bookingguard.db.dialects import PostgresDialect
 from bookingguard.db.models import Appointment, Call
 
 __all__ = ["PostgresBookingQueries"]
@@ -45,6 +57,37 @@ __all__ = ["PostgresBookingQueries"]
 T = TypeVar("T")
 
 _INSERT_AND_LINK = INSERT_APPOINTMENT.add_cte(LINK_CALL.returning(Call.id).cte("linked_call"))
+_appointments: Table = Appointment.__table__  # type: ignore[assignment]
+_claim_call = (
+    select(Call.id).where(Call.retell_call_id == bindparam("retell_call_id")).cte("claim_call")
+)
+_claimed = (
+    PostgresDialect()
+    .insert_or_ignore(_appointments, conflict_columns=["idempotency_key"])
+    .from_select(list(CLAIM_COLUMNS), select(*claim_values(_claim_call.c.id)))
+    .returning(Appointment.id)
+    .cte("claimed")
+)
+# The call's id, the row stored for the key as the statement's snapshot saw it, and the
+# claim's id if this statement inserted it; no row when the call does not exist.
+_CLAIM = (
+    select(
+        _claim_call.c.id,
+        Appointment.id,
+        Appointment.call_id,
+        Appointment.starts_at,
+        Appointment.status,
+        Appointment.calcom_booking_uid,
+        Appointment.updated_at,
+        select(_claimed.c.id).scalar_subquery(),
+    )
+    .select_from(_claim_call)
+    .outerjoin(Appointment, Appointment.idempotency_key == bindparam("key"))
+)
+_filled = FILL_CLAIM.cte("filled")
+_FILL_AND_LINK = select(_filled.c.id).add_cte(
+    LINK_CALL.where(exists(select(_filled.c.id))).cte("linked_call")
+)
 # The statement-level triggers run after the whole statement: they see the new appointment
 # live beside the old one's new status, so the call is never unlinked in between.
 _INSERT_LINK_AND_RESCHEDULE = _INSERT_AND_LINK.add_cte(
@@ -80,14 +123,32 @@ class PostgresBookingQueries(BookingQueries):
             return looked_up(row)
         return await in_thread(self._create_call, retell_call_id, key)
 
+    async def claim(self, claim: NewClaim) -> Claimed:
+        params = claim.params()
+        for _ in range(3):
+            async with self._statements.connection() as connection:
+                row = await self._statements.first(connection, _CLAIM, params)
+                if row is None:
+                    return await in_thread(self._claim, claim)
+                if row[7] is not None:
+                    return Claimed(row[0], claim.stored(row[7], row[0]), True)
+                if row[1] is None:
+                    # Claimed by a request that committed after this statement's snapshot.
+                    row = await self._statements.first(connection, LOOK_UP, params)
+            if row is not None:
+                call_id, stored = looked_up(row)
+                if stored is not None:
+                    return Claimed(call_id, stored, False)
+        raise RuntimeError(f"key {claim.key} neither claimed nor found")
+
     async def write_and_link(
         self, appointment: NewAppointment, check: Callable[[int, ReadBack], Awaitable[T]]
     ) -> tuple[int, T]:
         statements = self._statements
         async with statements.connection() as connection:
-            row = await statements.first(connection, _INSERT_AND_LINK, appointment.params())
+            row = await statements.first(connection, _FILL_AND_LINK, appointment.params())
             if row is None:
-                raise RuntimeError("the appointment INSERT returned no id")
+                raise claim_gone(appointment.idempotency_key)
             appointment_id = int(row[0])
             params = {"call_id": appointment.call_id, "appointment_id": appointment_id}
 

@@ -8,14 +8,17 @@ from typing import TypeVar
 from sqlalchemy import Connection
 
 from bookingguard.db.booking_queries.base import (
-    INSERT_APPOINTMENT,
+    FILL_CLAIM,
     LINK_CALL,
     LOOK_UP,
     AppointmentReadBack,
     BookingQueries,
+    Claimed,
     NewAppointment,
+    NewClaim,
     ReadBack,
     StoredAppointment,
+    claim_gone,
     in_thread,
     looked_up,
     read_appointment,
@@ -31,6 +34,9 @@ class SqliteBookingQueries(BookingQueries):
 
     async def look_up(self, retell_call_id: str, key: str) -> tuple[int, StoredAppointment | None]:
         return await in_thread(self._look_up, retell_call_id, key)
+
+    async def claim(self, claim: NewClaim) -> Claimed:
+        return await in_thread(self._claim, claim)
 
     async def write_and_link(
         self, appointment: NewAppointment, check: Callable[[int, ReadBack], Awaitable[T]]
@@ -68,10 +74,12 @@ class SqliteBookingQueries(BookingQueries):
         return self._create_call(retell_call_id, key)
 
     def _write(self, connection: Connection, appointment: NewAppointment) -> int:
-        """The appointment and the call's flags, in one transaction."""
+        """The claim filled and the call's flags, in one transaction."""
         params = appointment.params()
         with connection.begin():
-            appointment_id: int = connection.execute(INSERT_APPOINTMENT, params).scalar_one()
+            appointment_id: int | None = connection.execute(FILL_CLAIM, params).scalar()
+            if appointment_id is None:
+                raise claim_gone(appointment.idempotency_key)
             connection.execute(LINK_CALL, params)
         return appointment_id
 

@@ -9,7 +9,7 @@ which under READ COMMITTED sees whatever committed while it waited. SQLite seria
 writers, so its triggers stay as they are (they are recreated unchanged).
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-15
 """
 
@@ -22,12 +22,12 @@ from alembic import op
 from bookingguard.db.ddl import install_live_definition
 
 revision: str = "0007"
-down_revision: str | None = "0005"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-#: The statuses that are not live, as revision 0005 defined them.
-NOT_LIVE = ("cancelled", "rescheduled", "rejected")
+#: The statuses that are not live, as revision 0006 defined them.
+NOT_LIVE = ("cancelled", "rescheduled", "rejected", "pending_creation")
 
 
 def upgrade() -> None:
