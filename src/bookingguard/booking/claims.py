@@ -16,9 +16,17 @@ from collections.abc import Awaitable, Callable
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result, wait_exponential
 
 from bookingguard.booking.store import BookingStore, StoredAppointment
+from bookingguard.booking.types import BookingOutcome, BookingResult
 from bookingguard.settings import ValidationSettings
 
-__all__ = ["ClaimWaiter"]
+__all__ = ["ClaimWaiter", "stored_outcome"]
+
+#: How a request whose key's appointment is already stored ends, by the appointment's status.
+_STORED_RESULTS = {
+    "cancelled": BookingResult.PREVIOUSLY_FAILED,
+    "rejected": BookingResult.PREVIOUSLY_FAILED,
+    "pending": BookingResult.PENDING,
+}
 
 #: The first pause between two reads of a claimed key, doubled after each, up to the last.
 FIRST_PAUSE_SECONDS = 0.02
@@ -71,3 +79,14 @@ class ClaimWaiter:
         )
         stored: StoredAppointment | None = await retrying(read)
         return stored
+
+
+def stored_outcome(stored: StoredAppointment, *, call_id: int) -> BookingOutcome:
+    """The answer from an appointment another request stored for the key."""
+    return BookingOutcome(
+        _STORED_RESULTS.get(stored.status, BookingResult.ALREADY_BOOKED),
+        call_id=call_id,
+        appointment_id=stored.appointment_id,
+        start=stored.start,
+        calcom_booking_uid=stored.calcom_booking_uid,
+    )

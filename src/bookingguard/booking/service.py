@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from bookingguard.booking.changes import AppointmentChanges
-from bookingguard.booking.claims import ClaimWaiter
+from bookingguard.booking.claims import ClaimWaiter, stored_outcome
 from bookingguard.booking.compensation import Compensation
 from bookingguard.booking.errors import RollbackFailedError
 from bookingguard.booking.failures import FailureRecorder
@@ -66,14 +66,6 @@ from bookingguard.settings import ValidationSettings
 __all__ = ["BookingService"]
 
 log = logging.getLogger(__name__)
-
-
-#: How a retried request whose appointment is already stored ends, by the appointment's status.
-_STORED_RESULTS = {
-    "cancelled": BookingResult.PREVIOUSLY_FAILED,
-    "rejected": BookingResult.PREVIOUSLY_FAILED,
-    "pending": BookingResult.PENDING,
-}
 
 
 @dataclass(frozen=True)
@@ -190,7 +182,7 @@ class BookingService:
     ) -> BookingOutcome:
         """Another request holds (or held) the key: its outcome is this request's."""
         if not stored.claimed:
-            return _stored_outcome(stored, call_id=call_id)
+            return stored_outcome(stored, call_id=call_id)
         seen = stored.updated_at
         if seen is None or self._clock() - seen < self._claim_stale:
             # Its owner is still asking Cal.com: the agent says so, and asks again.
@@ -411,14 +403,3 @@ class BookingService:
             outcome = "done"
         if self._metrics is not None:
             self._metrics.rollbacks.labels(outcome=outcome).inc()
-
-
-def _stored_outcome(stored: StoredAppointment, *, call_id: int) -> BookingOutcome:
-    """The answer from an appointment another request stored for the key."""
-    return BookingOutcome(
-        _STORED_RESULTS.get(stored.status, BookingResult.ALREADY_BOOKED),
-        call_id=call_id,
-        appointment_id=stored.appointment_id,
-        start=stored.start,
-        calcom_booking_uid=stored.calcom_booking_uid,
-    )
