@@ -213,7 +213,9 @@ def _epoch(value: datetime | None) -> float | None:
 def _move(key: str, record: CircuitRecord, to_state: str, reason: str, now: float) -> Transition:
     from_state = record.state
     record.state = to_state
-    record.version += 1
+    # The moment in ms, or one past the last version if that is later: versions grow
+    # across stores, processes and restarts, so the history never sees one twice.
+    record.version = max(record.version + 1, int(now * 1000))
     return Transition(
         circuit_key=key,
         from_state=from_state,

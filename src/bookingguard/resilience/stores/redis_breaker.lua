@@ -19,15 +19,15 @@ end
 
 local function move(to_state, reason)
   local from_state = redis.call('HGET', hash, 'state') or 'closed'
-  if redis.call('HEXISTS', hash, 'version') == 0 then
-    -- A circuit new to this Redis (one restarted empty among them) numbers its
-    -- transitions from Redis' clock in milliseconds, past any number an earlier Redis
-    -- gave it, so the history's (circuit, version) never repeats and nothing is dropped.
-    -- Milliseconds keep it to 13 digits, which cjson's 14-digit numbers carry exactly.
-    redis.call('HSET', hash, 'version',
-               t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000)))
-  end
+  -- The moment in ms, or one past the last version if that is later (as machine.py):
+  -- versions grow across stores and a Redis restarted empty, so the history's
+  -- (circuit, version) never repeats and nothing is dropped. 13 digits: cjson's
+  -- 14-digit numbers carry it exactly.
   local version = redis.call('HINCRBY', hash, 'version', 1)
+  if version < now then
+    redis.call('HSET', hash, 'version', now)
+    version = now
+  end
   redis.call('HSET', hash, 'state', to_state)
   table.insert(transitions, {from_state, to_state, reason, now, version})
 end
