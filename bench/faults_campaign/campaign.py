@@ -281,7 +281,7 @@ def run_campaign(config: CampaignConfig) -> CampaignResult:
         postgres = Postgres(root / "pg")
         postgres.init()
         stack.callback(postgres.close)
-        redis = RedisServer(root)
+        redis = RedisServer(root / "redis.log")
         redis.start()
         stack.callback(redis.close)
         env = _environment(postgres, redis, calcom, config.read_timeout)

@@ -16,7 +16,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,17 +25,9 @@ from typing import Any
 
 import httpx
 import psycopg
-import redis
+from tests.support.redis_server import RedisServer, free_port
 
 __all__ = ["Postgres", "RedisServer", "Replica", "free_port", "wait_until"]
-
-
-def free_port() -> int:
-    """A port nothing listens on now (the OS's choice)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def wait_until(what: str, ready: Callable[[], bool], *, seconds: float) -> None:
@@ -137,60 +128,6 @@ class Postgres:
     def close(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):
             self._run(_pg_binary("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
-
-
-class RedisServer:
-    """A redis-server of the campaign's own (no persistence: a restart comes back empty)."""
-
-    def __init__(self, root: Path) -> None:
-        self.port = free_port()
-        self.log = root / "redis.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-                "--logfile",
-                str(self.log),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-
-        def answers() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.ConnectionError:
-                return False
-
-        wait_until("redis-server", answers, seconds=20)
-        client.close()
-
-    def kill(self) -> None:
-        """``kill -9``, and wait for it to be gone."""
-        if self.process is not None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=20)
-            self.process = None
-
-    def close(self) -> None:
-        self.kill()
 
 
 class Replica:
