@@ -61,11 +61,16 @@ from bookingguard.calcom import (
     CalcomSlotUnavailableError,
 )
 from bookingguard.resilience import CircuitOpenError
+from bookingguard.resilience.retry import RetryPolicy, retry_async
 from bookingguard.settings import ValidationSettings
 
 __all__ = ["BookingService"]
 
 log = logging.getLogger(__name__)
+
+#: The read-back after a booking is stored, tried again on a fresh connection when its
+#: own dropped: three tries within a second, while the caller waits.
+READ_BACK_RETRY = RetryPolicy(attempts=3, base_delay=0.1, budget_seconds=1.0)
 
 
 @dataclass(frozen=True)
@@ -286,10 +291,26 @@ class BookingService:
     async def _validate(
         self, read: ReadBack, *, call_id: int, appointment_id: int
     ) -> ValidationResult:
-        """Step 4; a validation that cannot read the database fails rather than passes."""
-        try:
+        """Step 4. A read-back that cannot run (its connection dropped) is run again on a
+        fresh one (``READ_BACK_RETRY``): a lost connection is no inconsistency, and failing
+        on it would cancel a booking that is stored. One that still cannot run fails
+        rather than passes."""
+
+        async def fresh() -> AppointmentReadBack | None:
+            return await self._store.read_back(call_id, appointment_id)
+
+        reads = iter((read, fresh))
+
+        async def validate() -> ValidationResult:
             return await self._validator.validate_read(
-                read, call_id=call_id, appointment_id=appointment_id
+                next(reads, fresh), call_id=call_id, appointment_id=appointment_id
+            )
+
+        try:
+            return await retry_async(
+                validate,
+                policy=READ_BACK_RETRY,
+                is_retryable=lambda exc: isinstance(exc, SQLAlchemyError),
             )
         except SQLAlchemyError as exc:
             log.error("post-booking validation of call %s failed to run", call_id, exc_info=exc)

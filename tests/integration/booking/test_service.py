@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 from sqlalchemy import event, select
+from sqlalchemy.exc import OperationalError
 
 from bookingguard.booking import (
     BookingRequest,
@@ -21,7 +22,12 @@ from bookingguard.booking import (
 )
 from bookingguard.booking.calcom_events import apply_calcom_event
 from bookingguard.booking.claims import ClaimWaiter
-from bookingguard.booking.store import BookingStore
+from bookingguard.booking.store import (
+    AppointmentReadBack,
+    BookingStore,
+    NewAppointment,
+    ReadBack,
+)
 from bookingguard.calcom import CalcomBooking, CalcomClient, CalcomWebhook, NewBooking
 from bookingguard.db.ddl import set_triggers_enabled
 from bookingguard.db.models import Call
@@ -436,3 +442,40 @@ async def test_webhook_storing_the_booking_first_is_no_conflict(
     assert appointment.id == outcome.appointment_id
     assert appointment.idempotency_key == _request().key
     assert r.call().appointment_made is True
+
+
+class _DroppedReadBack:
+    """The backend's store, except that the write's own read-back finds its connection
+    dropped (as ``pg_terminate_backend`` right after the commit leaves it)."""
+
+    def __init__(self, store: BookingStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def write_and_link(
+        self, appointment: NewAppointment, check: Callable[[int, ReadBack], Awaitable[T]]
+    ) -> tuple[int, T]:
+        async def dropped(appointment_id: int, read: ReadBack) -> T:
+            async def broken() -> AppointmentReadBack | None:
+                raise OperationalError("SELECT", {}, ConnectionError("server closed"))
+
+            return await check(appointment_id, broken)
+
+        return await self._store.write_and_link(appointment, dropped)
+
+
+async def test_a_dropped_read_back_is_read_again_not_cancelled(
+    backend: Backend, calcom_standin: CalcomStandin
+) -> None:
+    """The booking is stored, then the read-back's connection drops: it is read again on a
+    fresh one and passes. A stored booking is not cancelled for a lost connection (a
+    Retell retry may already have been told it is booked)."""
+    store = cast(BookingStore, _DroppedReadBack(backend.store))
+    async with rig(backend, calcom_standin, store=store) as r:
+        outcome = await r.service.book(_request())
+    assert outcome.result is BookingResult.BOOKED
+    assert [b["status"] for b in calcom_standin.bookings()] == ["accepted"]
+    assert [a.status for a in r.appointments()] == ["booked"]
+    assert r.review_reasons() == []
