@@ -233,9 +233,20 @@ class CircuitBreaker:
         *,
         slow: bool,
     ) -> None:
-        transitions = await self.store.record(circuit_key, policy, admission, outcome, slow=slow)
-        if transitions:
-            self._publish(tuple(transitions), admission.store)
+        # Shielded: once sent, a result is recorded and its transitions published (and
+        # audited) even if the caller is cancelled meanwhile, a client that hung up on a
+        # slow probe say; else Redis would hold a transition the history never hears of.
+        async def record() -> None:
+            transitions = await self.store.record(
+                circuit_key, policy, admission, outcome, slow=slow
+            )
+            if transitions:
+                self._publish(tuple(transitions), admission.store)
+
+        task = asyncio.get_running_loop().create_task(record())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        await asyncio.shield(task)
 
     async def statistics(self, circuit_key: str) -> CircuitStatistics:
         """The circuit as the store sees it now."""

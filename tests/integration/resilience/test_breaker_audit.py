@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import event, select
@@ -10,6 +13,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from bookingguard.db.models import CircuitBreakerState, CircuitBreakerTransition
 from bookingguard.resilience import BreakerPolicy, CircuitBreaker, MemoryStore, SqlStore
 from bookingguard.resilience.audit import TransitionAudit
+from bookingguard.resilience.machine import Transition
 from bookingguard.resilience.retry import RetryPolicy
 from bookingguard.resilience.stores.sql import write_transitions
 from tests.conftest import TestDatabase
@@ -211,3 +215,46 @@ async def test_stores_taking_turns_never_repeat_a_version(database: TestDatabase
         ).all()
     assert [row[0] for row in history] == ["open", "closed", "open"]
     assert [row[1] for row in history] == sorted({row[1] for row in history})
+
+
+class _ReplyInFlight(MemoryStore):
+    """A store that has decided a result (as Redis has once its script ran) while its
+    reply is still on the way back, until ``arrive`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.decided = asyncio.Event()
+        self.arrive = asyncio.Event()
+
+    async def record(self, *args: Any, **kwargs: Any) -> list[Transition]:
+        transitions = await super().record(*args, **kwargs)
+        self.decided.set()
+        await self.arrive.wait()
+        return transitions
+
+
+async def test_a_caller_cancelled_while_its_result_is_recorded_loses_no_transition(
+    database: TestDatabase,
+) -> None:
+    """The call fails and the store opens the circuit, but the caller is cancelled (its
+    client hung up) before the store's reply arrives: the transition is still published
+    and audited once the reply comes."""
+    store = _ReplyInFlight()
+    breaker = CircuitBreaker(
+        store,
+        policy=BreakerPolicy(cooldown_seconds=30, failure_threshold=1),
+        registry=CollectorRegistry(),
+        audit=TransitionAudit(database.engine),
+    )
+    caller = asyncio.create_task(breaker.call(KEY, fail))
+    await store.decided.wait()
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    store.arrive.set()
+    await breaker.drain()
+    with database.sessions() as session:
+        history = session.execute(
+            select(CircuitBreakerTransition.from_state, CircuitBreakerTransition.to_state)
+        ).all()
+    assert [tuple(row) for row in history] == [("closed", "open")]
