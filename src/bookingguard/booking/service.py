@@ -68,9 +68,9 @@ __all__ = ["BookingService"]
 
 log = logging.getLogger(__name__)
 
-#: The read-back after a booking is stored, tried again on a fresh connection when its
-#: own dropped: three tries within a second, while the caller waits.
-READ_BACK_RETRY = RetryPolicy(attempts=3, base_delay=0.1, budget_seconds=1.0)
+#: The read-back after a booking is stored, read again on fresh connections when the
+#: write's own dropped: two more tries within a second, while the caller waits.
+READ_BACK_RETRY = RetryPolicy(attempts=2, base_delay=0.1, budget_seconds=1.0)
 
 
 @dataclass(frozen=True)
@@ -294,21 +294,27 @@ class BookingService:
         """Step 4. A read-back that cannot run (its connection dropped) is run again on a
         fresh one (``READ_BACK_RETRY``): a lost connection is no inconsistency, and failing
         on it would cancel a booking that is stored. One that still cannot run fails
-        rather than passes."""
+        rather than passes. The first read goes straight, without the retry's set-up
+        (about 40 us): every booking makes it."""
 
         async def fresh() -> AppointmentReadBack | None:
             return await self._store.read_back(call_id, appointment_id)
 
-        reads = iter((read, fresh))
-
-        async def validate() -> ValidationResult:
+        async def validate(using: ReadBack) -> ValidationResult:
             return await self._validator.validate_read(
-                next(reads, fresh), call_id=call_id, appointment_id=appointment_id
+                using, call_id=call_id, appointment_id=appointment_id
             )
 
+        async def validate_fresh() -> ValidationResult:
+            return await validate(fresh)
+
         try:
+            try:
+                return await validate(read)
+            except SQLAlchemyError:
+                log.warning("read-back of call %s failed; reading again", call_id)
             return await retry_async(
-                validate,
+                validate_fresh,
                 policy=READ_BACK_RETRY,
                 is_retryable=lambda exc: isinstance(exc, SQLAlchemyError),
             )
