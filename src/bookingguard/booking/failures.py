@@ -48,16 +48,7 @@ class FailureRecorder:
         details: Mapping[str, Any],
     ) -> int | None:
         """The call flagged ``booking_failed`` with ``reason`` and filed for review."""
-        return await self.write_down(
-            FailureRecord(
-                kind=BOOKING_FAILED,
-                retell_call_id=retell_call_id,
-                call_id=call_id,
-                reason=reason,
-                details=dict(details),
-                at=self._clock(),
-            )
-        )
+        return await self._write(BOOKING_FAILED, retell_call_id, call_id, reason, details)
 
     async def change_failed(
         self,
@@ -69,31 +60,37 @@ class FailureRecorder:
     ) -> int | None:
         """The caller's ``action`` (``reschedule``, ``cancel`` or ``availability``) did not
         happen and a call-back was promised: a review item for the call."""
-        return await self.write_down(
-            FailureRecord(
-                kind=CHANGE_FAILED,
-                retell_call_id=retell_call_id,
-                call_id=call_id,
-                reason=f"{action}_failed",
-                details=dict(details),
-                at=self._clock(),
-            )
+        return await self._write(
+            CHANGE_FAILED, retell_call_id, call_id, f"{action}_failed", details
         )
 
     async def compensation_failed(
         self, retell_call_id: str, *, call_id: int | None, calcom_booking_uid: str, error: str
     ) -> int | None:
         """Cal.com holds a booking we could neither record nor cancel: alert and review."""
-        return await self.write_down(
-            FailureRecord(
-                kind=COMPENSATION_FAILED,
-                retell_call_id=retell_call_id,
-                call_id=call_id,
-                reason=COMPENSATION_FAILED,
-                details={"calcom_booking_uid": calcom_booking_uid, "error": error},
-                at=self._clock(),
-            )
+        details = {"calcom_booking_uid": calcom_booking_uid, "error": error}
+        return await self._write(
+            COMPENSATION_FAILED, retell_call_id, call_id, COMPENSATION_FAILED, details
         )
+
+    async def _write(
+        self,
+        kind: str,
+        retell_call_id: str,
+        call_id: int | None,
+        reason: str,
+        details: Mapping[str, Any],
+    ) -> int | None:
+        """A record of ``kind``, stamped now, written down."""
+        record = FailureRecord(
+            kind=kind,
+            retell_call_id=retell_call_id,
+            call_id=call_id,
+            reason=reason,
+            details=dict(details),
+            at=self._clock(),
+        )
+        return await self.write_down(record)
 
     async def write_down(self, record: FailureRecord) -> int | None:
         """``record`` in the database (its call's id), else in the spool (None). Never raises.
