@@ -95,7 +95,7 @@ class CampaignResult:
 
 
 def _environment(
-    postgres: Postgres, redis: RedisServer, calcom: CalcomStandin, timeout: float
+    postgres: Postgres, redis: RedisServer, calcom: CalcomStandin, timeout: float, root: Path
 ) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKINGGUARD_")}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -119,6 +119,9 @@ def _environment(
             "BOOKINGGUARD_MONITORING__INTERVAL_SECONDS": "3600",
             "BOOKINGGUARD_MONITORING__RECONCILE_GRACE_MINUTES": "0",
             "BOOKINGGUARD_LOGGING__LEVEL": "WARNING",
+            # The host's spool, shared by both replicas and the commands, is the run's own.
+            "BOOKINGGUARD_SPOOL__PATH": str(root / "spool.db"),
+            "BOOKINGGUARD_SPOOL__REPLAY_INTERVAL_SECONDS": "2",
         }
     )
     return env
@@ -284,7 +287,7 @@ def run_campaign(config: CampaignConfig) -> CampaignResult:
         redis = RedisServer(root / "redis.log")
         redis.start()
         stack.callback(redis.close)
-        env = _environment(postgres, redis, calcom, config.read_timeout)
+        env = _environment(postgres, redis, calcom, config.read_timeout, root)
         if _command(env, "db", "upgrade") != 0:
             raise RuntimeError("bookingguard db upgrade failed")
         replicas = [Replica(name, root, env) for name in ("replica-a", "replica-b")]

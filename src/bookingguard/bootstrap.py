@@ -45,6 +45,7 @@ from bookingguard.db.engine import make_engine
 from bookingguard.db.spool import Spool
 from bookingguard.db.uow import session_factory
 from bookingguard.resilience import CircuitBreaker
+from bookingguard.resilience.audit import TransitionAudit
 from bookingguard.resilience.retry import RetryPolicy, retry_async
 from bookingguard.settings import Settings
 from bookingguard.urls import ClusterUrl, parse_cluster_url
@@ -283,12 +284,17 @@ def build_circuit_breaker(
     registry: CollectorRegistry | None = None,
     redis_client: AsyncRedisClient | None = None,
 ) -> CircuitBreaker:
-    """The circuit breaker over Redis → SQL (on ``engine``) → memory, audited to ``engine``.
+    """The circuit breaker over Redis → SQL (on ``engine``) → memory, audited to ``engine``
+    (through this host's spool while the database is down).
 
     Redis leads when ``redis_client`` (the process's asyncio client) is given.
     """
     return CircuitBreaker.from_settings(
-        settings, engine=engine, redis_client=redis_client, registry=registry
+        settings,
+        engine=engine,
+        redis_client=redis_client,
+        registry=registry,
+        spool=build_spool(settings),
     )
 
 
@@ -322,15 +328,19 @@ class PolicyRetrier:
 
 
 def build_spool(settings: Settings) -> Spool:
-    """This host's spool of failure records the database could not take (``spool.path``)."""
+    """This host's spool of failure records and breaker transitions the database could not
+    take (``spool.path``)."""
     return Spool(settings.spool.path)
 
 
 async def replay_spool(settings: Settings, engine: Engine) -> ReplayResult:
     """One replay of the spool into ``engine``'s database (``bookingguard check``)."""
     store = SqlBookingStore(session_factory(engine))
+    spool = build_spool(settings)
     try:
-        return await SpoolReplayer(spool=build_spool(settings), store=store).replay()
+        return await SpoolReplayer(
+            spool=spool, store=store, transitions=TransitionAudit(engine, spool=spool)
+        ).replay()
     finally:
         await store.aclose()
 
@@ -450,6 +460,11 @@ def build_services(
         ),
         clock=clock,
         spool=spool,
-        spool_replayer=SpoolReplayer(spool=spool, store=booking.store, metrics=metrics),
+        spool_replayer=SpoolReplayer(
+            spool=spool,
+            store=booking.store,
+            metrics=metrics,
+            transitions=breaker.audit if isinstance(breaker, CircuitBreaker) else None,
+        ),
         redis=redis_clients,
     )

@@ -113,7 +113,7 @@ def test_readyz_is_degraded_and_metrics_count_a_spool_backlog(
     assert ready.json()["status"] == "degraded"
     assert ready.json()["checks"]["database"] == "ok"
     assert ready.json()["checks"]["spool"] == (
-        "2 failure record(s) waiting to be replayed into the database"
+        "2 record(s) waiting to be replayed into the database"
     )
     assert "\nbookingguard_spool_backlog 2.0\n" in metrics
 
@@ -161,7 +161,7 @@ def test_check_replays_the_spool_before_it_checks(database: TestDatabase, tmp_pa
         },
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "spool: 1 failure record(s) replayed into the database, 0 left" in result.stderr
+    assert "spool: 1 record(s) replayed into the database, 0 left" in result.stderr
     findings = json.loads(result.stdout)["findings"]
     assert findings["recent_failures"]["count"] == 1
     assert spool.backlog() == 0

@@ -5,8 +5,9 @@ replica is out of rotation (503). Redis and the notification channels are not:
 the breaker, limiter and locks fall back without Redis, and the outbox keeps
 undelivered notifications until their channel answers. Their failure makes the
 answer ``degraded`` (still 200), so a load balancer does not pull every replica
-during a Redis outage. So does a spool of failed-booking records not yet replayed
-into the database: something needs a look, but the replica serves.
+during a Redis outage. So does a spool of failed-booking records (or breaker
+transitions) not yet replayed into the database: something needs a look, but the
+replica serves.
 """
 
 from __future__ import annotations
@@ -96,14 +97,14 @@ def notifications_check(engine: Engine) -> str:
 
 
 def spool_check(spool: Spool) -> str:
-    """``ok`` when no failure record waits in the spool for the database. Blocking."""
+    """``ok`` when nothing waits in the spool for the database. Blocking."""
     try:
         backlog = spool.backlog()
     except Exception as exc:
         return f"unknown: {type(exc).__name__}"
     if backlog == 0:
         return OK
-    return f"{backlog} failure record(s) waiting to be replayed into the database"
+    return f"{backlog} record(s) waiting to be replayed into the database"
 
 
 async def redis_check(client: Redis | RedisCluster, *, timeout_seconds: float = 2.0) -> str:

@@ -1,4 +1,5 @@
-"""Replaying the spool: failure records written into the database once it answers again.
+"""Replaying the spool: failure records (and breaker transitions) written into the database
+once it answers again.
 
 Each record is written by the store's ``record_failure``, which writes a record once
 whatever happens around it (its id is kept beside what it wrote), and only then
@@ -7,7 +8,8 @@ removal leaves the record spooled; the next replay finds it written and just rem
 it. Two processes replaying one file at once write each record once for the same
 reason. The first record the database refuses ends the pass (it is most likely still
 down); that record is counted and moves behind the others, so one record the database
-will never take does not hold up the rest.
+will never take does not hold up the rest. The breaker's spooled transitions go first,
+through the breaker's ``TransitionAudit``.
 
 ``serve`` runs ``run_forever`` beside its other background work; ``bookingguard check``
 runs one ``replay`` before it checks.
@@ -25,6 +27,7 @@ import anyio.to_thread
 from bookingguard.booking.metrics import BookingMetrics
 from bookingguard.booking.ports import FailureSpool
 from bookingguard.booking.store import BookingStore
+from bookingguard.resilience.audit import TransitionAudit
 
 __all__ = ["ReplayResult", "SpoolReplayer"]
 
@@ -49,16 +52,25 @@ class SpoolReplayer:
         spool: FailureSpool,
         store: BookingStore,
         metrics: BookingMetrics | None = None,
+        transitions: TransitionAudit | None = None,
         batch_size: int = 100,
     ) -> None:
         self._spool = spool
         self._store = store
         self._metrics = metrics
+        self._transitions = transitions
         self._batch_size = batch_size
 
     async def replay(self) -> ReplayResult:
-        """Write every spooled record into the database, until one is refused."""
+        """Write every spooled transition and record into the database, until one is refused."""
         replayed = 0
+        refused: str | None = None
+        if self._transitions is not None:
+            try:
+                replayed += await self._transitions.replay(batch_size=self._batch_size)
+            except Exception as exc:
+                refused = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                log.warning("replay of spooled circuit transitions failed: %s", refused)
         error: str | None = None
         while error is None:
             batch = await anyio.to_thread.run_sync(self._spool.pending, self._batch_size)
@@ -78,8 +90,8 @@ class SpoolReplayer:
                 break
         remaining = await self.observe_backlog()
         if replayed:
-            log.info("replayed %d spooled failure record(s); %d left", replayed, remaining)
-        return ReplayResult(replayed, remaining, error)
+            log.info("replayed %d spooled record(s); %d left", replayed, remaining)
+        return ReplayResult(replayed, remaining, error or refused)
 
     async def observe_backlog(self) -> int:
         """The spool's backlog, also set on the backlog gauge."""

@@ -99,7 +99,7 @@ def check(
         fail(f"spool replay failed: {type(exc).__name__}: {exc}", EXIT_COULD_NOT_RUN)
     if replayed.replayed or replayed.remaining:
         err_console().print(
-            f"spool: {replayed.replayed} failure record(s) replayed into the database, "
+            f"spool: {replayed.replayed} record(s) replayed into the database, "
             f"{replayed.remaining} left",
             highlight=False,
         )

@@ -1,4 +1,5 @@
-"""The local durable spool: failed-booking records the database could not take.
+"""The local durable spool: failed-booking records and breaker transitions the database
+could not take.
 
 When the booking path must write a failed booking down (the call flagged and filed
 for review, or a Cal.com booking it could neither record nor cancel) and the database
@@ -7,6 +8,11 @@ instead, committed in WAL mode with ``synchronous=FULL`` (the log is fsynced at 
 commit) before the caller is told "we'll call you back". The replay
 (``bookingguard.booking.spool_replay``) writes each record into the database once it
 answers again, then deletes it here.
+
+Breaker transitions decided by Redis or by a process's memory wait here too while the
+database is down (``bookingguard.resilience.audit``): a process killed before the
+database answered again loses none of them. They are kept by (circuit, version), as
+the history keeps them, and their text is the audit's to read.
 
 The spool is keyed by the Retell call id: the database's call id may never have been
 known. Every record carries its own id, which the database write keeps beside what it
@@ -26,7 +32,7 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,6 +45,7 @@ __all__ = [
     "COMPENSATION_FAILED",
     "FailureRecord",
     "Spool",
+    "SpooledTransition",
 ]
 
 #: A booking that did not happen: the call flagged ``booking_failed`` with the reason,
@@ -64,7 +71,13 @@ CREATE TABLE IF NOT EXISTS failure_records (
     at TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error TEXT
-)
+);
+CREATE TABLE IF NOT EXISTS circuit_transitions (
+    circuit_key TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (circuit_key, version)
+);
 """
 _COLUMNS = "record_id, kind, retell_call_id, call_id, reason, details, at"
 
@@ -91,8 +104,18 @@ class FailureRecord:
     record_id: str = field(default_factory=_new_record_id)
 
 
+@dataclass(frozen=True)
+class SpooledTransition:
+    """A breaker transition waiting for the history: its circuit, version and encoding."""
+
+    circuit_key: str
+    version: int
+    payload: str
+
+
 class Spool:
-    """Failure records in the SQLite file at ``path``, shared by this host's processes."""
+    """Failure records and breaker transitions in the SQLite file at ``path``, shared by
+    this host's processes."""
 
     def __init__(self, path: Path | str, *, busy_timeout_seconds: float = 30.0) -> None:
         self.path = Path(path)
@@ -100,11 +123,9 @@ class Spool:
 
     def append(self, record: FailureRecord) -> None:
         """Keep ``record``, committed and fsynced when this returns (raises if it cannot)."""
-        created = not self.path.exists()
-        with self._connected() as connection:
-            connection.execute("BEGIN IMMEDIATE")
-            connection.execute(
-                f"INSERT OR IGNORE INTO failure_records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        self._insert(
+            f"INSERT OR IGNORE INTO failure_records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
                 (
                     record.record_id,
                     record.kind,
@@ -113,12 +134,41 @@ class Spool:
                     record.reason,
                     json.dumps(dict(record.details), default=str),
                     record.at.isoformat(),
-                ),
+                )
+            ],
+        )
+
+    def append_transitions(self, transitions: Sequence[SpooledTransition]) -> None:
+        """Keep ``transitions`` (a repeat of one kept is ignored), committed and fsynced."""
+        self._insert(
+            "INSERT OR IGNORE INTO circuit_transitions (circuit_key, version, payload)"
+            " VALUES (?, ?, ?)",
+            [(t.circuit_key, t.version, t.payload) for t in transitions],
+        )
+
+    def pending_transitions(self, limit: int = 100) -> list[SpooledTransition]:
+        """Up to ``limit`` kept transitions, by circuit and version."""
+        if not self.path.exists():
+            return []
+        with self._connected() as connection:
+            rows = connection.execute(
+                "SELECT circuit_key, version, payload FROM circuit_transitions"
+                " ORDER BY circuit_key, version LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [SpooledTransition(*row) for row in rows]
+
+    def remove_transitions(self, transitions: Sequence[SpooledTransition]) -> None:
+        """Forget ``transitions`` (they are in the history now)."""
+        if not self.path.exists() or not transitions:
+            return
+        with self._connected() as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.executemany(
+                "DELETE FROM circuit_transitions WHERE circuit_key = ? AND version = ?",
+                [(t.circuit_key, t.version) for t in transitions],
             )
             connection.execute("COMMIT")
-        if created:
-            # The new file's name must survive a crash as well as its contents.
-            _fsync_directory(self.path.parent)
 
     def pending(self, limit: int = 100) -> list[FailureRecord]:
         """Up to ``limit`` records, those tried least often first, then the oldest."""
@@ -155,12 +205,25 @@ class Spool:
         )
 
     def backlog(self) -> int:
-        """How many records wait to be replayed."""
+        """How many records and transitions wait to be replayed."""
         if not self.path.exists():
             return 0
         with self._connected() as connection:
-            count: int = connection.execute("SELECT count(*) FROM failure_records").fetchone()[0]
+            count: int = connection.execute(
+                "SELECT (SELECT count(*) FROM failure_records)"
+                " + (SELECT count(*) FROM circuit_transitions)"
+            ).fetchone()[0]
         return count
+
+    def _insert(self, statement: str, rows: Sequence[tuple[object, ...]]) -> None:
+        created = not self.path.exists()
+        with self._connected() as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.executemany(statement, rows)
+            connection.execute("COMMIT")
+        if created:
+            # The new file's name must survive a crash as well as its contents.
+            _fsync_directory(self.path.parent)
 
     def _write(self, statement: str, parameters: tuple[object, ...]) -> None:
         if not self.path.exists():
@@ -180,7 +243,7 @@ class Spool:
             connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_seconds * 1000)}")
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = FULL")
-            connection.execute(_SCHEMA)
+            connection.executescript(_SCHEMA)
             try:
                 yield connection
             except BaseException:

@@ -14,7 +14,7 @@ from redis.asyncio import Redis, RedisCluster
 from sqlalchemy import Engine
 
 from bookingguard.clock import utc_now
-from bookingguard.resilience.audit import TransitionAudit
+from bookingguard.resilience.audit import TransitionAudit, TransitionSpool
 from bookingguard.resilience.deadlines import Deadlines
 from bookingguard.resilience.errors import CircuitOpenError, OperationTimeoutError
 from bookingguard.resilience.events import BreakerEvent, EventKind, Listener
@@ -99,11 +99,13 @@ class CircuitBreaker:
         classifier: Classifier = classify_exception,
         listeners: Iterable[Listener] = (),
         registry: CollectorRegistry | None = None,
+        spool: TransitionSpool | None = None,
     ) -> CircuitBreaker:
         """A breaker over ``store_from_settings`` with the settings' policies, audited to SQL.
 
         ``engine`` and ``redis_client`` (the process's own, from ``bootstrap``) are
         shared, not built here: with no ``redis_client`` the SQL store leads.
+        Transitions the database cannot take wait in ``spool``.
         """
         store = store_from_settings(settings, engine=engine, redis_client=redis_client, clock=clock)
         sql = next((s for s in store.stores if isinstance(s, SqlStore)), None)
@@ -113,8 +115,13 @@ class CircuitBreaker:
             classifier=classifier,
             listeners=listeners,
             registry=registry,
-            audit=TransitionAudit(sql.engine) if sql is not None else None,
+            audit=TransitionAudit(sql.engine, spool=spool) if sql is not None else None,
         )
+
+    @property
+    def audit(self) -> TransitionAudit | None:
+        """What writes the transitions Redis or memory decided into the history."""
+        return self._audit
 
     @property
     def active_store(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,12 +11,15 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from bookingguard.bootstrap import replay_spool
 from bookingguard.db.models import CircuitBreakerState, CircuitBreakerTransition
+from bookingguard.db.spool import Spool
 from bookingguard.resilience import BreakerPolicy, CircuitBreaker, MemoryStore, SqlStore
-from bookingguard.resilience.audit import TransitionAudit
+from bookingguard.resilience.audit import TransitionAudit, decode
 from bookingguard.resilience.machine import Transition
 from bookingguard.resilience.retry import RetryPolicy
 from bookingguard.resilience.stores.sql import write_transitions
+from bookingguard.settings import Settings
 from tests.conftest import TestDatabase
 
 KEY = "appointment_booking:event_type:3"
@@ -124,12 +128,13 @@ async def test_successful_closed_calls_write_nothing(database: TestDatabase) -> 
 
 
 async def test_audit_waits_out_a_database_blip(database: TestDatabase) -> None:
-    """The database drops the first two audit writes' connections: the transitions are
-    written on the third try, in order, after the waits the policy gives; no gap."""
+    """The database drops the connections of the first write and of the retry's first two
+    attempts: the transition is written on the third, after the waits the policy gives,
+    and the next one after it; no gap."""
     refused: list[str] = []
 
     def drop_connection(conn: object, cursor: object, statement: str, *args: object) -> None:
-        if len(refused) < 2 and "circuit_breaker" in statement:
+        if len(refused) < 3 and "circuit_breaker" in statement:
             refused.append(statement)
             raise OperationalError(statement, {}, ConnectionError("server closed the connection"))
 
@@ -149,6 +154,7 @@ async def test_audit_waits_out_a_database_blip(database: TestDatabase) -> None:
         for _ in range(3):
             with pytest.raises(Unavailable):
                 await breaker.call(KEY, fail)
+        await breaker.drain()
         await breaker.reset(KEY)
         await breaker.drain()
     finally:
@@ -159,9 +165,100 @@ async def test_audit_waits_out_a_database_blip(database: TestDatabase) -> None:
                 CircuitBreakerTransition.version
             )
         ).all()
-    assert len(refused) == 2
+    assert len(refused) == 3
     assert waits == [0.5, 1.0]
     assert [row[0] for row in history] == ["open", "closed"]
+
+
+def _history(database: TestDatabase) -> list[tuple[str, str, int]]:
+    with database.sessions() as session:
+        rows = session.execute(
+            select(
+                CircuitBreakerTransition.from_state,
+                CircuitBreakerTransition.to_state,
+                CircuitBreakerTransition.version,
+            ).order_by(CircuitBreakerTransition.version)
+        ).all()
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+async def test_transitions_the_database_cannot_take_wait_in_the_spool(
+    database: TestDatabase, tmp_path: Path
+) -> None:
+    """The database refuses every audit write until the process is gone (its retries
+    spent, as a process killed while they wait): the transitions are in the spool, and
+    ``bookingguard check``'s replay writes them into the history once, in order."""
+
+    def down(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "circuit_breaker" in statement:
+            raise OperationalError(statement, {}, ConnectionError("connection refused"))
+
+    spool = Spool(tmp_path / "spool.db")
+    audit = TransitionAudit(
+        database.engine,
+        spool=spool,
+        policy=RetryPolicy(attempts=2, base_delay=0.5, jitter=0),
+        sleep=_no_wait,
+    )
+    breaker = CircuitBreaker(
+        MemoryStore(), policy=POLICY, registry=CollectorRegistry(), audit=audit
+    )
+    event.listen(database.engine, "before_cursor_execute", down)
+    try:
+        for _ in range(3):
+            with pytest.raises(Unavailable):
+                await breaker.call(KEY, fail)
+        await breaker.reset(KEY)
+        await breaker.drain()
+    finally:
+        event.remove(database.engine, "before_cursor_execute", down)
+    assert _history(database) == []
+    spooled = [decode(t) for t in spool.pending_transitions()]
+    assert [(t.from_state, t.to_state) for t in spooled] == [("closed", "open"), ("open", "closed")]
+
+    settings = Settings(database_url=database.url, spool={"path": str(spool.path)})
+    replayed = await replay_spool(settings, database.engine)
+    assert (replayed.replayed, replayed.remaining, replayed.error) == (2, 0, None)
+    assert _history(database) == [
+        ("closed", "open", spooled[0].version),
+        ("open", "closed", spooled[1].version),
+    ]
+    with database.sessions() as session:
+        state = session.execute(select(CircuitBreakerState)).scalar_one()
+    assert (state.state, state.version) == ("closed", spooled[1].version)
+    assert (await replay_spool(settings, database.engine)).replayed == 0
+    assert len(_history(database)) == 2
+
+
+async def test_a_spooled_transition_written_by_the_retry_leaves_the_spool(
+    database: TestDatabase, tmp_path: Path
+) -> None:
+    """A blip: the first write is refused, so the transition is spooled, and the retry
+    writes it; the spool holds nothing afterwards and a replay writes nothing twice."""
+    refused: list[str] = []
+
+    def blip(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if not refused and "circuit_breaker" in statement:
+            refused.append(statement)
+            raise OperationalError(statement, {}, ConnectionError("server closed the connection"))
+
+    spool = Spool(tmp_path / "spool.db")
+    audit = TransitionAudit(database.engine, spool=spool, sleep=_no_wait)
+    event.listen(database.engine, "before_cursor_execute", blip)
+    try:
+        audit.submit(await MemoryStore().force_open(KEY))
+        await audit.drain()
+    finally:
+        event.remove(database.engine, "before_cursor_execute", blip)
+    assert len(refused) == 1
+    assert spool.path.exists()
+    assert spool.backlog() == 0
+    assert [row[:2] for row in _history(database)] == [("closed", "open")]
+    assert await audit.replay() == 0
+
+
+async def _no_wait(seconds: float) -> None:
+    return None
 
 
 async def test_audit_gives_up_on_a_write_the_database_rejects(database: TestDatabase) -> None:
