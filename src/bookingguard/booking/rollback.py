@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bookingguard.booking.errors import RollbackFailedError
 from bookingguard.booking.metrics import BookingMetrics
+from bookingguard.booking.types import BookingResult
 from bookingguard.db.alerts import record_alert
 from bookingguard.db.models import Call, ManualReviewItem
 from bookingguard.db.spool import CHANGE_FAILED, COMPENSATION_FAILED, FailureRecord
@@ -268,6 +269,13 @@ def write_failure_record(session: Session, record: FailureRecord) -> int:
     if any(
         record.record_id in (context or {}).get(RECORDS_CONTEXT_KEY, ()) for context in contexts
     ):
+        return call_id
+    if record.reason == BookingResult.PREVIOUSLY_FAILED.value and session.scalar(
+        select(Call.booking_failed).where(Call.id == call_id)
+    ):
+        # A retry's reminder of a failure the call already carries (a rollback's, say):
+        # the reason written then stays. The failed request's own record, replayed
+        # after the reminder, still writes its reason over this one.
         return call_id
     if record.kind == CHANGE_FAILED:
         item = record_change_failure(

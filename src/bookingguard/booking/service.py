@@ -141,12 +141,25 @@ class BookingService:
         try:
             # The key is built inside: a start at the edge of the calendar can overflow it.
             outcome = await self._book(request)
+            if outcome.result is BookingResult.PREVIOUSLY_FAILED:
+                await self._previously_failed(request, outcome)
         except Exception as exc:
             log.exception("booking for call %r failed unexpectedly", request.retell_call_id)
             outcome = await self._unexpected(request, exc)
         if self._metrics is not None:
             self._metrics.bookings.labels(result=outcome.result.value).inc()
         return outcome
+
+    async def _previously_failed(self, request: BookingRequest, outcome: BookingOutcome) -> None:
+        """The key's booking failed before (cancelled or rejected), and this caller hears
+        "we'll call you back" too: the request that failed may have died before it wrote
+        its record, so this one writes it (nothing when the call carries a failure)."""
+        await self._failures.booking_failed(
+            request.retell_call_id,
+            call_id=outcome.call_id,
+            reason=BookingResult.PREVIOUSLY_FAILED.value,
+            details={"calcom_booking_uid": outcome.calcom_booking_uid, "key": request.key},
+        )
 
     async def _unexpected(self, request: BookingRequest, exc: Exception) -> BookingOutcome:
         """A bug or an outage we did not foresee: the call filed for review, by its Retell id."""

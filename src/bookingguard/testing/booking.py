@@ -29,6 +29,7 @@ from bookingguard.booking.store import (
     ReadBack,
     StoredAppointment,
 )
+from bookingguard.booking.types import BookingResult
 from bookingguard.db.models import CLAIM_STATUS, NOT_LIVE_APPOINTMENT_STATUSES
 from bookingguard.db.spool import CHANGE_FAILED, COMPENSATION_FAILED
 
@@ -330,6 +331,8 @@ class MemoryBookingStore:
             found = (c for c in self.calls.values() if c.retell_call_id == record.retell_call_id)
             call = next(found, None) or self.add_call(record.retell_call_id)
         if record.record_id in self._written_record_ids:
+            return call.id
+        if record.reason == BookingResult.PREVIOUSLY_FAILED.value and call.booking_failed:
             return call.id
         self._written_record_ids.add(record.record_id)
         if record.kind == COMPENSATION_FAILED:

@@ -236,3 +236,40 @@ async def test_an_unknown_outcome_keeps_the_claim(
     assert retried.result is BookingResult.CONFIRMING
     assert calcom_standin.request_count("create") == creates
     assert [a.status for a in r.appointments()] == ["pending_creation"]
+
+
+async def test_a_retry_answered_from_a_failed_key_writes_the_record_its_owner_did_not(
+    backend: Backend, calcom_standin: CalcomStandin
+) -> None:
+    """The owner cancelled its booking at Cal.com and closed the claim, then died before it
+    wrote the call's failure down: the retry, told "we'll call you back" from the
+    cancelled claim, writes the record itself; a second retry adds nothing."""
+    claim_id = await _stale_claim(backend, timedelta(0))
+    calcom_standin.cancel(_owners_booking(calcom_standin)["uid"])
+    await backend.store.cancel_appointment(claim_id, NOW)
+    async with rig(backend, calcom_standin) as r:
+        first = await r.service.book(_request())
+        second = await r.service.book(_request())
+    assert (first.result, second.result) == (BookingResult.PREVIOUSLY_FAILED,) * 2
+    call = r.call()
+    assert (call.booking_failed, call.booking_failure_reason) == (True, "previously_failed")
+    assert call.requires_manual_processing is True
+    assert backend.review_items("call_1") == 1
+    assert calcom_standin.request_count("create") == 0
+
+
+async def test_a_retry_of_a_failure_already_written_keeps_its_reason(
+    backend: Backend, calcom_standin: CalcomStandin
+) -> None:
+    """The booking failed validation and was rolled back (the call flagged with why): a
+    retry of the request hears the same "we'll call you back" and writes nothing over it."""
+    async with rig(backend, calcom_standin, validation_clock=lambda: NOW + timedelta(days=1)) as r:
+        failed = await r.service.book(_request())
+        before = r.call()
+        retried = await r.service.book(_request())
+    assert failed.result is BookingResult.VALIDATION_FAILED
+    assert retried.result is BookingResult.PREVIOUSLY_FAILED
+    assert before.booking_failed is True
+    assert r.call() == before
+    assert backend.review_items("call_1") == 1
+    assert calcom_standin.request_count("create") == 1
