@@ -4,9 +4,12 @@ A transition that the database cannot take at once goes to this host's spool
 (``bookingguard.db.spool``, fsynced) before it is retried: a process killed while the
 database is down (its retries still waiting) loses none of it, and ``replay`` (run by
 ``serve`` beside the spool's failure records, and by ``bookingguard check``) writes it
-into the history later. The writes need no order: the state row takes a transition
-only when it is newer than what the row holds, and the history keeps one row per
-(circuit, version), so writes racing each other or a replay land the same.
+into the history later. Redis keeps what its script decided in each circuit's outbox
+as well; ``replay`` drains those too, so a reply that never came back (a timeout) does
+not leave a transition out of the history. The writes need no order: the state row
+takes a transition only when it is newer than what the row holds, and the history
+keeps one row per (circuit, version), so writes racing each other or a replay land
+the same.
 """
 
 from __future__ import annotations
@@ -22,11 +25,19 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from bookingguard.db.spool import SpooledTransition
+from bookingguard.resilience.errors import StoreUnavailableError
 from bookingguard.resilience.machine import CircuitStatistics, Transition
 from bookingguard.resilience.retry import RetryPolicy, retry_async
 from bookingguard.resilience.stores.sql import write_transitions
 
-__all__ = ["AUDIT_RETRY", "TransitionAudit", "TransitionSpool", "decode", "encode"]
+__all__ = [
+    "AUDIT_RETRY",
+    "TransitionAudit",
+    "TransitionOutbox",
+    "TransitionSpool",
+    "decode",
+    "encode",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +57,14 @@ class TransitionSpool(Protocol):
     def pending_transitions(self, limit: int = 100) -> list[SpooledTransition]: ...
 
     def remove_transitions(self, transitions: Sequence[SpooledTransition]) -> None: ...
+
+
+class TransitionOutbox(Protocol):
+    """A store that keeps the transitions it decided until they are audited (``RedisStore``)."""
+
+    name: str
+
+    async def drain_outbox(self, write: Callable[[list[Transition]], Awaitable[None]]) -> int: ...
 
 
 def _database_unavailable(exc: BaseException) -> bool:
@@ -100,11 +119,13 @@ class TransitionAudit:
         engine: Engine,
         *,
         spool: TransitionSpool | None = None,
+        outboxes: Sequence[TransitionOutbox] = (),
         policy: RetryPolicy = AUDIT_RETRY,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.engine = engine
         self._spool = spool
+        self._outboxes = list(outboxes)
         self._policy = policy
         self._sleep = sleep
         self._pending: set[asyncio.Task[None]] = set()
@@ -114,9 +135,12 @@ class TransitionAudit:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
+    async def _write_now(self, transitions: list[Transition]) -> None:
+        await asyncio.to_thread(write_transitions, self.engine, transitions)
+
     async def _write(self, transitions: list[Transition]) -> None:
         async def write() -> None:
-            await asyncio.to_thread(write_transitions, self.engine, transitions)
+            await self._write_now(transitions)
 
         try:
             await write()
@@ -165,8 +189,15 @@ class TransitionAudit:
 
         A replay that dies between the database's commit and the spool's delete leaves
         them spooled, and the next one writes nothing twice. An unreachable database
-        ends the pass (raised); they wait for the next.
+        ends the pass (raised); they wait for the next. The stores' outboxes are
+        drained first; their entries, mostly written already by the process that got
+        the reply, are not counted.
         """
+        for outbox in self._outboxes:
+            try:
+                await outbox.drain_outbox(self._write_now)
+            except StoreUnavailableError as exc:
+                log.warning("could not drain the %s outbox: %s", outbox.name, exc.message)
         if self._spool is None:
             return 0
         written = 0
@@ -174,7 +205,7 @@ class TransitionAudit:
             batch = await asyncio.to_thread(self._spool.pending_transitions, batch_size)
             if not batch:
                 return written
-            await asyncio.to_thread(write_transitions, self.engine, [decode(t) for t in batch])
+            await self._write_now([decode(t) for t in batch])
             await asyncio.to_thread(self._spool.remove_transitions, batch)
             written += len(batch)
             if len(batch) < batch_size:

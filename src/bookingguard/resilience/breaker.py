@@ -32,6 +32,7 @@ from bookingguard.resilience.stores.base import BreakerStore
 from bookingguard.resilience.stores.factory import store_from_settings
 from bookingguard.resilience.stores.fallback import FallbackStore
 from bookingguard.resilience.stores.memory import MemoryStore
+from bookingguard.resilience.stores.redis import RedisStore
 from bookingguard.resilience.stores.sql import SqlStore
 
 if TYPE_CHECKING:
@@ -109,13 +110,18 @@ class CircuitBreaker:
         """
         store = store_from_settings(settings, engine=engine, redis_client=redis_client, clock=clock)
         sql = next((s for s in store.stores if isinstance(s, SqlStore)), None)
+        outboxes = [s for s in store.stores if isinstance(s, RedisStore)]
         return cls(
             store,
             policy=PolicyResolver.from_settings(settings.circuit_breaker),
             classifier=classifier,
             listeners=listeners,
             registry=registry,
-            audit=TransitionAudit(sql.engine, spool=spool) if sql is not None else None,
+            audit=(
+                TransitionAudit(sql.engine, spool=spool, outboxes=outboxes)
+                if sql is not None
+                else None
+            ),
         )
 
     @property

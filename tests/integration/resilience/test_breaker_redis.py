@@ -14,6 +14,7 @@ from bookingguard.bootstrap import build_async_redis
 from bookingguard.db.models import CircuitBreakerTransition
 from bookingguard.resilience import BreakerPolicy, CircuitBreaker, CircuitOpenError, RedisStore
 from bookingguard.resilience.audit import TransitionAudit
+from bookingguard.resilience.outcome import Outcome
 from tests.conftest import TestDatabase
 
 from .conftest import age_redis_circuits, delete_keys
@@ -105,3 +106,40 @@ async def test_a_redis_restarted_empty_leaves_no_gap_in_the_history(
         ).all()
     assert [row[0] for row in history] == ["open", "open"]
     assert history[0][1] < history[1][1]
+
+
+async def test_transitions_whose_reply_was_lost_reach_the_history_through_the_outbox(
+    redis_url: str, redis_prefix: str, database: TestDatabase
+) -> None:
+    """Redis opens the circuit and resets it, but no reply reaches a breaker (the process
+    timed out waiting for it, or died): the audit's replay drains the circuit's outbox
+    into the history, once, in order, and leaves the outbox empty."""
+    client = build_async_redis(redis_url, timeout_seconds=1.0)
+    store = RedisStore(client, key_prefix=redis_prefix)
+    policy = BreakerPolicy(cooldown_seconds=30, failure_threshold=1)
+    outbox = f"{redis_prefix}{{{KEY}}}:outbox"
+    try:
+        admission = await store.acquire(KEY, policy)
+        decided = await store.record(KEY, policy, admission, Outcome.FAILURE, slow=False)
+        decided += await store.reset(KEY)
+        assert await client.llen(outbox) == 2
+        audit = TransitionAudit(database.engine, outboxes=[store])
+        await audit.replay()
+        assert await client.llen(outbox) == 0
+        await audit.replay()
+    finally:
+        await store.aclose()
+        await client.aclose()
+        delete_keys(redis_url, redis_prefix)
+    with database.sessions() as session:
+        history = session.execute(
+            select(
+                CircuitBreakerTransition.from_state,
+                CircuitBreakerTransition.to_state,
+                CircuitBreakerTransition.version,
+            ).order_by(CircuitBreakerTransition.version)
+        ).all()
+    assert [tuple(row) for row in history] == [
+        ("closed", "open", decided[0].version),
+        ("open", "closed", decided[1].version),
+    ]

@@ -8,6 +8,7 @@ import itertools
 import json
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -36,7 +37,7 @@ _DEFAULTS = CircuitBreakerSettings()
 DEFAULT_KEY_PREFIX = _DEFAULTS.redis_key_prefix
 _SCRIPT = resources.files(__package__).joinpath("redis_breaker.lua").read_text("utf-8")
 _SCRIPT_SHA = hashlib.sha1(_SCRIPT.encode("utf-8"), usedforsecurity=False).hexdigest()
-_EVALSHA_HEAD = pack_parts("EVALSHA", _SCRIPT_SHA, "2")
+_EVALSHA_HEAD = pack_parts("EVALSHA", _SCRIPT_SHA, "3")
 #: listing walks keys for an operator, off the hot path: it may take longer than one call
 _LISTING_TIMEOUT = 5.0
 #: a cluster client's first command learns the slots and parses the command table
@@ -66,13 +67,16 @@ class RedisStore:
     ``StoreUnavailableError`` for the fallback chain. The client is the process's
     asyncio client, built by ``bootstrap``; the store never closes it. EVALSHA goes
     over a ``RespConnection`` to the same server (see ``resp`` for why and the figures).
+    A script that decides transitions also keeps them in the circuit's outbox, which
+    the audit drains (``drain_outbox``): a reply that times out on the way back still
+    reaches the history.
 
-    On Redis Cluster pass a ``redis.asyncio.RedisCluster``: both keys of a circuit
-    carry its key as a hash tag (``bookingguard:cb:{KEY}:state`` and ``…:probe``), so each
-    script runs on the one node that owns the circuit's slot, and circuits spread over
-    the nodes. redis-py runs the script there (the fast connection is one server's);
-    a node that is down or a cluster that is down is an outage like a lost server
-    (``tests/integration/redis_cluster/``).
+    On Redis Cluster pass a ``redis.asyncio.RedisCluster``: the keys of a circuit
+    carry its key as a hash tag (``bookingguard:cb:{KEY}:state``, ``…:probe`` and
+    ``…:outbox``), so each script runs on the one node that owns the circuit's slot,
+    and circuits spread over the nodes. redis-py runs the script there (the fast
+    connection is one server's); a node that is down or a cluster that is down is an
+    outage like a lost server (``tests/integration/redis_cluster/``).
     """
 
     durable = False
@@ -98,9 +102,9 @@ class RedisStore:
         self._fast = _fast_connection_for(client, timeout_seconds)
         self._unstarted_cluster = client if isinstance(client, aioredis.RedisCluster) else None
 
-    def _keys(self, key: str) -> tuple[str, str]:
+    def _keys(self, key: str) -> tuple[str, str, str]:
         base = f"{self._prefix}{{{key}}}"
-        return f"{base}:state", f"{base}:probe"
+        return f"{base}:state", f"{base}:probe", f"{base}:outbox"
 
     def _args(self, policy: BreakerPolicy | None) -> tuple[str, ...]:
         if policy is None:
@@ -131,7 +135,7 @@ class RedisStore:
                 self._packed_keys[key] = keys
         policy_args = self._args(policy)
         tail = self._packed_policies[policy] if policy is not None else b""
-        count = 5 + len(head) + len(policy_args)
+        count = 6 + len(head) + len(policy_args)
         return b"*%d\r\n%s%s%s%s" % (count, _EVALSHA_HEAD, keys, pack_parts(*head), tail)
 
     async def _guarded(self, awaitable: Any, *, limit_seconds: float | None = None) -> Any:
@@ -170,7 +174,7 @@ class RedisStore:
                 # every node of a cluster, and fails while any of them is down.
                 async with asyncio.timeout(self._timeout):
                     reply: list[Any] = await self._client.eval(
-                        _SCRIPT, 2, *self._keys(key), *head, *self._args(policy)
+                        _SCRIPT, 3, *self._keys(key), *head, *self._args(policy)
                     )
                 return reply
         except _OUTAGES as exc:
@@ -185,7 +189,7 @@ class RedisStore:
         else:
             async with asyncio.timeout(self._timeout):
                 reply = await self._client.evalsha(
-                    _SCRIPT_SHA, 2, *self._keys(key), *head, *self._args(policy)
+                    _SCRIPT_SHA, 3, *self._keys(key), *head, *self._args(policy)
                 )
         return reply
 
@@ -244,6 +248,31 @@ class RedisStore:
         names = await self._guarded(scan(), limit_seconds=_LISTING_TIMEOUT)
         keys = sorted(name[len(self._prefix) + 1 : -len("}:state")] for name in set(names))
         return [await self.statistics(key) for key in keys]
+
+    async def drain_outbox(self, write: Callable[[list[Transition]], Awaitable[None]]) -> int:
+        """Hand every transition waiting in the circuits' outboxes to ``write``, then take it
+        out; how many entries were written. ``write`` must be idempotent: the process
+        that got the script's reply audits the same transitions itself.
+
+        The outbox holds each answer that carried transitions, written by the script that
+        decided them, so a reply lost on the way back (a timeout, a killed process) leaves
+        them here. An entry ``write`` raised on stays for the next drain.
+        """
+        if self._unstarted_cluster is not None:
+            await self._start_cluster(self._unstarted_cluster)
+        pattern = f"{self._prefix}{{*}}:outbox"
+
+        async def scan() -> list[str]:
+            return [_text(name) async for name in self._client.scan_iter(match=pattern, count=500)]
+
+        drained = 0
+        for name in sorted(set(await self._guarded(scan(), limit_seconds=_LISTING_TIMEOUT))):
+            key = name[len(self._prefix) + 1 : -len("}:outbox")]
+            for entry in await self._guarded(self._client.lrange(name, 0, -1)):
+                await write(_transitions(key, entry, self.name))
+                await self._guarded(self._client.lrem(name, 1, entry))
+                drained += 1
+        return drained
 
     async def adopt(self, circuits: list[CircuitStatistics]) -> int:
         taken = 0

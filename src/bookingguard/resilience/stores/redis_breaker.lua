@@ -1,13 +1,17 @@
 -- One circuit, one atomic step. The Lua twin of bookingguard/resilience/machine.py.
--- KEYS[1]: the circuit's hash; KEYS[2]: its half-open probe lease (SET NX PX).
--- Both carry the same {hash tag}, so the script works on Redis Cluster.
+-- KEYS[1]: the circuit's hash; KEYS[2]: its half-open probe lease (SET NX PX);
+-- KEYS[3]: its outbox, a list of the answers that carried transitions, kept until the
+-- audit has written them (a reply lost on the way back loses no transition).
+-- All carry the same {hash tag}, so the script works on Redis Cluster.
 -- ARGV: op, token, version, outcome, slow, failure_threshold, cooldown_ms,
 --       success_threshold, lease_ms, rate_threshold ('' = off), window_ms,
 --       minimum_calls, slow_enabled, slow_rate_threshold, bucket_ms
 -- Returns {permitted, state, version, failure_count, retry_after_ms, transitions_json}.
 -- The clock is Redis TIME (ms), so every process agrees on it. No key has a TTL
 -- except the lease: an open circuit never closes because a key expired.
-local hash, probe = KEYS[1], KEYS[2]
+local hash, probe, outbox = KEYS[1], KEYS[2], KEYS[3]
+-- An outbox nobody drains (no audit) keeps only its latest entries.
+local OUTBOX_LIMIT = 1000
 local op, token = ARGV[1], ARGV[2]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -47,6 +51,8 @@ local function answer(permitted, retry_after)
     local all = redis.call('HGETALL', hash)
     for i = 1, #all, 2 do snapshot[all[i]] = all[i + 1] end
     encoded = cjson.encode({transitions = transitions, after = snapshot})
+    redis.call('RPUSH', outbox, encoded)
+    redis.call('LTRIM', outbox, -OUTBOX_LIMIT, -1)
   end
   return {permitted, h[1] or 'closed', tonumber(h[2] or '0'), tonumber(h[3] or '0'),
           math.max(0, math.floor(retry_after)), encoded}
