@@ -189,10 +189,16 @@ class AppointmentChanges:
         try:
             await self._store.cancel_appointment(current.appointment_id, self._clock())
         except SQLAlchemyError:
-            # Cancelled on Cal.com, as the caller is told; its BOOKING_CANCELLED webhook
-            # and the reconciliation mark the row.
+            # Cancelled on Cal.com, as the caller is told: the cancellation is written
+            # down (the spool while the database is down) and written once it answers.
             log.error(
                 "local write of cancelled %s failed", current.calcom_booking_uid, exc_info=True
+            )
+            await self._failures.cancel_unrecorded(
+                retell_call_id,
+                call_id=current.call_id,
+                appointment_id=current.appointment_id,
+                calcom_booking_uid=current.calcom_booking_uid,
             )
         return self._changed(BookingResult.CANCELLED, current)
 

@@ -17,7 +17,13 @@ import anyio.to_thread
 
 from bookingguard.booking.ports import FailureSpool
 from bookingguard.booking.store import BookingStore
-from bookingguard.db.spool import BOOKING_FAILED, CHANGE_FAILED, COMPENSATION_FAILED, FailureRecord
+from bookingguard.db.spool import (
+    BOOKING_FAILED,
+    CANCEL_UNRECORDED,
+    CHANGE_FAILED,
+    COMPENSATION_FAILED,
+    FailureRecord,
+)
 
 __all__ = ["FailureRecorder"]
 
@@ -62,6 +68,21 @@ class FailureRecorder:
         happen and a call-back was promised: a review item for the call."""
         return await self._write(
             CHANGE_FAILED, retell_call_id, call_id, f"{action}_failed", details
+        )
+
+    async def cancel_unrecorded(
+        self,
+        retell_call_id: str,
+        *,
+        call_id: int,
+        appointment_id: int,
+        calcom_booking_uid: str | None,
+    ) -> int | None:
+        """Cal.com cancelled the appointment and the caller is told so, but the database
+        could not take it: the cancellation, to be written once it can."""
+        details = {"appointment_id": appointment_id, "calcom_booking_uid": calcom_booking_uid}
+        return await self._write(
+            CANCEL_UNRECORDED, retell_call_id, call_id, CANCEL_UNRECORDED, details
         )
 
     async def compensation_failed(

@@ -22,8 +22,18 @@ from bookingguard.booking.errors import RollbackFailedError
 from bookingguard.booking.metrics import BookingMetrics
 from bookingguard.booking.types import BookingResult
 from bookingguard.db.alerts import record_alert
-from bookingguard.db.models import Call, ManualReviewItem
-from bookingguard.db.spool import CHANGE_FAILED, COMPENSATION_FAILED, FailureRecord
+from bookingguard.db.models import (
+    NOT_LIVE_APPOINTMENT_STATUSES,
+    Appointment,
+    Call,
+    ManualReviewItem,
+)
+from bookingguard.db.spool import (
+    CANCEL_UNRECORDED,
+    CHANGE_FAILED,
+    COMPENSATION_FAILED,
+    FailureRecord,
+)
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.notify import Message, enqueue
 from bookingguard.review import file_for_review
@@ -263,6 +273,17 @@ def write_failure_record(session: Session, record: FailureRecord) -> int:
     the first's record id in the call's review items and writes nothing.
     """
     call_id = _locked_call(session, record)
+    if record.kind == CANCEL_UNRECORDED:
+        # Idempotent by itself: a live appointment is cancelled, a cancelled one stays.
+        session.execute(
+            update(Appointment)
+            .where(
+                Appointment.id == int(record.details["appointment_id"]),
+                Appointment.status.not_in(NOT_LIVE_APPOINTMENT_STATUSES),
+            )
+            .values(status="cancelled", updated_at=record.at)
+        )
+        return call_id
     contexts = session.scalars(
         select(ManualReviewItem.context).where(ManualReviewItem.call_id == call_id)
     )

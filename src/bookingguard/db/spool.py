@@ -41,6 +41,7 @@ from typing import Any
 
 __all__ = [
     "BOOKING_FAILED",
+    "CANCEL_UNRECORDED",
     "CHANGE_FAILED",
     "COMPENSATION_FAILED",
     "FailureRecord",
@@ -58,6 +59,11 @@ COMPENSATION_FAILED = "compensation_failed"
 #: ``reschedule_failed`` or ``cancel_failed``): the call needs a human, its booking
 #: flags stay as they are, and a review item says what the caller wanted.
 CHANGE_FAILED = "change_failed"
+
+#: A cancellation Cal.com made (the caller was told so) that the database could not
+#: write: written, it marks the appointment ``details["appointment_id"]`` cancelled, if it
+#: is still live (the database unlinks its call). Nothing for a human to do.
+CANCEL_UNRECORDED = "cancel_unrecorded"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS failure_records (

@@ -31,7 +31,7 @@ from bookingguard.booking.store import (
 )
 from bookingguard.booking.types import BookingResult
 from bookingguard.db.models import CLAIM_STATUS, NOT_LIVE_APPOINTMENT_STATUSES
-from bookingguard.db.spool import CHANGE_FAILED, COMPENSATION_FAILED
+from bookingguard.db.spool import CANCEL_UNRECORDED, CHANGE_FAILED, COMPENSATION_FAILED
 
 __all__ = ["MemoryAppointment", "MemoryBookingStore", "StoredCall", "WrittenDown"]
 
@@ -330,6 +330,11 @@ class MemoryBookingStore:
         if call is None:
             found = (c for c in self.calls.values() if c.retell_call_id == record.retell_call_id)
             call = next(found, None) or self.add_call(record.retell_call_id)
+        if record.kind == CANCEL_UNRECORDED:
+            appointment = self._appointments.get(int(record.details["appointment_id"]))
+            if appointment is not None and appointment.status not in NOT_LIVE_APPOINTMENT_STATUSES:
+                await self.cancel_appointment(appointment.id, record.at)
+            return call.id
         if record.record_id in self._written_record_ids:
             return call.id
         if record.reason == BookingResult.PREVIOUSLY_FAILED.value and call.booking_failed:

@@ -33,10 +33,10 @@ from bookingguard.booking import (
 )
 from bookingguard.booking.spool_replay import ReplayResult, SpoolReplayer
 from bookingguard.booking.store import BookingStore
-from bookingguard.calcom import CalcomBooking, CalcomClient, NewBooking
+from bookingguard.calcom import CalcomBooking, CalcomClient
 from bookingguard.db.engine import make_engine
 from bookingguard.db.models import Call
-from bookingguard.db.spool import BOOKING_FAILED, FailureRecord, Spool
+from bookingguard.db.spool import BOOKING_FAILED, CANCEL_UNRECORDED, FailureRecord, Spool
 from bookingguard.db.uow import UnitOfWork, session_factory
 from tests.conftest import TestDatabase
 from tests.integration.booking.backends import Backend, make_backend
@@ -112,21 +112,27 @@ def _request(retell_call_id: str = "call_1", start: datetime = SLOT) -> BookingR
 
 @asynccontextmanager
 async def _service(
-    store: BookingStore, spool: Spool, calcom: CalcomStandin, *, cut: Outage | None = None
+    store: BookingStore,
+    spool: Spool,
+    calcom: CalcomStandin,
+    *,
+    cut: Outage | None = None,
+    after: str = "create_booking",
 ) -> AsyncIterator[BookingService]:
-    """The booking service over ``store``; with ``cut``, the database goes once Cal.com booked."""
+    """The booking service over ``store``; with ``cut``, the database goes once Cal.com
+    answered the client's ``after`` (by default, once it booked)."""
     async with CalcomClient(
         base_url=calcom.base_url, api_key=calcom.api_key, read_timeout=2.0
     ) as client:
         if cut is not None:
-            create = client.create_booking
+            call_calcom = getattr(client, after)
 
-            async def create_then_cut(new: NewBooking) -> CalcomBooking:
-                booking = await create(new)
+            async def then_cut(*args: Any, **kwargs: Any) -> CalcomBooking:
+                booking: CalcomBooking = await call_calcom(*args, **kwargs)
                 cut.cut()
                 return booking
 
-            client.create_booking = create_then_cut  # type: ignore[method-assign,assignment]
+            setattr(client, after, then_cut)
         yield BookingService(
             store=store,
             calcom=client,
@@ -289,3 +295,45 @@ async def test_a_nul_in_the_call_id_is_filed_under_a_storable_id(
         "internal_error",
     )
     assert spool.backlog() == 0
+
+
+async def test_a_cancellation_the_database_missed_is_spooled_and_written_later(
+    outage: Outage, calcom_standin: CalcomStandin, tmp_path: Path
+) -> None:
+    """Cal.com cancelled the appointment and the caller hears so, but the database went
+    before it could mark it: the cancellation waits in the spool, and the replay marks
+    the appointment cancelled and unlinks the call, once."""
+    spool = Spool(tmp_path / "spool.db")
+    store = SqlBookingStore(session_factory(outage.engine))
+    try:
+        async with _service(store, spool, calcom_standin) as service:
+            booked = await service.book(_request())
+        assert booked.result is BookingResult.BOOKED
+        async with _service(
+            store, spool, calcom_standin, cut=outage, after="cancel_booking"
+        ) as service:
+            cancelled = await service.changes.cancel("call_1")
+        assert cancelled.result is BookingResult.CANCELLED
+        (booking,) = calcom_standin.bookings()
+        assert booking["status"] == "cancelled"
+        (record,) = spool.pending()
+        assert (record.kind, record.details["appointment_id"]) == (
+            CANCEL_UNRECORDED,
+            booked.appointment_id,
+        )
+        assert _call(outage.database).appointment_made is True
+
+        outage.restore()
+        replayer = SpoolReplayer(spool=spool, store=store)
+        assert await replayer.replay() == ReplayResult(1, 0)
+        call = _call(outage.database)
+        assert (call.appointment_made, call.appointment_link_status) == (False, "unlinked")
+        assert call.requires_manual_processing is False
+        backend = Backend(outage.database.dialect, outage.database, tmp_path / "unused.db")
+        assert [a.status for a in backend.appointments()] == ["cancelled"]
+        assert backend.review_items("call_1") == 0
+        spool.append(record)
+        assert await replayer.replay() == ReplayResult(1, 0)
+        assert [a.status for a in backend.appointments()] == ["cancelled"]
+    finally:
+        await store.aclose()
