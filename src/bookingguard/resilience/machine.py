@@ -190,10 +190,14 @@ def statistics_of(key: str, record: CircuitRecord, *, store: str = "") -> Circui
 
 
 def adopted(stats: CircuitStatistics, now: float) -> CircuitRecord:
-    """A record carrying over another store's open circuit (a half-open one may probe at once)."""
+    """A record carrying over another store's open or half-open circuit in its state.
+
+    No transition is made: the history goes on where the other store left it. A
+    half-open circuit comes without its probe lease, so its next call probes at once.
+    """
     half_open = stats.state == HALF_OPEN
     return CircuitRecord(
-        state=OPEN,
+        state=HALF_OPEN if half_open else OPEN,
         failure_count=stats.failure_count,
         success_count=0,
         last_failure_at=_epoch(stats.last_failure_at),

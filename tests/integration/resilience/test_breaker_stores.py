@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -13,6 +14,7 @@ from bookingguard.resilience import (
     CircuitOpenError,
     MemoryStore,
     Outcome,
+    machine,
 )
 
 from .conftest import FakeClock, Harness
@@ -305,3 +307,20 @@ async def test_adopt_takes_only_circuits_the_store_does_not_know(
     assert (adopted.state, adopted.forced_open) == ("open", True)
     known = await harness.store.statistics("known:circuit")
     assert (known.state, known.failure_count) == ("closed", 1)
+
+
+async def test_adopt_keeps_a_half_open_circuit_half_open(make_harness: MakeHarness) -> None:
+    """A circuit half-open on the store that stood in is taken over half-open, with no
+    transition of its own: the next call is its probe, and the history goes on from
+    half_open (before, it came back open and its next call made a second
+    open -> half_open, a break in the history's chain)."""
+    half_open = machine.statistics_of(
+        KEY, machine.CircuitRecord(state="half_open", failure_count=3, version=7), store="sql"
+    )
+    harness = make_harness(replace(FAST, success_threshold=1))
+    dependency = Dependency()
+    assert await harness.store.adopt([half_open]) == 1
+    adopted = await harness.store.statistics(KEY)
+    assert (adopted.state, adopted.version) == ("half_open", 7)
+    assert await harness.breaker.call(KEY, dependency.ok) == "booked"
+    assert harness.transitions() == [("half_open", "closed", "probes_succeeded")]

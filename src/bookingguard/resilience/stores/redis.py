@@ -291,6 +291,7 @@ class RedisStore:
                 "1" if record.forced_open else "0",
                 str(record.version),
                 str(record.not_permitted_count),
+                record.state,
             )
             taken += int(reply[0])
         return taken

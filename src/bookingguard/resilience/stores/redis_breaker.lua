@@ -182,11 +182,12 @@ end
 
 if op == 'adopt' then
   -- ARGV[2..9]: failures, last_failure, opened, closed, open_until, forced, version,
-  -- not_permitted (times in ms, '' for none). Only a circuit Redis knows nothing of.
+  -- not_permitted (times in ms, '' for none); ARGV[10]: the state, open or half_open
+  -- (without its probe lease). Only a circuit Redis knows nothing of.
   if redis.call('EXISTS', hash) == 1 then return answer(0, 0) end
   local names = {'failures', 'last_failure', 'opened', 'closed', 'open_until', 'forced',
                  'version', 'not_permitted'}
-  redis.call('HSET', hash, 'state', 'open')
+  redis.call('HSET', hash, 'state', ARGV[10] == 'half_open' and 'half_open' or 'open')
   for i, name in ipairs(names) do
     if ARGV[i + 1] ~= '' then redis.call('HSET', hash, name, ARGV[i + 1]) end
   end
