@@ -17,9 +17,11 @@ I4  every acknowledged (2xx) webhook is stored: its delivery recorded, its call 
     booking written.
 I5  after one reconcile and one check, every Cal.com booking is known locally with
     the same liveness, or alerted.
-I6  every breaker transition is in the history, in order: the history chains
-    (each transition leaves the state the previous one entered), the state row agrees
-    with it, every state the API showed is the one the history gives for that
+I6  every breaker transition is in the history, in order: the history chains (each
+    transition leaves the state its store's previous one entered, or the state the
+    latest transition of any store entered: while processes disagree on which store is
+    up, two stores decide for a circuit, each recorded as ``decided_by``), the state row
+    agrees with it, every state the API showed is the one the history gives for that
     version, and /metrics counted no transition the history lacks.
 """
 
@@ -280,15 +282,21 @@ def _breaker_history(evidence: Evidence, verdict: Verdict) -> None:
     for row in evidence.database.transitions:
         history[row["circuit_key"]].append(row)
     for circuit, rows in sorted(history.items()):
-        previous = "closed"
+        # Each store that decided for the circuit has its own chain. A store may also go
+        # on from the state another one left (SQL from Redis's audited state, Redis
+        # from the circuit it adopted): what a missing transition cannot explain.
+        latest = "closed"
+        own: dict[str | None, str] = {}
         for row in rows:
             verdict.examined["I6"] += 1
-            if row["from_state"] != previous:
+            decider = row.get("decided_by")
+            if row["from_state"] not in (own.get(decider, "closed"), latest):
                 found.append(
-                    f"[chain] {circuit} v{row['version']}: {row['from_state']}→{row['to_state']} "
-                    f"follows a transition into {previous}"
+                    f"[chain] {circuit} v{row['version']} ({decider}): "
+                    f"{row['from_state']}→{row['to_state']} follows a transition into "
+                    f"{own.get(decider, 'closed')} of its store and {latest} of any"
                 )
-            previous = row["to_state"]
+            latest = own[decider] = row["to_state"]
     for row in evidence.database.breaker_states:
         rows = history.get(row["circuit_key"], [])
         last = rows[-1]["to_state"] if rows else "closed"

@@ -30,7 +30,7 @@ _QUERIES = {
     "FROM data_consistency_alerts",
     "webhook_events": "SELECT event_key FROM webhook_events",
     "breaker_states": "SELECT circuit_key, state, version FROM circuit_breaker_states",
-    "transitions": "SELECT id, circuit_key, from_state, to_state, version, at "
+    "transitions": "SELECT id, circuit_key, from_state, to_state, version, at, decided_by "
     "FROM circuit_breaker_transitions ORDER BY circuit_key, version",
 }
 

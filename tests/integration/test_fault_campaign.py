@@ -141,3 +141,38 @@ def test_checker_finds_a_transition_missing_from_the_history() -> None:
     evidence = _evidence()
     evidence.database.transitions = evidence.database.transitions[1:]
     assert _found(evidence) == {"I6": 3}
+
+
+def _history(*rows: tuple[str, str, int, str]) -> list[dict[str, Any]]:
+    return [
+        {"circuit_key": "cb", "from_state": a, "to_state": b, "version": v, "decided_by": d}
+        for a, b, v, d in rows
+    ]
+
+
+def test_checker_follows_two_stores_deciding_at_once() -> None:
+    """I6: for a moment one process is back on Redis while another still decides on SQL:
+    two chains for one circuit, each going on from its own state or the one the other left;
+    no violation."""
+    evidence = _evidence(observations=[])
+    evidence.database.transitions = _history(
+        ("closed", "open", 2, "redis"),
+        ("open", "half_open", 3, "sql"),
+        ("open", "half_open", 4, "redis"),
+        ("half_open", "closed", 5, "sql"),
+        ("half_open", "open", 6, "redis"),
+    )
+    evidence.database.breaker_states = [{"circuit_key": "cb", "state": "open", "version": 6}]
+    assert _found(evidence) == {}
+
+
+def test_checker_finds_a_store_that_forgot_its_state() -> None:
+    """I6: Redis restarted empty and opened the circuit again from closed: neither its own
+    chain nor any other store's explains that transition."""
+    evidence = _evidence(observations=[])
+    evidence.database.transitions = _history(
+        ("closed", "open", 2, "redis"),
+        ("closed", "open", 5, "redis"),
+    )
+    evidence.database.breaker_states = [{"circuit_key": "cb", "state": "open", "version": 5}]
+    assert _found(evidence) == {"I6": 1}

@@ -432,6 +432,9 @@ class CircuitBreakerTransition(Base):
     reason: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(BigInteger)
+    #: The store that decided it: ``redis``, ``sql`` or ``memory:<host>:<pid>`` (one
+    #: process's own); None on rows older than revision 0008.
+    decided_by: Mapped[str | None] = mapped_column(String(64))
 
 
 class ManualReviewItem(_Timestamps, Base):

@@ -82,6 +82,7 @@ def encode(transition: Transition) -> SpooledTransition:
         "reason": transition.reason,
         "at": transition.at.isoformat(),
         "after": transition.after.as_dict(),
+        "decided_by": transition.decided_by,
     }
     return SpooledTransition(transition.circuit_key, transition.version, json.dumps(payload))
 
@@ -100,6 +101,7 @@ def decode(spooled: SpooledTransition) -> Transition:
         at=datetime.fromisoformat(payload["at"]),
         version=spooled.version,
         after=CircuitStatistics(**after),
+        decided_by=payload["decided_by"],
     )
 
 

@@ -139,6 +139,8 @@ class Transition:
     at: datetime
     version: int
     after: CircuitStatistics
+    #: The store that decided it (each store stamps its own; the history keeps it).
+    decided_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +41,11 @@ async def ok() -> str:
 
 
 async def test_memory_store_transitions_are_audited(database: TestDatabase) -> None:
-    """Opening and forcing a circuit on the memory store lands in both audit tables."""
+    """Opening and forcing a circuit on the memory store lands in both audit tables,
+    named as this process's memory's decisions."""
     audit = TransitionAudit(database.engine)
-    breaker = CircuitBreaker(
-        MemoryStore(), policy=POLICY, registry=CollectorRegistry(), audit=audit
-    )
+    memory = MemoryStore()
+    breaker = CircuitBreaker(memory, policy=POLICY, registry=CollectorRegistry(), audit=audit)
     for _ in range(3):
         with pytest.raises(Unavailable):
             await breaker.call(KEY, fail)
@@ -56,6 +58,7 @@ async def test_memory_store_transitions_are_audited(database: TestDatabase) -> N
                 CircuitBreakerTransition.to_state,
                 CircuitBreakerTransition.reason,
                 CircuitBreakerTransition.version,
+                CircuitBreakerTransition.decided_by,
             ).order_by(CircuitBreakerTransition.version)
         ).all()
         state = session.execute(select(CircuitBreakerState)).scalar_one()
@@ -63,6 +66,8 @@ async def test_memory_store_transitions_are_audited(database: TestDatabase) -> N
         ("closed", "open", "failure_threshold"),
         ("open", "closed", "reset"),
     ]
+    assert memory.decider == f"memory:{socket.gethostname()}:{os.getpid()}"
+    assert {row.decided_by for row in history} == {memory.decider}
     assert history[0].version < history[1].version
     assert (state.circuit_key, state.state, state.version) == (KEY, "closed", history[1].version)
 
@@ -96,7 +101,7 @@ async def test_sql_store_writes_transitions_in_its_own_transaction(
     await breaker.drain()
     with database.sessions() as session:
         rows = session.execute(select(CircuitBreakerTransition)).scalars().all()
-    assert [(r.from_state, r.to_state) for r in rows] == [("closed", "open")]
+    assert [(r.from_state, r.to_state, r.decided_by) for r in rows] == [("closed", "open", "sql")]
 
 
 async def test_successful_closed_calls_write_nothing(database: TestDatabase) -> None:

@@ -137,9 +137,10 @@ async def test_transitions_whose_reply_was_lost_reach_the_history_through_the_ou
                 CircuitBreakerTransition.from_state,
                 CircuitBreakerTransition.to_state,
                 CircuitBreakerTransition.version,
+                CircuitBreakerTransition.decided_by,
             ).order_by(CircuitBreakerTransition.version)
         ).all()
     assert [tuple(row) for row in history] == [
-        ("closed", "open", decided[0].version),
-        ("open", "closed", decided[1].version),
+        ("closed", "open", decided[0].version, "redis"),
+        ("open", "closed", decided[1].version, "redis"),
     ]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from bookingguard.resilience import machine
@@ -28,9 +30,15 @@ class MemoryStore:
     def __init__(self, *, clock: Callable[[], float] = time.time, name: str = "memory") -> None:
         self.name = name
         self._clock = clock
+        #: One process's memory: its transitions are its own chain in the history.
+        self.decider = f"{name}:{socket.gethostname()}:{os.getpid()}"[:64]
         self._records: dict[str, CircuitRecord] = {}
         # The answer for a closed circuit, until the next change to it: the hot path.
         self._closed: dict[str, Admission] = {}
+
+    def _stamped(self, transitions: Iterable[Transition]) -> tuple[Transition, ...]:
+        """``transitions`` as this process's memory decided them."""
+        return tuple(replace(t, decided_by=self.decider) for t in transitions)
 
     def _record_of(self, key: str) -> CircuitRecord:
         record = self._records.get(key)
@@ -54,20 +62,24 @@ class MemoryStore:
             self._closed[key] = admission
             return admission
         admission = machine.admit(key, record, policy, self._clock(), uuid.uuid4().hex)
-        return replace(admission, store=self.name)
+        return replace(admission, store=self.name, transitions=self._stamped(admission.transitions))
 
     async def record(
         self, key: str, policy: BreakerPolicy, admission: Admission, outcome: Outcome, *, slow: bool
     ) -> list[Transition]:
         self._closed.pop(key, None)
-        return machine.settle(
-            key,
-            self._record_of(key),
-            policy,
-            self._clock(),
-            admission=admission,
-            outcome=outcome,
-            slow=slow,
+        return list(
+            self._stamped(
+                machine.settle(
+                    key,
+                    self._record_of(key),
+                    policy,
+                    self._clock(),
+                    admission=admission,
+                    outcome=outcome,
+                    slow=slow,
+                )
+            )
         )
 
     async def statistics(self, key: str) -> CircuitStatistics:
@@ -76,11 +88,11 @@ class MemoryStore:
 
     async def force_open(self, key: str) -> list[Transition]:
         self._closed.pop(key, None)
-        return machine.force_open(key, self._record_of(key), self._clock())
+        return list(self._stamped(machine.force_open(key, self._record_of(key), self._clock())))
 
     async def reset(self, key: str) -> list[Transition]:
         self._closed.pop(key, None)
-        return machine.reset(key, self._record_of(key), self._clock())
+        return list(self._stamped(machine.reset(key, self._record_of(key), self._clock())))
 
     async def list_circuits(self) -> list[CircuitStatistics]:
         return [

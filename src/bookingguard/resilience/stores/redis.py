@@ -377,6 +377,7 @@ def _transitions(key: str, encoded: bytes | str, store: str) -> list[Transition]
                 at=datetime.fromtimestamp(at_ms / 1000, UTC),
                 version=int(version),
                 after=after,
+                decided_by=store,
             )
         )
     return result

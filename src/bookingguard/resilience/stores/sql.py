@@ -112,7 +112,8 @@ class SqlStore:
                     connection.execute(
                         update(_states).where(_states.c.circuit_key == key).values(**after)
                     )
-                _insert_transitions(connection, _transitions_of(result))
+                decided = [replace(t, decided_by=self.name) for t in _transitions_of(result)]
+                _insert_transitions(connection, decided)
                 return result
 
     async def acquire(self, key: str, policy: BreakerPolicy) -> Admission:
@@ -251,6 +252,7 @@ def _insert_transitions(connection: Connection, transitions: list[Transition]) -
                     "reason": t.reason,
                     "at": t.at,
                     "version": t.version,
+                    "decided_by": t.decided_by or None,
                 }
                 for t in transitions
             ],
