@@ -12,7 +12,15 @@ from sqlalchemy import select
 
 from bookingguard.bootstrap import build_async_redis
 from bookingguard.db.models import CircuitBreakerTransition
-from bookingguard.resilience import BreakerPolicy, CircuitBreaker, CircuitOpenError, RedisStore
+from bookingguard.resilience import (
+    BreakerPolicy,
+    CircuitBreaker,
+    CircuitOpenError,
+    FallbackStore,
+    MemoryStore,
+    RedisStore,
+    SqlStore,
+)
 from bookingguard.resilience.audit import TransitionAudit
 from bookingguard.resilience.outcome import Outcome
 from tests.conftest import TestDatabase
@@ -144,3 +152,42 @@ async def test_transitions_whose_reply_was_lost_reach_the_history_through_the_ou
         ("closed", "open", decided[0].version, "redis"),
         ("open", "closed", decided[1].version, "redis"),
     ]
+
+
+async def test_a_redis_restarted_between_calls_takes_the_open_circuit_back(
+    redis_url: str, redis_prefix: str, database: TestDatabase
+) -> None:
+    """The circuit opened on Redis (the audit kept SQL's state row in step); Redis then
+    restarts empty, its keys and scripts gone, while this process makes no call. The next
+    call meets NOSCRIPT: the chain gives Redis the circuit still open on SQL first, so the
+    call is refused, not sent to the failing dependency."""
+    client = build_async_redis(redis_url, timeout_seconds=1.0)
+    redis_store = RedisStore(client, key_prefix=redis_prefix)
+    breaker = CircuitBreaker(
+        FallbackStore([redis_store, SqlStore(database.engine), MemoryStore()]),
+        policy=BreakerPolicy(cooldown_seconds=30, failure_threshold=2),
+        registry=CollectorRegistry(),
+        audit=TransitionAudit(database.engine),
+    )
+    calls: list[str] = []
+
+    async def failing() -> None:
+        calls.append("called")
+        raise Unavailable
+
+    try:
+        for _ in range(2):
+            with pytest.raises(Unavailable):
+                await breaker.call(KEY, failing)
+        await breaker.drain()
+        delete_keys(redis_url, redis_prefix)
+        await client.script_flush()
+        with pytest.raises(CircuitOpenError):
+            await breaker.call(KEY, failing)
+        assert calls == ["called", "called"]
+        assert breaker.active_store == "redis"
+        assert (await redis_store.statistics(KEY)).state == "open"
+    finally:
+        await breaker.aclose()
+        await client.aclose()
+        delete_keys(redis_url, redis_prefix)

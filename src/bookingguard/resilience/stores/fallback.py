@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -12,6 +13,7 @@ from bookingguard.resilience.machine import CLOSED, Admission, CircuitStatistics
 from bookingguard.resilience.outcome import Outcome
 from bookingguard.resilience.policy import BreakerPolicy
 from bookingguard.resilience.stores.base import BreakerStore
+from bookingguard.resilience.stores.redis import RedisStore
 from bookingguard.settings import CircuitBreakerSettings
 
 __all__ = ["FallbackStore", "StoreSwitchListener"]
@@ -30,11 +32,13 @@ class FallbackStore:
     ``StoreUnavailableError`` is left alone for ``recheck_seconds`` and then tried
     again, so the chain returns to Redis once Redis answers. Before it returns, the
     earlier store adopts the circuits still open on the store that stood in, so a
-    Redis that restarted empty does not forget them. Moving to a later store
-    calls ``on_switch`` (the breaker emits ``storage_degraded``), moving back calls it
-    too (``storage_recovered``). The last store should be a ``MemoryStore``, which
-    cannot fail. A result is recorded on the store that admitted the call; if that
-    store is gone, the result is dropped (the next store never saw the admission).
+    Redis that restarted empty does not forget them; a Redis that restarted while this
+    process made no call (it answers NOSCRIPT) takes them from the next store. Moving
+    to a later store calls ``on_switch`` (the breaker emits ``storage_degraded``),
+    moving back calls it too (``storage_recovered``). The last store should be a
+    ``MemoryStore``, which cannot fail. A result is recorded on the store that admitted
+    the call; if that store is gone, the result is dropped (the next store never saw
+    the admission).
     """
 
     def __init__(
@@ -57,6 +61,9 @@ class FallbackStore:
         self._by_name = {store.name: store for store in self.stores}
         self._index = {store.name: index for index, store in enumerate(self.stores)}
         self._active = self.stores[0].name
+        for index, store in enumerate(self.stores[:-1]):
+            if isinstance(store, RedisStore):
+                store.on_scripts_lost = functools.partial(self._refill, index)
 
     @property
     def active(self) -> BreakerStore:
@@ -102,6 +109,19 @@ class FallbackStore:
         if still_open:
             taken = await store.adopt(still_open)
             log.warning("%s took over %d open circuit(s) from %s", store.name, taken, self._active)
+
+    async def _refill(self, index: int) -> None:
+        """The store at ``index`` restarted empty while this process stayed with it: give
+        it the circuits still open on the next store (which the audit kept up to date)."""
+        store, below = self.stores[index], self.stores[index + 1]
+        try:
+            circuits = await below.list_circuits()
+        except StoreUnavailableError:
+            return
+        still_open = [stats for stats in circuits if stats.state != CLOSED]
+        if still_open:
+            taken = await store.adopt(still_open)
+            log.warning("%s took over %d open circuit(s) from %s", store.name, taken, below.name)
 
     async def adopt(self, circuits: list[CircuitStatistics]) -> int:
         return await self._first(lambda store: store.adopt(circuits))

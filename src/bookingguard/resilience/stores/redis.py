@@ -100,6 +100,11 @@ class RedisStore:
         self._token_prefix = uuid.uuid4().hex[:16] + ":"
         self._tokens = itertools.count()
         self._fast = _fast_connection_for(client, timeout_seconds)
+        #: Run when Redis answers NOSCRIPT, before the script is loaded again: a Redis
+        #: restarted empty lost the circuits too, and a process that made no call while
+        #: it was down never left it for the next store (see ``FallbackStore``).
+        self.on_scripts_lost: Callable[[], Awaitable[None]] | None = None
+        self._refilling = False
         self._unstarted_cluster = client if isinstance(client, aioredis.RedisCluster) else None
 
     def _keys(self, key: str) -> tuple[str, str, str]:
@@ -170,6 +175,7 @@ class RedisStore:
             try:
                 return await self._evalsha(key, policy, head)
             except NoScriptError:
+                await self._scripts_lost()
                 # EVAL runs and keeps the script on the key's node; SCRIPT LOAD goes to
                 # every node of a cluster, and fails while any of them is down.
                 async with asyncio.timeout(self._timeout):
@@ -179,6 +185,18 @@ class RedisStore:
                 return reply
         except _OUTAGES as exc:
             raise self._outage(exc) from exc
+
+    async def _scripts_lost(self) -> None:
+        """Redis has lost the script: it restarted, most likely empty. ``on_scripts_lost``
+        (the fallback chain's refill) runs first, once at a time; the refill's own calls
+        here do not start another."""
+        if self.on_scripts_lost is None or self._refilling:
+            return
+        self._refilling = True
+        try:
+            await self.on_scripts_lost()
+        finally:
+            self._refilling = False
 
     async def _evalsha(
         self, key: str, policy: BreakerPolicy | None, head: tuple[str, ...]
