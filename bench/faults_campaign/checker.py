@@ -18,11 +18,12 @@ I4  every acknowledged (2xx) webhook is stored: its delivery recorded, its call 
 I5  after one reconcile and one check, every Cal.com booking is known locally with
     the same liveness, or alerted.
 I6  every breaker transition is in the history, in order: the history chains (each
-    transition leaves the state its store's previous one entered, or the state the
-    latest transition of any store entered: while processes disagree on which store is
-    up, two stores decide for a circuit, each recorded as ``decided_by``), the state row
-    agrees with it, every state the API showed is the one the history gives for that
-    version, and /metrics counted no transition the history lacks.
+    transition leaves the state its store's previous one entered, or one that another
+    store entered since, which it may have taken over: while processes disagree on
+    which store is up, two stores decide for a circuit, each recorded as
+    ``decided_by``), the state row agrees with it, every state the API showed is the
+    one the history gives for that version, and /metrics counted no transition the
+    history lacks.
 """
 
 from __future__ import annotations
@@ -283,20 +284,30 @@ def _breaker_history(evidence: Evidence, verdict: Verdict) -> None:
         history[row["circuit_key"]].append(row)
     for circuit, rows in sorted(history.items()):
         # Each store that decided for the circuit has its own chain. A store may also go
-        # on from the state another one left (SQL from Redis's audited state, Redis
-        # from the circuit it adopted): what a missing transition cannot explain.
-        latest = "closed"
+        # on from a state another store entered since its own last transition (SQL from
+        # Redis's audited state, Redis from the circuit it adopted from SQL): what a
+        # missing transition cannot explain.
         own: dict[str | None, str] = {}
+        others: dict[str | None, set[str]] = {}
+        entered: set[str] = set()
         for row in rows:
             verdict.examined["I6"] += 1
             decider = row.get("decided_by")
-            if row["from_state"] not in (own.get(decider, "closed"), latest):
+            allowed = {own.get(decider, "closed")} | others.get(decider, entered)
+            if row["from_state"] not in allowed:
                 found.append(
                     f"[chain] {circuit} v{row['version']} ({decider}): "
-                    f"{row['from_state']}→{row['to_state']} follows a transition into "
-                    f"{own.get(decider, 'closed')} of its store and {latest} of any"
+                    f"{row['from_state']}→{row['to_state']} follows its store's transition "
+                    f"into {own.get(decider, 'closed')} and no other store's into "
+                    f"{row['from_state']} since"
                 )
-            latest = own[decider] = row["to_state"]
+            to_state = row["to_state"]
+            for other, states in others.items():
+                if other != decider:
+                    states.add(to_state)
+            others[decider] = set()
+            own[decider] = to_state
+            entered.add(to_state)
     for row in evidence.database.breaker_states:
         rows = history.get(row["circuit_key"], [])
         last = rows[-1]["to_state"] if rows else "closed"

@@ -176,3 +176,17 @@ def test_checker_finds_a_store_that_forgot_its_state() -> None:
     )
     evidence.database.breaker_states = [{"circuit_key": "cb", "state": "open", "version": 5}]
     assert _found(evidence) == {"I6": 1}
+
+
+def test_checker_follows_a_store_that_took_a_state_over() -> None:
+    """I6: Redis came back empty and adopted the circuit SQL had half-open; SQL then closed
+    it, and Redis's probe failed from the half-open state it took: no violation."""
+    evidence = _evidence(observations=[])
+    evidence.database.transitions = _history(
+        ("closed", "open", 2, "redis"),
+        ("open", "half_open", 3, "sql"),
+        ("half_open", "closed", 4, "sql"),
+        ("half_open", "open", 5, "redis"),
+    )
+    evidence.database.breaker_states = [{"circuit_key": "cb", "state": "open", "version": 5}]
+    assert _found(evidence) == {}
