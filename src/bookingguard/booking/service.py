@@ -298,8 +298,44 @@ class BookingService:
             return await self._resolve_conflict(booking, attempt)
         except SQLAlchemyError as exc:
             log.error("local write of Cal.com booking %s failed", booking.uid, exc_info=True)
-            return await self._write_failed(booking, attempt, error=str(exc))
+            written = await self._written_anyway(booking, attempt)
+            if written is None:
+                return await self._write_failed(booking, attempt, error=str(exc))
+            appointment_id = written.appointment_id
+
+            async def fresh() -> AppointmentReadBack | None:
+                return await self._store.read_back(call_id, appointment_id)
+
+            result = await self._validate(fresh, call_id=call_id, appointment_id=appointment_id)
         return await self._conclude(booking, attempt, appointment_id=appointment_id, result=result)
+
+    async def _written_anyway(
+        self, booking: CalcomBooking, attempt: _Attempt
+    ) -> StoredAppointment | None:
+        """The key's row, if the write that raised committed all the same.
+
+        A connection cut while its statement commits raises although the row is stored,
+        and a concurrent retry may already have been told "booked" from it: cancelling
+        the booking then would make that answer a phantom. Read on a fresh connection
+        (``READ_BACK_RETRY``); None when the row holds no booking, or cannot be read.
+        """
+
+        async def stored() -> StoredAppointment | None:
+            return await self._store.claim_stored(attempt.key, booking.uid)
+
+        try:
+            row = await retry_async(
+                stored,
+                policy=READ_BACK_RETRY,
+                is_retryable=lambda exc: isinstance(exc, SQLAlchemyError),
+            )
+        except SQLAlchemyError:
+            log.warning("could not tell whether booking %s was stored", booking.uid)
+            return None
+        if row is None or row.claimed or row.calcom_booking_uid != booking.uid:
+            return None
+        log.warning("booking %s was stored although its write raised", booking.uid)
+        return row
 
     async def _validate(
         self, read: ReadBack, *, call_id: int, appointment_id: int

@@ -40,7 +40,7 @@ from tests.integration.booking.backends import (
     CallFlags,
     make_backend,
 )
-from tests.support.booking_fakes import FakeBreaker, ImmediateRetrier
+from tests.support.booking_fakes import FakeBreaker, ImmediateRetrier, watched
 from tests.support.calcom_standin import CalcomStandin
 
 T = TypeVar("T")
@@ -383,6 +383,33 @@ async def test_failed_local_write_cancels_calcom_booking(
     assert r.call().appointment_made is False
     assert r.call().booking_failed is True
     assert r.review_reasons() == ["booking_failed"]
+
+
+async def test_a_write_that_committed_although_it_raised_is_kept(
+    backend: Backend, calcom_standin: CalcomStandin
+) -> None:
+    """The connection is cut as the write commits: the write raised, yet the row is stored,
+    and a concurrent retry may already have been told "booked" from it. The service reads
+    the key's row again, finds the booking stored and validates it: nothing is cancelled."""
+    cut: list[str] = []
+
+    def cut_after_the_write(name: str) -> None:
+        if name == "write_and_link" and not cut:
+            cut.append(name)
+            raise OperationalError("UPDATE appointments", {}, ConnectionError("connection lost"))
+
+    store = watched(backend.store, cut_after_the_write)
+    async with rig(backend, calcom_standin, store=store) as r:
+        outcome = await r.service.book(_request())
+    assert cut == ["write_and_link"]
+    assert outcome.result is BookingResult.BOOKED
+    (booking,) = calcom_standin.bookings()
+    assert booking["status"] == "accepted"
+    (appointment,) = r.appointments()
+    assert (appointment.status, appointment.calcom_booking_uid) == ("booked", booking["uid"])
+    assert outcome.appointment_id == appointment.id
+    assert r.call().appointment_made is True
+    assert r.review_reasons() == []
 
 
 async def test_failed_compensation_alerts_and_files(
