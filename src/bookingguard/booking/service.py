@@ -25,10 +25,10 @@ The service depends on a ``BookingStore`` for all of its database work.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -71,6 +71,15 @@ log = logging.getLogger(__name__)
 #: The read-back after a booking is stored, read again on fresh connections when the
 #: write's own dropped: two more tries within a second, while the caller waits.
 READ_BACK_RETRY = RetryPolicy(attempts=2, base_delay=0.1, budget_seconds=1.0)
+
+T = TypeVar("T")
+
+
+async def _read_again(read: Callable[[], Awaitable[T]]) -> T:
+    """``read`` on fresh connections while a dropped one fails it (``READ_BACK_RETRY``)."""
+    return await retry_async(
+        read, policy=READ_BACK_RETRY, is_retryable=lambda exc: isinstance(exc, SQLAlchemyError)
+    )
 
 
 @dataclass(frozen=True)
@@ -324,11 +333,7 @@ class BookingService:
             return await self._store.claim_stored(attempt.key, booking.uid)
 
         try:
-            row = await retry_async(
-                stored,
-                policy=READ_BACK_RETRY,
-                is_retryable=lambda exc: isinstance(exc, SQLAlchemyError),
-            )
+            row = await _read_again(stored)
         except SQLAlchemyError:
             log.warning("could not tell whether booking %s was stored", booking.uid)
             return None
@@ -362,11 +367,7 @@ class BookingService:
                 return await validate(read)
             except SQLAlchemyError:
                 log.warning("read-back of call %s failed; reading again", call_id)
-            return await retry_async(
-                validate_fresh,
-                policy=READ_BACK_RETRY,
-                is_retryable=lambda exc: isinstance(exc, SQLAlchemyError),
-            )
+            return await _read_again(validate_fresh)
         except SQLAlchemyError as exc:
             log.error("post-booking validation of call %s failed to run", call_id, exc_info=exc)
             return ValidationResult(

@@ -101,27 +101,12 @@ class FallbackStore:
 
     async def _hand_back(self, store: BreakerStore) -> None:
         """Before returning to ``store``, give it the circuits open on the store in use."""
-        try:
-            circuits = await self.active.list_circuits()
-        except StoreUnavailableError:
-            return
-        still_open = [stats for stats in circuits if stats.state != CLOSED]
-        if still_open:
-            taken = await store.adopt(still_open)
-            log.warning("%s took over %d open circuit(s) from %s", store.name, taken, self._active)
+        await _give_open_circuits(self.active, store)
 
     async def _refill(self, index: int) -> None:
         """The store at ``index`` restarted empty while this process stayed with it: give
         it the circuits still open on the next store (which the audit kept up to date)."""
-        store, below = self.stores[index], self.stores[index + 1]
-        try:
-            circuits = await below.list_circuits()
-        except StoreUnavailableError:
-            return
-        still_open = [stats for stats in circuits if stats.state != CLOSED]
-        if still_open:
-            taken = await store.adopt(still_open)
-            log.warning("%s took over %d open circuit(s) from %s", store.name, taken, below.name)
+        await _give_open_circuits(self.stores[index + 1], self.stores[index])
 
     async def adopt(self, circuits: list[CircuitStatistics]) -> int:
         return await self._first(lambda store: store.adopt(circuits))
@@ -158,3 +143,15 @@ class FallbackStore:
     async def aclose(self) -> None:
         for store in self.stores:
             await store.aclose()
+
+
+async def _give_open_circuits(source: BreakerStore, target: BreakerStore) -> None:
+    """``target`` adopts the circuits not closed on ``source`` (none if ``source`` is out)."""
+    try:
+        circuits = await source.list_circuits()
+    except StoreUnavailableError:
+        return
+    still_open = [stats for stats in circuits if stats.state != CLOSED]
+    if still_open:
+        taken = await target.adopt(still_open)
+        log.warning("%s took over %d open circuit(s) from %s", target.name, taken, source.name)

@@ -254,18 +254,22 @@ class RedisStore:
         fields = await self._guarded(self._client.hgetall(self._keys(key)[0]))
         return _statistics(key, {_text(k): _text(v) for k, v in fields.items()}, self.name)
 
-    async def list_circuits(self) -> list[CircuitStatistics]:
+    async def _circuits_with(self, suffix: str) -> list[tuple[str, str]]:
+        """(Redis key, circuit key) of every circuit that has its ``suffix`` key, sorted."""
         if self._unstarted_cluster is not None:
             await self._start_cluster(self._unstarted_cluster)
-        pattern = f"{self._prefix}{{*}}:state"
+        pattern = f"{self._prefix}{{*}}:{suffix}"
 
         async def scan() -> list[str]:
             # scan_iter walks every node of a cluster client too
             return [_text(name) async for name in self._client.scan_iter(match=pattern, count=500)]
 
         names = await self._guarded(scan(), limit_seconds=_LISTING_TIMEOUT)
-        keys = sorted(name[len(self._prefix) + 1 : -len("}:state")] for name in set(names))
-        return [await self.statistics(key) for key in keys]
+        tail = len("}:") + len(suffix)
+        return sorted((name, name[len(self._prefix) + 1 : -tail]) for name in set(names))
+
+    async def list_circuits(self) -> list[CircuitStatistics]:
+        return [await self.statistics(key) for _, key in await self._circuits_with("state")]
 
     async def drain_outbox(self, write: Callable[[list[Transition]], Awaitable[None]]) -> int:
         """Hand every transition waiting in the circuits' outboxes to ``write``, then take it
@@ -276,16 +280,8 @@ class RedisStore:
         decided them, so a reply lost on the way back (a timeout, a killed process) leaves
         them here. An entry ``write`` raised on stays for the next drain.
         """
-        if self._unstarted_cluster is not None:
-            await self._start_cluster(self._unstarted_cluster)
-        pattern = f"{self._prefix}{{*}}:outbox"
-
-        async def scan() -> list[str]:
-            return [_text(name) async for name in self._client.scan_iter(match=pattern, count=500)]
-
         drained = 0
-        for name in sorted(set(await self._guarded(scan(), limit_seconds=_LISTING_TIMEOUT))):
-            key = name[len(self._prefix) + 1 : -len("}:outbox")]
+        for name, key in await self._circuits_with("outbox"):
             for entry in await self._guarded(self._client.lrange(name, 0, -1)):
                 await write(_transitions(key, entry, self.name))
                 await self._guarded(self._client.lrem(name, 1, entry))
