@@ -33,7 +33,7 @@ import os
 import sqlite3
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -247,7 +247,11 @@ class Spool:
         )
         with closing(connection):
             connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_seconds * 1000)}")
-            connection.execute("PRAGMA journal_mode = WAL")
+            # "database is locked" here: another connection holds the new file (creating
+            # it, setting WAL). The mode is the file's, set once; with synchronous=FULL
+            # every commit below is fsynced in either mode, and BEGIN IMMEDIATE waits.
+            with suppress(sqlite3.OperationalError):
+                connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = FULL")
             connection.executescript(_SCHEMA)
             try:
