@@ -21,7 +21,7 @@ def test_upgrade_and_current_on_a_new_sqlite_file(tmp_path: Path) -> None:
     assert current.returncode == 0, current.stderr
     status = json.loads(current.stdout)
     assert status["up_to_date"] is True
-    assert status["current"] == status["head"] == "0008"
+    assert status["current"] == status["head"] == "0009"
 
 
 def test_triggers_commands(database: TestDatabase) -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, bindparam, select, text
 from sqlalchemy.exc import IntegrityError
 
 from bookingguard.db import ddl
@@ -322,6 +322,46 @@ def test_call_with_another_live_appointment_stays_linked(database: TestDatabase)
         assert (row.appointment_made, row.appointment_link_status) == (True, "linked")
         connection.execute(text("DELETE FROM appointments WHERE id = :id"), {"id": second})
         _assert_unlinked(connection, call_id)
+
+
+def test_one_statement_over_several_calls_keeps_each_consistent(database: TestDatabase) -> None:
+    """Statements that change several calls' appointments at once (PostgreSQL's link
+    functions branch on one call or many) link and unlink each call, and leave a call
+    with another live appointment linked."""
+    with database.engine.begin() as connection:
+        calls = [insert_call(connection, f"r-many-{i}") for i in range(3)]
+        firsts = [insert_appointment(connection, call_id) for call_id in calls]
+        kept = insert_appointment(connection, calls[2])
+        ids = {"ids": firsts}
+        connection.execute(
+            text("UPDATE appointments SET status = 'cancelled' WHERE id IN :ids").bindparams(
+                bindparam("ids", expanding=True)
+            ),
+            ids,
+        )
+        assert [call_row(connection, c).appointment_link_status for c in calls] == [
+            "unlinked",
+            "unlinked",
+            "linked",
+        ]
+        connection.execute(
+            text("UPDATE appointments SET status = 'booked' WHERE id IN :ids").bindparams(
+                bindparam("ids", expanding=True)
+            ),
+            ids,
+        )
+        assert [call_row(connection, c).appointment_made for c in calls] == [True, True, True]
+        connection.execute(
+            text("DELETE FROM appointments WHERE id IN :ids").bindparams(
+                bindparam("ids", expanding=True)
+            ),
+            ids,
+        )
+        for call_id in calls[:2]:
+            _assert_unlinked(connection, call_id)
+        assert call_row(connection, calls[2]).appointment_link_status == "linked"
+        connection.execute(text("DELETE FROM appointments WHERE id = :id"), {"id": kept})
+        _assert_unlinked(connection, calls[2])
 
 
 def test_uncancelling_an_appointment_relinks(database: TestDatabase) -> None:

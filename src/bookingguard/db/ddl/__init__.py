@@ -62,17 +62,17 @@ def install_guarantees(
     connection: Connection,
     *,
     not_live: Sequence[str] = NOT_LIVE_APPOINTMENT_STATUSES,
-    lock_calls: bool = True,
+    as_of: int = postgresql.LATEST_FUNCTIONS,
 ) -> None:
     """Create every trigger (and, on PostgreSQL, the CHECK backstop and partition upkeep).
 
-    An appointment is live unless its status is in ``not_live``; the link functions lock
-    the calls before they decide when ``lock_calls`` (PostgreSQL; SQLite's writers
-    serialise). Migrations pass what their revision had.
+    An appointment is live unless its status is in ``not_live``; on PostgreSQL the
+    functions are those of revision ``as_of`` (SQLite's have not changed since the
+    first). Migrations pass what their revision had.
     """
     if _is_postgresql(connection):
         for statement in (
-            *postgresql.functions(not_live, lock_calls=lock_calls),
+            *postgresql.functions(not_live, as_of=as_of),
             *(trigger.create for trigger in postgresql.TRIGGERS),
             postgresql.CHECK_CONSTRAINT,
             postgresql.PARTITION_FUNCTION,
@@ -88,14 +88,14 @@ def install_live_definition(
     *,
     not_live: Sequence[str],
     enabled: Iterable[str] | None = None,
-    lock_calls: bool = True,
+    as_of: int = postgresql.LATEST_FUNCTIONS,
 ) -> None:
     """Redefine the link triggers: an appointment is live unless its status is in
-    ``not_live``, and (PostgreSQL) they lock the calls before deciding when ``lock_calls``.
+    ``not_live``, and (PostgreSQL) the functions are those of revision ``as_of``.
     A trigger switched off stays off; on SQLite, where switching off drops a trigger,
     ``enabled`` names the ones that are on (default: those present now)."""
     if _is_postgresql(connection):
-        for statement in postgresql.functions(not_live, lock_calls=lock_calls):
+        for statement in postgresql.functions(not_live, as_of=as_of):
             _execute_pg_ddl(connection, statement)
         return
     on = set(

@@ -381,7 +381,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("event_key", name="uq_webhook_events_event_key"),
     )
 
-    install_guarantees(bind, not_live=("cancelled",), lock_calls=False)
+    install_guarantees(bind, not_live=("cancelled",), as_of=1)
     if postgres:
         ensure_alert_partitions(bind, start=datetime.now(UTC).date(), months=2)
 

@@ -115,4 +115,4 @@ def _switch(
         postgresql_where=_not_live(not_live),
         sqlite_where=_not_live(not_live),
     )
-    install_live_definition(bind, not_live=not_live, enabled=on_before, lock_calls=False)
+    install_live_definition(bind, not_live=not_live, enabled=on_before, as_of=5)

@@ -79,4 +79,4 @@ def _switch(*, statuses: Sequence[str], not_live: Sequence[str]) -> None:
         sqlite_where=_not_live(not_live),
     )
     # The functions of this revision: they lock no calls yet (revision 0007 on).
-    install_live_definition(bind, not_live=not_live, enabled=on_before, lock_calls=False)
+    install_live_definition(bind, not_live=not_live, enabled=on_before, as_of=6)

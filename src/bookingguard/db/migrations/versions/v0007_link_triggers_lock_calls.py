@@ -31,8 +31,8 @@ NOT_LIVE = ("cancelled", "rescheduled", "rejected", "pending_creation")
 
 
 def upgrade() -> None:
-    install_live_definition(op.get_bind(), not_live=NOT_LIVE, lock_calls=True)
+    install_live_definition(op.get_bind(), not_live=NOT_LIVE, as_of=7)
 
 
 def downgrade() -> None:
-    install_live_definition(op.get_bind(), not_live=NOT_LIVE, lock_calls=False)
+    install_live_definition(op.get_bind(), not_live=NOT_LIVE, as_of=6)
