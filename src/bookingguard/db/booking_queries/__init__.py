@@ -10,18 +10,22 @@ from __future__ import annotations
 from sqlalchemy.orm import Session, sessionmaker
 
 from bookingguard.db.booking_queries.base import (
-    AppointmentReadBack,
     BookingQueries,
+)
+from bookingguard.db.booking_queries.postgresql import PostgresBookingQueries
+from bookingguard.db.booking_queries.rows import (
+    AppointmentReadBack,
     CallAppointment,
     Claimed,
     NewAppointment,
     NewClaim,
     ReadBack,
     StoredAppointment,
+)
+from bookingguard.db.booking_queries.sqlite import SqliteBookingQueries
+from bookingguard.db.booking_queries.statements import (
     read_appointment,
 )
-from bookingguard.db.booking_queries.postgresql import PostgresBookingQueries
-from bookingguard.db.booking_queries.sqlite import SqliteBookingQueries
 from bookingguard.db.dialects import PostgresDialect, SqliteDialect, dialect_of
 
 __all__ = [

@@ -27,20 +27,24 @@ from sqlalchemy.orm import Session, sessionmaker
 from bookingguard.db.async_engine import make_async_engine
 from bookingguard.db.async_statements import AsyncStatements
 from bookingguard.db.booking_queries.base import (
-    CLAIM_COLUMNS,
-    FILL_CLAIM,
-    INSERT_APPOINTMENT,
-    LATEST_OF_CALL,
-    LINK_CALL,
-    LOOK_UP,
-    AppointmentReadBack,
     BookingQueries,
+)
+from bookingguard.db.booking_queries.rows import (
+    AppointmentReadBack,
     CallAppointment,
     Claimed,
     NewAppointment,
     NewClaim,
     ReadBack,
     StoredAppointment,
+)
+from bookingguard.db.booking_queries.statements import (
+    CLAIM_COLUMNS,
+    FILL_CLAIM,
+    INSERT_APPOINTMENT,
+    LATEST_OF_CALL,
+    LINK_CALL,
+    LOOK_UP,
     claim_gone,
     claim_values,
     in_thread,

@@ -8,16 +8,20 @@ from typing import TypeVar
 from sqlalchemy import Connection
 
 from bookingguard.db.booking_queries.base import (
-    FILL_CLAIM,
-    LINK_CALL,
-    LOOK_UP,
-    AppointmentReadBack,
     BookingQueries,
+)
+from bookingguard.db.booking_queries.rows import (
+    AppointmentReadBack,
     Claimed,
     NewAppointment,
     NewClaim,
     ReadBack,
     StoredAppointment,
+)
+from bookingguard.db.booking_queries.statements import (
+    FILL_CLAIM,
+    LINK_CALL,
+    LOOK_UP,
     claim_gone,
     in_thread,
     looked_up,
