@@ -59,6 +59,8 @@ from bookingguard.settings import Settings
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.support.calcom_standin import CalcomStandin
 
+from durable_commit import commit_latency
+
 ADMIN_URL = os.environ.get(
     "BOOKINGGUARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
@@ -78,19 +80,6 @@ def serve_standin(pipe: Connection) -> None:
     with CalcomStandin(reject_double_booking=False, check_contract=False) as calcom:
         pipe.send((calcom.base_url, calcom.api_key))
         pipe.recv()
-
-
-def commit_latency(engine: Engine, rounds: int) -> list[float]:
-    """One-row INSERT + COMMIT on this server: the floor any durable write pays (WAL fsync)."""
-    with engine.begin() as connection:
-        connection.exec_driver_sql("CREATE TABLE bench_commit_probe (x integer)")
-    samples = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        with engine.begin() as connection:
-            connection.exec_driver_sql("INSERT INTO bench_commit_probe VALUES (1)")
-        samples.append(time.perf_counter() - started)
-    return samples
 
 
 def round_trip_latency(engine: Engine, rounds: int) -> list[float]:

@@ -25,7 +25,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
@@ -34,6 +34,7 @@ from bookingguard.booking.store import NewAppointment, NewClaim, ReadBack
 from bookingguard.db import make_engine, migrate
 from bookingguard.db.ddl import install_live_definition
 from bookingguard.db.models import NOT_LIVE_APPOINTMENT_STATUSES, Call
+from durable_commit import commit_latency
 
 ADMIN_URL = os.environ.get(
     "BOOKINGGUARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -42,19 +43,6 @@ FIRST_SLOT = datetime(2027, 1, 4, 8, tzinfo=UTC)
 REVISIONS = (7, 9)
 #: Bookings of each block left out of the figures: the swapped functions plan afresh.
 SETTLE = 20
-
-
-def commit_latency(engine: Engine, rounds: int) -> list[float]:
-    """One-row INSERT + COMMIT on this server: the floor any durable write pays (WAL fsync)."""
-    with engine.begin() as connection:
-        connection.exec_driver_sql("CREATE TABLE bench_commit_probe (x integer)")
-    samples = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        with engine.begin() as connection:
-            connection.exec_driver_sql("INSERT INTO bench_commit_probe VALUES (1)")
-        samples.append(time.perf_counter() - started)
-    return samples
 
 
 async def read_it(_appointment_id: int, read: ReadBack) -> None:

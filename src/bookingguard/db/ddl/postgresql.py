@@ -233,8 +233,8 @@ def functions(
     UPDATE calls c SET {_UNLINKED}
     WHERE {match} AND {no_live};"""
 
-    # The changed calls are locked and resynced in one branch: two would plan each
-    # ``cardinality`` test once more.
+    # The changed calls are locked and resynced in one branch, so ``cardinality`` is
+    # tested once.
     def lock_and_resync(match: str) -> str:
         return f"{_lock_calls(match)}\n    {resync(match)}" if lock_calls else resync(match)
 
