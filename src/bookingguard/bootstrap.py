@@ -45,7 +45,6 @@ from bookingguard.db.engine import make_engine
 from bookingguard.db.spool import Spool
 from bookingguard.db.uow import session_factory
 from bookingguard.resilience import CircuitBreaker
-from bookingguard.resilience.audit import TransitionAudit
 from bookingguard.resilience.retry import RetryPolicy, retry_async
 from bookingguard.settings import Settings
 from bookingguard.urls import ClusterUrl, parse_cluster_url
@@ -205,29 +204,38 @@ def build_job_lock(
     """The scheduler's job leases, shared by every replica that can share them.
 
     Redis when ``redis_url`` is set (over ``redis_client``, the process's blocking
-    client); else the database's advisory locks when it has them (PostgreSQL:
-    replicas on several hosts); else lock files on this host (SQLite), in
-    ``monitoring.lock_dir`` or a temporary directory named after the database.
+    client), falling back while Redis is unreachable to what is chosen without it: the
+    database's advisory locks when it has them (PostgreSQL: replicas on several
+    hosts); else lock files on this host (SQLite), in ``monitoring.lock_dir`` or a
+    temporary directory named after the database.
     """
     import hashlib
     import tempfile
     from pathlib import Path
 
     from bookingguard.db.job_locks import database_locks
-    from bookingguard.monitoring.locks import FileJobLock, HeldLockJobLock, RedisJobLock
+    from bookingguard.monitoring.locks import (
+        FallbackJobLock,
+        FileJobLock,
+        HeldLockJobLock,
+        RedisJobLock,
+    )
 
     prefix = settings.monitoring.lock_key_prefix
-    if settings.redis_url:
-        if redis_client is None:
-            raise ValueError("redis_url is set: pass the process's Redis client for the leases")
-        return RedisJobLock(redis_client, prefix=prefix)
     shared = database_locks(engine, namespace=prefix)
+    without_redis: JobLock
     if shared is not None:
-        return HeldLockJobLock(shared)
-    if settings.monitoring.lock_dir:
-        return FileJobLock(Path(settings.monitoring.lock_dir))
-    digest = hashlib.sha256(settings.database_url.encode()).hexdigest()[:12]
-    return FileJobLock(Path(tempfile.gettempdir()) / f"bookingguard-locks-{digest}")
+        without_redis = HeldLockJobLock(shared)
+    elif settings.monitoring.lock_dir:
+        without_redis = FileJobLock(Path(settings.monitoring.lock_dir))
+    else:
+        digest = hashlib.sha256(settings.database_url.encode()).hexdigest()[:12]
+        without_redis = FileJobLock(Path(tempfile.gettempdir()) / f"bookingguard-locks-{digest}")
+    if not settings.redis_url:
+        return without_redis
+    if redis_client is None:
+        raise ValueError("redis_url is set: pass the process's Redis client for the leases")
+    return FallbackJobLock(RedisJobLock(redis_client, prefix=prefix), without_redis)
 
 
 def build_monitoring(
@@ -334,15 +342,27 @@ def build_spool(settings: Settings) -> Spool:
 
 
 async def replay_spool(settings: Settings, engine: Engine) -> ReplayResult:
-    """One replay of the spool into ``engine``'s database (``bookingguard check``)."""
+    """One replay of the spool into ``engine``'s database (``bookingguard check``).
+
+    With ``redis_url`` set, the breaker's Redis outboxes are drained into the history
+    first, as ``serve``'s replay does: transitions whose replies no process received.
+    """
     store = SqlBookingStore(session_factory(engine))
-    spool = build_spool(settings)
+    redis_clients = build_redis(settings)
+    breaker = build_circuit_breaker(
+        settings,
+        engine,
+        redis_client=redis_clients.asyncio if redis_clients is not None else None,
+    )
     try:
         return await SpoolReplayer(
-            spool=spool, store=store, transitions=TransitionAudit(engine, spool=spool)
+            spool=build_spool(settings), store=store, transitions=breaker.audit
         ).replay()
     finally:
         await store.aclose()
+        await breaker.aclose()
+        if redis_clients is not None:
+            await redis_clients.aclose()
 
 
 def build_booking_service(

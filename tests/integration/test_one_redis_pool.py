@@ -9,7 +9,7 @@ from bookingguard.api.context import OperatorContext
 from bookingguard.api.server import build_server_app
 from bookingguard.api.v1.backends import ApiBackends
 from bookingguard.bootstrap import Services
-from bookingguard.monitoring.locks import RedisJobLock
+from bookingguard.monitoring.locks import FallbackJobLock, RedisJobLock
 from bookingguard.resilience import RedisStore
 from bookingguard.resilience.stores.fallback import FallbackStore
 from bookingguard.settings import Settings
@@ -40,8 +40,9 @@ async def test_every_component_shares_the_process_redis_clients(
     assert storage.storage.connection_pool is shared_blocking.connection_pool
 
     lock = backends.monitoring.lock
-    assert isinstance(lock, RedisJobLock)
-    assert lock._redis is shared_blocking
+    assert isinstance(lock, FallbackJobLock)
+    assert isinstance(lock.primary, RedisJobLock)
+    assert lock.primary._redis is shared_blocking
 
     assert shared_async.connection_pool is not shared_blocking.connection_pool
     await services.aclose()

@@ -6,11 +6,14 @@ Three kinds, chosen by ``bootstrap``: Redis (``SET NX PX`` and a compare-and-del
 script) when configured; else locks the shared database holds for a connection's
 lifetime (``HeldLockJobLock``), so replicas on several hosts still run each job
 once; else an ``flock``-ed file, enough for the embedded default on one host.
+Redis's leases fall back to the kind chosen without it while Redis is unreachable
+(``FallbackJobLock``): an outage of Redis does not stop the monitor.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
 import time
@@ -26,6 +29,7 @@ import redis
 from bookingguard.redis_scripts import node_local
 
 __all__ = [
+    "FallbackJobLock",
     "FileJobLock",
     "HeldLock",
     "HeldLockJobLock",
@@ -34,6 +38,8 @@ __all__ = [
     "Lease",
     "RedisJobLock",
 ]
+
+log = logging.getLogger(__name__)
 
 #: How long a lease survives a replica that died while running the job (runs take seconds).
 RUNNING_TTL = timedelta(minutes=2)
@@ -94,6 +100,51 @@ class RedisJobLock:
         elapsed = self._monotonic() - lease.taken_at
         rest_ms = int((lease.hold.total_seconds() - elapsed) * 1000)
         self._release(keys=[self._prefix + lease.name], args=[lease.token, max(rest_ms, 0)])
+
+
+class FallbackJobLock:
+    """Redis's leases while Redis answers; ``fallback``'s (the kind the configuration
+    chooses without Redis) while it does not.
+
+    A job whose lease Redis cannot give would otherwise not run anywhere: with Redis
+    down, every replica's scheduled check and ``bookingguard check`` itself stopped.
+    Replicas that share the database share its locks as they share Redis, so each job
+    still runs once between them; only replicas split from Redis differently (one
+    reaching it, one not) may both run it, as two writers the database serialises. A
+    lease goes back to the lock that gave it; a Redis lease that cannot be given back
+    expires on its own (``RUNNING_TTL`` at most after it was taken).
+    """
+
+    def __init__(self, primary: RedisJobLock, fallback: JobLock) -> None:
+        self.primary = primary
+        self.fallback = fallback
+        self._givers: dict[str, JobLock] = {}
+        self._mutex = threading.Lock()
+
+    def acquire(self, name: str, *, hold: timedelta) -> Lease | None:
+        giver: JobLock = self.primary
+        try:
+            lease = self.primary.acquire(name, hold=hold)
+        except redis.RedisError as exc:
+            log.warning(
+                "redis unreachable for the lease of job %s, using the fallback: %s", name, exc
+            )
+            giver = self.fallback
+            lease = self.fallback.acquire(name, hold=hold)
+        if lease is not None:
+            with self._mutex:
+                self._givers[lease.token] = giver
+        return lease
+
+    def release(self, lease: Lease) -> None:
+        with self._mutex:
+            giver = self._givers.pop(lease.token, self.primary)
+        try:
+            giver.release(lease)
+        except redis.RedisError as exc:
+            log.warning(
+                "could not give the lease of job %s back to redis, it expires: %s", lease.name, exc
+            )
 
 
 class FileJobLock:

@@ -3,6 +3,7 @@ without its database it is unavailable, and the API says so with a 503 problem."
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +13,12 @@ import pytest
 
 from bookingguard.api.server import build_server_app
 from bookingguard.bootstrap import build_engine
-from bookingguard.db.models import NotificationOutbox
+from bookingguard.db.models import Call, NotificationOutbox
 from bookingguard.db.uow import UnitOfWork
 from bookingguard.settings import Settings
 from tests.conftest import POSTGRES_URL, TestDatabase
 from tests.operator_support import running_server
+from tests.support.cli import run_cli
 
 TOKEN = "ops:operate:edge-test-token-0123456789"
 
@@ -67,6 +69,31 @@ def test_readyz_is_degraded_not_down_when_only_redis_is_down(database: TestDatab
     assert body["checks"]["database"] == "ok"
     assert body["checks"]["redis"].startswith("unreachable")
     assert alerts.status_code == 200
+
+
+def test_check_runs_on_the_database_leases_when_redis_is_down(
+    database: TestDatabase, tmp_path: Path
+) -> None:
+    """Redis on a closed port: ``bookingguard check`` still runs, under the database's
+    lease (or this host's lock file), finds what is there and notifies."""
+    with UnitOfWork(database.sessions) as uow:
+        uow.session.add(
+            Call(retell_call_id="call_failed", booking_failed=True, booking_failure_reason="x")
+        )
+        uow.commit()
+    result = run_cli(
+        "check",
+        "--json",
+        env={
+            "BOOKINGGUARD_DATABASE_URL": database.url,
+            "BOOKINGGUARD_REDIS_URL": f"redis://127.0.0.1:{closed_port()}/0",
+            "BOOKINGGUARD_SPOOL__PATH": str(tmp_path / "spool.db"),
+            "BOOKINGGUARD_MONITORING__LOCK_DIR": str(tmp_path / "locks"),
+        },
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    findings = json.loads(result.stdout)["findings"]
+    assert findings["recent_failures"]["count"] == 1
 
 
 def test_readyz_is_degraded_while_a_notification_channel_fails(database: TestDatabase) -> None:

@@ -17,7 +17,12 @@ from queue import Queue
 import pytest
 
 from bookingguard.bootstrap import build_blocking_redis, build_engine, build_job_lock
-from bookingguard.monitoring.locks import FileJobLock, HeldLockJobLock, RedisJobLock
+from bookingguard.monitoring.locks import (
+    FallbackJobLock,
+    FileJobLock,
+    HeldLockJobLock,
+    RedisJobLock,
+)
 from bookingguard.settings import Settings
 from tests.conftest import TestDatabase
 
@@ -105,7 +110,8 @@ def test_a_replica_that_dies_frees_its_lease(database_url: str, tmp_path: Path) 
 def test_the_lock_follows_the_configuration(
     database: TestDatabase, tmp_path: Path, redis_url: str
 ) -> None:
-    """Redis when configured; else advisory locks on PostgreSQL and lock files on SQLite."""
+    """Redis when configured, falling back to what is chosen without it: advisory locks on
+    PostgreSQL, lock files on SQLite."""
     settings = _settings(database.url, tmp_path)
     lock = build_job_lock(settings, database.engine, redis_client=None)
     expected = HeldLockJobLock if database.dialect == "postgresql" else FileJobLock
@@ -113,5 +119,7 @@ def test_the_lock_follows_the_configuration(
     client = build_blocking_redis(redis_url)
     with_redis = settings.model_copy(update={"redis_url": redis_url})
     chosen = build_job_lock(with_redis, database.engine, redis_client=client)
-    assert isinstance(chosen, RedisJobLock)
+    assert isinstance(chosen, FallbackJobLock)
+    assert isinstance(chosen.primary, RedisJobLock)
+    assert type(chosen.fallback) is expected
     client.close()

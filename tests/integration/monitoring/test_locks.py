@@ -12,8 +12,15 @@ import redis
 
 from bookingguard.bootstrap import build_blocking_redis
 from bookingguard.db.job_locks import AdvisoryLocks
-from bookingguard.monitoring.locks import FileJobLock, HeldLockJobLock, JobLock, RedisJobLock
+from bookingguard.monitoring.locks import (
+    FallbackJobLock,
+    FileJobLock,
+    HeldLockJobLock,
+    JobLock,
+    RedisJobLock,
+)
 from tests.conftest import TestDatabase
+from tests.support.redis_server import free_port
 
 
 class FakeClock:
@@ -87,3 +94,34 @@ def test_lease_is_held_for_the_interval_after_a_quick_job(leases: Leases) -> Non
     later = lock.acquire("check", hold=timedelta(seconds=0.5))
     assert later is not None
     lock.release(later)
+
+
+def test_leases_fall_back_while_redis_is_unreachable(
+    redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    """Redis gives the lease while it answers (the fallback stays free); while it does not,
+    the fallback does, and holds it against a second replica; each goes back where it
+    came from."""
+    clock = FakeClock()
+    fallback = FileJobLock(tmp_path / "locks", clock=clock)
+    live = build_blocking_redis(redis_url)
+    dead = build_blocking_redis(f"redis://127.0.0.1:{free_port()}/0")
+    up = FallbackJobLock(RedisJobLock(live, prefix=redis_prefix, monotonic=clock), fallback)
+    down = FallbackJobLock(RedisJobLock(dead, prefix=redis_prefix, monotonic=clock), fallback)
+    try:
+        in_redis = up.acquire("check", hold=timedelta(0))
+        assert in_redis is not None
+        assert live.get(redis_prefix + "check") == in_redis.token.encode()
+        in_fallback = down.acquire("check", hold=timedelta(0))
+        assert in_fallback is not None
+        assert in_fallback.handle is not None
+        assert down.acquire("check", hold=timedelta(0)) is None
+        down.release(in_fallback)
+        up.release(in_redis)
+        assert live.exists(redis_prefix + "check") == 0
+        again = down.acquire("check", hold=timedelta(0))
+        assert again is not None
+        down.release(again)
+    finally:
+        live.close()
+        dead.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 import redis
@@ -24,6 +25,7 @@ from bookingguard.resilience import (
 from bookingguard.resilience.audit import TransitionAudit
 from bookingguard.resilience.outcome import Outcome
 from tests.conftest import TestDatabase
+from tests.support.cli import run_cli
 
 from .conftest import age_redis_circuits, delete_keys
 
@@ -151,6 +153,50 @@ async def test_transitions_whose_reply_was_lost_reach_the_history_through_the_ou
     assert [tuple(row) for row in history] == [
         ("closed", "open", decided[0].version, "redis"),
         ("open", "closed", decided[1].version, "redis"),
+    ]
+
+
+async def test_check_drains_the_outboxes_into_the_history_before_it_checks(
+    redis_url: str, redis_prefix: str, database: TestDatabase, tmp_path: Path
+) -> None:
+    """Transitions whose replies no process received wait in Redis's outbox while no
+    ``serve`` runs: ``bookingguard check`` writes them into the history too."""
+    client = build_async_redis(redis_url, timeout_seconds=1.0)
+    store = RedisStore(client, key_prefix=redis_prefix)
+    policy = BreakerPolicy(cooldown_seconds=30, failure_threshold=1)
+    outbox = f"{redis_prefix}{{{KEY}}}:outbox"
+    try:
+        admission = await store.acquire(KEY, policy)
+        decided = await store.record(KEY, policy, admission, Outcome.FAILURE, slow=False)
+        decided += await store.reset(KEY)
+        result = run_cli(
+            "check",
+            "--json",
+            "--no-notify",
+            env={
+                "BOOKINGGUARD_DATABASE_URL": database.url,
+                "BOOKINGGUARD_REDIS_URL": redis_url,
+                "BOOKINGGUARD_CIRCUIT_BREAKER__REDIS_KEY_PREFIX": redis_prefix,
+                "BOOKINGGUARD_SPOOL__PATH": str(tmp_path / "spool.db"),
+            },
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert await client.llen(outbox) == 0
+    finally:
+        await store.aclose()
+        await client.aclose()
+        delete_keys(redis_url, redis_prefix)
+    with database.sessions() as session:
+        history = session.execute(
+            select(
+                CircuitBreakerTransition.from_state,
+                CircuitBreakerTransition.to_state,
+                CircuitBreakerTransition.version,
+            ).order_by(CircuitBreakerTransition.version)
+        ).all()
+    assert [tuple(row) for row in history] == [
+        ("closed", "open", decided[0].version),
+        ("open", "closed", decided[1].version),
     ]
 
 
