@@ -29,6 +29,7 @@ SEVERITY_BY_TYPE: dict[str, str] = {
     "appointment_rollback": "critical",
     "compensation_failed": "critical",
     "calcom_booking_missing": "critical",
+    "stale_booking_claim": "critical",
     "missing_direction": "warning",
     "orphaned_appointment": "warning",
     "inconsistent_link_status": "warning",

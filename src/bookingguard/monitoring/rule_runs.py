@@ -15,7 +15,16 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import CompoundSelect, Select, Table, literal, null, select, union_all
+from sqlalchemy import (
+    CompoundSelect,
+    Select,
+    Table,
+    TextualSelect,
+    literal,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from bookingguard.db.models import ConsistencyAlert
@@ -297,13 +306,10 @@ class RuleRunner:
             )
             # Filed when the alert opens: a reviewer who closes the item is not refiled
             # every minute while the alert stays open.
-            if stored.opened_ids and rule.severity == "critical" and rule.entity_type == "call":
-                table = rule.table
+            if stored.opened_ids and rule.severity == "critical":
                 filed = file_many_for_review(
                     session,
-                    call_ids=select(table.c.id).where(
-                        table.c.id.in_(bound_ids(session, stored.opened_ids))
-                    ),
+                    call_ids=_calls_of(rule, bound_ids(session, stored.opened_ids)),
                     reason=rule.name,
                     priority=PRIORITY_BY_SEVERITY[rule.severity],
                     now=now,
@@ -397,3 +403,11 @@ def describe_error(exc: BaseException) -> str:
     """The error as one line for a report: its type and the first line of its message."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
+
+
+def _calls_of(rule: Rule, entity_ids: TextualSelect) -> Select[tuple[int]]:
+    """The calls of the rule's entities: themselves, or the calls their rows belong to."""
+    table = rule.table
+    if rule.entity_type == "call":
+        return select(table.c.id).where(table.c.id.in_(entity_ids))
+    return select(table.c.call_id).where(table.c.id.in_(entity_ids), table.c.call_id.is_not(None))

@@ -9,11 +9,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, text
 
 from bookingguard.monitoring import AlertPolicy, Monitor
 from bookingguard.monitoring.rules import (
     RULES,
+    STALE_CLAIM_AFTER,
     Reach,
     Window,
     reach,
@@ -65,6 +66,17 @@ def craft_link_status(connection: Connection) -> int:
     return call_id
 
 
+def craft_stale_claim(connection: Connection) -> int:
+    call_id = add_call(connection, "s1")
+    return add_appointment(
+        connection,
+        call_id,
+        created_at=NOW - STALE_CLAIM_AFTER - timedelta(minutes=5),
+        status="pending_creation",
+        idempotency_key="k-stale",
+    )
+
+
 def craft_failure(connection: Connection) -> int:
     return add_call(connection, "f1", booking_failed=True, booking_failure_reason="slot taken")
 
@@ -75,6 +87,7 @@ CASES: list[tuple[str, str, Callable[[Connection], int]]] = [
     ("missing_direction", "warning", craft_missing_direction),
     ("orphaned_appointment", "warning", craft_orphan),
     ("inconsistent_link_status", "warning", craft_link_status),
+    ("stale_booking_claim", "critical", craft_stale_claim),
     ("recent_failures", "info", craft_failure),
 ]
 
@@ -126,6 +139,67 @@ def test_a_claim_is_no_live_appointment(database: TestDatabase, scan_all: bool) 
     assert counts == dict.fromkeys(counts, 0) | {"missing_appointment": 1}
     samples = report.to_dict()["findings"]["missing_appointment"]["samples"]
     assert [sample["entity_id"] for sample in samples] == [phantom]
+
+
+def test_a_claim_left_pending_is_filed_for_review_until_it_settles(
+    database: TestDatabase,
+) -> None:
+    """A claim younger than ``STALE_CLAIM_AFTER`` is a booking in flight; one older is a
+    request that died: its call is filed for review once. Filled, its alert resolves."""
+    play_legacy(database)
+    clock = Clock()
+    with database.engine.begin() as connection:
+        dead = add_call(connection, "dead")
+        stale = add_appointment(
+            connection,
+            dead,
+            created_at=NOW - STALE_CLAIM_AFTER - timedelta(seconds=1),
+            status="pending_creation",
+            idempotency_key="k-dead",
+        )
+        in_flight = add_call(connection, "in-flight")
+        fresh = add_appointment(
+            connection,
+            in_flight,
+            created_at=NOW - timedelta(minutes=1),
+            status="pending_creation",
+            idempotency_key="k-in-flight",
+        )
+    monitor = monitor_for(database, clock)
+
+    def found() -> list[int]:
+        finding = monitor.check(fix=False, notify=False).to_dict()["findings"]
+        return sorted(s["entity_id"] for s in finding["stale_booking_claim"]["samples"])
+
+    def open_alerts() -> list[int]:
+        return [
+            row[0]
+            for row in rows(
+                database,
+                "SELECT entity_id FROM data_consistency_alerts"
+                " WHERE alert_type = 'stale_booking_claim' AND status = 'open' ORDER BY entity_id",
+            )
+        ]
+
+    assert found() == [stale]
+    assert rows(database, "SELECT call_id, reason FROM manual_review_queue") == [
+        (dead, "stale_booking_claim")
+    ]
+    clock.now = NOW + STALE_CLAIM_AFTER
+    assert found() == [stale, fresh]
+    with database.engine.begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE appointments SET status = 'booked', calcom_booking_uid = 'u' WHERE id = :id"
+            ),
+            {"id": stale},
+        )
+    assert found() == [fresh]
+    assert open_alerts() == [fresh]
+    assert [row[0] for row in rows(database, "SELECT call_id FROM manual_review_queue")] == [
+        dead,
+        in_flight,
+    ]
 
 
 def test_window_excludes_older_rows_and_all_includes_them(database: TestDatabase) -> None:

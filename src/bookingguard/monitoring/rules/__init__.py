@@ -7,12 +7,13 @@ rules, ``plans`` the statements that find their entities fast.
 
 from __future__ import annotations
 
-from bookingguard.monitoring.rules.catalog import RULES, rule_named
+from bookingguard.monitoring.rules.catalog import RULES, STALE_CLAIM_AFTER, rule_named
 from bookingguard.monitoring.rules.model import Reach, ReachBounds, Rule, Window
 from bookingguard.monitoring.rules.plans import SharedScan, reach, shared_call_scan, windowed
 
 __all__ = [
     "RULES",
+    "STALE_CLAIM_AFTER",
     "Reach",
     "ReachBounds",
     "Rule",

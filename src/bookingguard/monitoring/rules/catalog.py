@@ -1,4 +1,8 @@
-"""The catalog: the six detection rules, each a predicate, a severity and what corrects it.
+"""The catalog: the detection rules, each a predicate, a severity and what corrects it.
+
+The six of the predecessor review, and ``stale_booking_claim``: a booking whose request
+died between claiming its key and recording what Cal.com answered (the caller may have
+heard nothing, and nothing else looks at the call again).
 
 Adding a rule is adding one ``Rule`` to ``RULES`` with its plain predicate; a faster
 phrasing (``plans``) is an optimisation the rule can go without.
@@ -22,7 +26,7 @@ from sqlalchemy import (
     select,
 )
 
-from bookingguard.db.models import Appointment, Call, is_live_appointment
+from bookingguard.db.models import CLAIM_STATUS, Appointment, Call, is_live_appointment
 from bookingguard.monitoring.rules.model import Rule
 from bookingguard.monitoring.rules.plans import (
     inconsistent_link_status_all,
@@ -32,10 +36,16 @@ from bookingguard.monitoring.rules.plans import (
     orphaned_appointment_window,
 )
 
-__all__ = ["RULES", "rule_named"]
+__all__ = ["RULES", "STALE_CLAIM_AFTER", "rule_named"]
 
 calls: Table = Call.__table__  # type: ignore[assignment]
 appointments: Table = Appointment.__table__  # type: ignore[assignment]
+
+#: A claim still pending this long after it was taken has no request left to settle it:
+#: its booking's create and retries end within ``validation.retry_budget_seconds`` (30 s
+#: by default), and a retried request takes a claim over once it is
+#: ``validation.claim_stale_seconds`` old (2 minutes).
+STALE_CLAIM_AFTER = timedelta(minutes=10)
 
 
 def _live_appointment_of(call_id: ColumnElement[int]) -> ColumnElement[bool]:
@@ -85,6 +95,10 @@ def _inconsistent_link_status() -> ColumnElement[bool]:
 
 def _inconsistent_link_status_given(live: ColumnElement[bool]) -> ColumnElement[bool]:
     return calls.c.appointment_link_status.is_not_distinct_from("linked") != live
+
+
+def _claim() -> ColumnElement[bool]:
+    return appointments.c.status == CLAIM_STATUS
 
 
 def _recent_failure() -> ColumnElement[bool]:
@@ -163,6 +177,19 @@ RULES: tuple[Rule, ...] = (
         given_live=_inconsistent_link_status_given,
         fix=_fix_link_status,
         sample_columns=("retell_call_id", "appointment_link_status"),
+    ),
+    Rule(
+        name="stale_booking_claim",
+        entity_type="appointment",
+        table=appointments,
+        time_column="created_at",
+        description=(
+            "booking claim still pending_creation long after it was taken: its request died"
+            " before recording Cal.com's answer"
+        ),
+        predicate=_claim,
+        settles_after=STALE_CLAIM_AFTER,
+        sample_columns=("call_id", "idempotency_key", "starts_at"),
     ),
     Rule(
         name="recent_failures",

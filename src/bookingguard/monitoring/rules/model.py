@@ -84,6 +84,8 @@ class Rule:
     given_live: Callable[[ColumnElement[bool]], ColumnElement[bool]] | None = None
     #: A finding older than this (by ``time_column``) no longer holds: "recent" rules.
     holds_for: timedelta | None = None
+    #: A row younger than this (by ``time_column``) is no finding yet: work in flight.
+    settles_after: timedelta | None = None
     sample_columns: tuple[str, ...] = ()
 
     @property
@@ -95,9 +97,14 @@ class Rule:
         return and_(self.predicate(), self.in_window(window))
 
     def in_window(self, window: Window) -> ColumnElement[bool]:
-        """The rows of ``table`` the window (and ``holds_for``) covers, whatever they hold."""
+        """The rows of ``table`` the window (and ``holds_for``, ``settles_after``) covers,
+        whatever they hold."""
         held_since = None if self.holds_for is None else window.until - self.holds_for
-        return self.within(window.since, window.until, held_since)
+        return self.within(window.since, self.settled_by(window.until), held_since)
+
+    def settled_by(self, moment: datetime) -> datetime:
+        """The latest ``time_column`` of a row that can be a finding at ``moment``."""
+        return moment if self.settles_after is None else moment - self.settles_after
 
     def within(
         self,
@@ -122,6 +129,8 @@ class Rule:
         parts = [self.table.c.id == entity_id, self.predicate()]
         if self.holds_for is not None:
             parts.append(self.table.c[self.time_column] >= now - self.holds_for)
+        if self.settles_after is not None:
+            parts.append(self.table.c[self.time_column] <= self.settled_by(now))
         return exists(select(literal(1)).where(and_(*parts)))
 
     def ids(self, window: Window) -> Select[tuple[int]]:

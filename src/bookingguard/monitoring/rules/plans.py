@@ -63,7 +63,7 @@ def windowed(rule: Rule, window: Window) -> tuple[Select[tuple[int]], dict[str, 
         return None
     parameters: dict[str, Any] = {
         "since": window.since,
-        "until": window.until,
+        "until": rule.settled_by(window.until),
         "calls_from": window.reach.calls_from,
         "appointment_calls_from": window.reach.appointment_calls_from,
     }
@@ -259,7 +259,8 @@ def shared_call_scan(rules: Sequence[Rule], window: Window) -> SharedScan | None
     (see ``Reach``). None outside a window with its reach, when fewer than two rules would
     share it, or when they window by different columns.
     """
-    over_calls = tuple(rule for rule in rules if rule.table is calls)
+    # A rule that lets its rows settle ends its window earlier: it runs on its own.
+    over_calls = tuple(rule for rule in rules if rule.table is calls and rule.settles_after is None)
     time_columns = {rule.time_column for rule in over_calls}
     if window.reach is None or window.since is None or len(over_calls) < 2 or len(time_columns) > 1:
         return None
