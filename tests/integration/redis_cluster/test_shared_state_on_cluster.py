@@ -14,7 +14,7 @@ from bookingguard.api.ratelimit import RateLimiter, SharedClusterStorage
 from bookingguard.api.server import build_server_app
 from bookingguard.api.v1.backends import ApiBackends
 from bookingguard.bootstrap import Services, build_blocking_redis
-from bookingguard.monitoring.locks import RedisJobLock
+from bookingguard.monitoring.locks import FallbackJobLock, RedisJobLock
 from bookingguard.resilience import RedisStore
 from bookingguard.resilience.stores.fallback import FallbackStore
 from bookingguard.settings import Settings
@@ -120,6 +120,7 @@ async def test_every_component_holds_the_process_cluster_clients(
     assert storage.storage is shared_blocking
 
     lock = backends.monitoring.lock
-    assert isinstance(lock, RedisJobLock)
-    assert lock._redis is shared_blocking
+    assert isinstance(lock, FallbackJobLock)
+    assert isinstance(lock.primary, RedisJobLock)
+    assert lock.primary._redis is shared_blocking
     await services.aclose()

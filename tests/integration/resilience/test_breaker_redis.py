@@ -24,6 +24,7 @@ from bookingguard.resilience import (
 )
 from bookingguard.resilience.audit import TransitionAudit
 from bookingguard.resilience.outcome import Outcome
+from bookingguard.resilience.stores.redis import OUTBOX_SCAN_SECONDS
 from tests.conftest import TestDatabase
 from tests.support.cli import run_cli
 
@@ -154,6 +155,53 @@ async def test_transitions_whose_reply_was_lost_reach_the_history_through_the_ou
         ("closed", "open", decided[0].version, "redis"),
         ("open", "closed", decided[1].version, "redis"),
     ]
+
+
+async def test_a_drain_walks_the_keyspace_for_other_outboxes_only_now_and_then(
+    redis_url: str, redis_prefix: str, database: TestDatabase
+) -> None:
+    """Every drain empties the outboxes of the circuits its store used. Another process's
+    (a replica that died) wait for the next walk of the keyspace: at the first drain and
+    every ``OUTBOX_SCAN_SECONDS`` after, not at every drain."""
+    client = build_async_redis(redis_url, timeout_seconds=1.0)
+    clock = [0.0]
+    ours = RedisStore(client, key_prefix=redis_prefix, monotonic=lambda: clock[0])
+    theirs = RedisStore(client, key_prefix=redis_prefix)
+    policy = BreakerPolicy(cooldown_seconds=30, failure_threshold=1)
+    mine, other = f"{KEY}:mine", f"{KEY}:other"
+    audit = TransitionAudit(database.engine, outboxes=[ours])
+
+    async def open_circuit(store: RedisStore, key: str) -> None:
+        admission = await store.acquire(key, policy)
+        await store.record(key, policy, admission, Outcome.FAILURE, slow=False)
+
+    async def waiting(key: str) -> int:
+        return int(await client.llen(f"{redis_prefix}{{{key}}}:outbox"))
+
+    try:
+        await audit.replay()
+        await open_circuit(ours, mine)
+        await open_circuit(theirs, other)
+        clock[0] += OUTBOX_SCAN_SECONDS - 1
+        await audit.replay()
+        between = (await waiting(mine), await waiting(other))
+        clock[0] += 1
+        await audit.replay()
+        after = (await waiting(mine), await waiting(other))
+    finally:
+        await ours.aclose()
+        await theirs.aclose()
+        await client.aclose()
+        delete_keys(redis_url, redis_prefix)
+    assert between == (0, 1)
+    assert after == (0, 0)
+    with database.sessions() as session:
+        opened = session.scalars(
+            select(CircuitBreakerTransition.circuit_key).where(
+                CircuitBreakerTransition.to_state == "open"
+            )
+        ).all()
+    assert sorted(opened) == sorted([mine, other])
 
 
 async def test_check_drains_the_outboxes_into_the_history_before_it_checks(

@@ -31,7 +31,7 @@ from bookingguard.resilience.policy import BreakerPolicy
 from bookingguard.resilience.stores.resp import RespConnection, pack_parts
 from bookingguard.settings import CircuitBreakerSettings
 
-__all__ = ["DEFAULT_KEY_PREFIX", "RedisStore"]
+__all__ = ["DEFAULT_KEY_PREFIX", "OUTBOX_SCAN_SECONDS", "RedisStore"]
 
 _DEFAULTS = CircuitBreakerSettings()
 DEFAULT_KEY_PREFIX = _DEFAULTS.redis_key_prefix
@@ -40,6 +40,13 @@ _SCRIPT_SHA = hashlib.sha1(_SCRIPT.encode("utf-8"), usedforsecurity=False).hexdi
 _EVALSHA_HEAD = pack_parts("EVALSHA", _SCRIPT_SHA, "3")
 #: listing walks keys for an operator, off the hot path: it may take longer than one call
 _LISTING_TIMEOUT = 5.0
+#: How often a drain of the outboxes also walks the keyspace (SCAN) for those of circuits
+#: this process never used, a dead replica's among them. SCAN visits every key of the
+#: database, which a Redis shared with other applications may hold millions of; the
+#: outboxes of the circuits used here are looked at on every drain.
+OUTBOX_SCAN_SECONDS = 300.0
+#: Circuits remembered for the drain (circuit keys are bounded by the event types allowed).
+_USED_CIRCUITS_CAP = 10_000
 #: a cluster client's first command learns the slots and parses the command table
 #: (about 0.1 s of CPU), and so does the first after an outage: not held to one call's bound
 _CLUSTER_START_TIMEOUT = 1.0
@@ -88,6 +95,8 @@ class RedisStore:
         key_prefix: str = DEFAULT_KEY_PREFIX,
         timeout_seconds: float = _DEFAULTS.redis_timeout_seconds,
         name: str = "redis",
+        outbox_scan_seconds: float = OUTBOX_SCAN_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
         self._client = client
@@ -106,6 +115,10 @@ class RedisStore:
         self.on_scripts_lost: Callable[[], Awaitable[None]] | None = None
         self._refilling = False
         self._unstarted_cluster = client if isinstance(client, aioredis.RedisCluster) else None
+        self._used: set[str] = set()
+        self._outbox_scan_seconds = outbox_scan_seconds
+        self._monotonic = monotonic
+        self._scanned_at: float | None = None
 
     def _keys(self, key: str) -> tuple[str, str, str]:
         base = f"{self._prefix}{{{key}}}"
@@ -169,6 +182,8 @@ class RedisStore:
 
     async def _run(self, key: str, policy: BreakerPolicy | None, *head: str) -> list[Any]:
         """Run the script once (loading it on NOSCRIPT); an outage is ``StoreUnavailableError``."""
+        if key not in self._used and len(self._used) < _USED_CIRCUITS_CAP:
+            self._used.add(key)
         if self._unstarted_cluster is not None:
             await self._start_cluster(self._unstarted_cluster)
         try:
@@ -278,15 +293,27 @@ class RedisStore:
 
         The outbox holds each answer that carried transitions, written by the script that
         decided them, so a reply lost on the way back (a timeout, a killed process) leaves
-        them here. An entry ``write`` raised on stays for the next drain.
+        them here. An entry ``write`` raised on stays for the next drain. Each drain looks
+        at the outboxes of the circuits this store used; the first, and one every
+        ``outbox_scan_seconds`` after, finds every outbox (SCAN), those of circuits only
+        other processes used too.
         """
         drained = 0
-        for name, key in await self._circuits_with("outbox"):
+        for name, key in await self._outboxes():
             for entry in await self._guarded(self._client.lrange(name, 0, -1)):
                 await write(_transitions(key, entry, self.name))
                 await self._guarded(self._client.lrem(name, 1, entry))
                 drained += 1
         return drained
+
+    async def _outboxes(self) -> list[tuple[str, str]]:
+        """(Redis key, circuit key) of the outboxes a drain looks at now."""
+        now = self._monotonic()
+        if self._scanned_at is not None and now - self._scanned_at < self._outbox_scan_seconds:
+            return [(self._keys(key)[2], key) for key in sorted(self._used)]
+        found = await self._circuits_with("outbox")
+        self._scanned_at = now
+        return found
 
     async def adopt(self, circuits: list[CircuitStatistics]) -> int:
         taken = 0
