@@ -112,7 +112,8 @@ class FallbackJobLock:
     still runs once between them; only replicas split from Redis differently (one
     reaching it, one not) may both run it, as two writers the database serialises. A
     lease goes back to the lock that gave it; a Redis lease that cannot be given back
-    expires on its own (``RUNNING_TTL`` at most after it was taken).
+    expires on its own (``RUNNING_TTL`` at most after it was taken). The switch is
+    logged each way once, not at every lease (the delivery job takes one every 2 s).
     """
 
     def __init__(self, primary: RedisJobLock, fallback: JobLock) -> None:
@@ -120,17 +121,22 @@ class FallbackJobLock:
         self.fallback = fallback
         self._givers: dict[str, JobLock] = {}
         self._mutex = threading.Lock()
+        self._falling_back = False
 
     def acquire(self, name: str, *, hold: timedelta) -> Lease | None:
         giver: JobLock = self.primary
         try:
             lease = self.primary.acquire(name, hold=hold)
         except redis.RedisError as exc:
-            log.warning(
-                "redis unreachable for the lease of job %s, using the fallback: %s", name, exc
-            )
+            if not self._falling_back:
+                log.warning("redis unreachable: job leases taken from the fallback: %s", exc)
+            self._falling_back = True
             giver = self.fallback
             lease = self.fallback.acquire(name, hold=hold)
+        else:
+            if self._falling_back:
+                log.warning("redis answers again: job leases taken from redis")
+            self._falling_back = False
         if lease is not None:
             with self._mutex:
                 self._givers[lease.token] = giver

@@ -97,11 +97,11 @@ def test_lease_is_held_for_the_interval_after_a_quick_job(leases: Leases) -> Non
 
 
 def test_leases_fall_back_while_redis_is_unreachable(
-    redis_url: str, redis_prefix: str, tmp_path: Path
+    redis_url: str, redis_prefix: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Redis gives the lease while it answers (the fallback stays free); while it does not,
     the fallback does, and holds it against a second replica; each goes back where it
-    came from."""
+    came from. The switch is logged once, not at every lease."""
     clock = FakeClock()
     fallback = FileJobLock(tmp_path / "locks", clock=clock)
     live = build_blocking_redis(redis_url)
@@ -122,6 +122,9 @@ def test_leases_fall_back_while_redis_is_unreachable(
         again = down.acquire("check", hold=timedelta(0))
         assert again is not None
         down.release(again)
+        switches = [r.getMessage() for r in caplog.records if r.name.endswith(".locks")]
+        assert len(switches) == 1
+        assert switches[0].startswith("redis unreachable: job leases taken from the fallback")
     finally:
         live.close()
         dead.close()
