@@ -154,20 +154,23 @@ def build_server_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
         jobs = scheduler.start_background(monitor) if background else None
-        replay = (
-            asyncio.create_task(
-                services.spool_replayer.run_forever(settings.spool.replay_interval_seconds)
-            )
+        tasks = (
+            [
+                asyncio.create_task(
+                    services.spool_replayer.run_forever(settings.spool.replay_interval_seconds)
+                ),
+                asyncio.create_task(services.claim_settler.run_forever()),
+            ]
             if background
-            else None
+            else []
         )
         try:
             async with inner_lifespan(app) as state:
                 yield state
         finally:
-            if replay is not None:
-                replay.cancel()
-                await asyncio.gather(replay, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             if jobs is not None:
                 await anyio.to_thread.run_sync(jobs.shutdown)
             await breaker.aclose()

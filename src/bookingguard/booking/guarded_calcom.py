@@ -144,10 +144,21 @@ class GuardedCalcom:
         of failed creates (three 500s in a row still open it), and they are bounded by
         the retry's attempts and the client's timeouts.
         """
-        async for booking in self._calcom.iter_bookings(
-            after_start=new.start - timedelta(minutes=1),
-            before_end=new.start + _LOOKUP_SPAN,
+        return await self.find_key(
+            key,
+            start=new.start,
             event_type_id=new.event_type_id,
+            include_cancelled=include_cancelled,
+        )
+
+    async def find_key(
+        self, key: str, *, start: datetime, event_type_id: int, include_cancelled: bool = False
+    ) -> CalcomBooking | None:
+        """``find`` by what a claim holds: the key, the slot's start and the event type."""
+        async for booking in self._calcom.iter_bookings(
+            after_start=start - timedelta(minutes=1),
+            before_end=start + _LOOKUP_SPAN,
+            event_type_id=event_type_id,
         ):
             if booking.metadata.get(IDEMPOTENCY_METADATA_KEY) == key and (
                 include_cancelled or not booking.is_cancelled

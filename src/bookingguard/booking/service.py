@@ -46,6 +46,7 @@ from bookingguard.booking.store import (
     NewAppointment,
     NewClaim,
     ReadBack,
+    StaleClaim,
     StoredAppointment,
 )
 from bookingguard.booking.types import (
@@ -221,6 +222,42 @@ class BookingService:
         log.warning("claim of key %s is stale: its owner is gone, taking it over", request.key)
         attempt = _Attempt(request.retell_call_id, call_id, request.key, stored)
         return await self._create(request, attempt, look_first=True)
+
+    async def settle(self, stale: StaleClaim) -> BookingResult | None:
+        """Settle a claim whose request is gone, as a take-over does but never booking
+        (``ClaimSettler`` runs it in the background): what Cal.com holds for the key
+        decides. A live booking is recorded in the claim and validated like any; a
+        cancelled one cancels the claim; none releases it. Either of the last two
+        writes the call down as a failed booking, for a human to call back. None when
+        the claim changed since it was read (settled, or taken over elsewhere)."""
+        claim = stale.claim
+        seen = claim.updated_at
+        if seen is None or not await self._store.take_over_claim(
+            claim.appointment_id, seen=seen, now=self._clock()
+        ):
+            return None
+        found = await self._calcom.find_key(
+            stale.key,
+            start=stale.starts_at,
+            event_type_id=stale.event_type_id,
+            include_cancelled=True,
+        )
+        if found is not None and not found.is_cancelled:
+            attempt = _Attempt(stale.retell_call_id, stale.call_id, stale.key, claim)
+            return (await self._record(found, attempt)).result
+        if found is None:
+            await self._store.release_claim(claim.appointment_id)
+            result = BookingResult.CLAIM_ABANDONED
+        else:
+            await self._store.cancel_appointment(claim.appointment_id, self._clock())
+            result = BookingResult.PREVIOUSLY_FAILED
+        await self._failures.booking_failed(
+            stale.retell_call_id,
+            call_id=stale.call_id,
+            reason=result.value,
+            details={"key": stale.key, "calcom_booking_uid": found.uid if found else None},
+        )
+        return result
 
     async def _create(
         self, request: BookingRequest, attempt: _Attempt, *, look_first: bool = False

@@ -24,6 +24,7 @@ from bookingguard.db.booking_queries import (
     NewAppointment,
     NewClaim,
     ReadBack,
+    StaleClaim,
     StoredAppointment,
     booking_queries_for,
 )
@@ -79,6 +80,13 @@ class SqlBookingStore:
 
     async def take_over_claim(self, appointment_id: int, *, seen: datetime, now: datetime) -> bool:
         return await self._queries.take_over_claim(appointment_id, seen=seen, now=now)
+
+    async def stale_claims(
+        self, *, before: datetime, created_since: datetime, limit: int
+    ) -> list[StaleClaim]:
+        return await self._queries.stale_claims(
+            before=before, created_since=created_since, limit=limit
+        )
 
     async def latest_appointment(self, retell_call_id: str) -> CallAppointment | None:
         return await self._queries.latest_appointment(retell_call_id)

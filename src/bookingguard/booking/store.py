@@ -18,6 +18,7 @@ from bookingguard.db.booking_queries import (
     NewAppointment,
     NewClaim,
     ReadBack,
+    StaleClaim,
     StoredAppointment,
 )
 from bookingguard.db.spool import FailureRecord
@@ -31,6 +32,7 @@ __all__ = [
     "NewAppointment",
     "NewClaim",
     "ReadBack",
+    "StaleClaim",
     "StoredAppointment",
 ]
 
@@ -71,6 +73,13 @@ class BookingStore(Protocol):
     async def take_over_claim(self, appointment_id: int, *, seen: datetime, now: datetime) -> bool:
         """Make a stale claim (last changed at ``seen``) this request's, as of ``now``;
         False when it changed since (filled, released, or taken over by another)."""
+        ...
+
+    async def stale_claims(
+        self, *, before: datetime, created_since: datetime, limit: int
+    ) -> list[StaleClaim]:
+        """Claims last changed at ``before`` or earlier (taken at ``created_since`` or
+        later), oldest first, at most ``limit``."""
         ...
 
     async def read_back(

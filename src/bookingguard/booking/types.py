@@ -98,6 +98,9 @@ class BookingResult(enum.StrEnum):
     LOCAL_WRITE_FAILED = "local_write_failed"
     PREVIOUSLY_FAILED = "previously_failed"
     INTERNAL_ERROR = "internal_error"
+    #: A claim whose request died, settled in the background: Cal.com holds nothing for
+    #: its key, so the claim is released and the call filed (no caller hears this one).
+    CLAIM_ABANDONED = "claim_abandoned"
 
 
 _BOOKED_RESULTS = frozenset({BookingResult.BOOKED, BookingResult.ALREADY_BOOKED})

@@ -18,6 +18,7 @@ from bookingguard.booking import (
     default_booking_metrics,
 )
 from bookingguard.booking.calls import CallEventRecorder
+from bookingguard.booking.claim_settler import ClaimSettler
 from bookingguard.booking.spool_replay import SpoolReplayer
 from bookingguard.bootstrap.booking import (
     PolicyRetrier,
@@ -49,6 +50,7 @@ class Services:
     clock: Callable[[], datetime]
     spool: Spool
     spool_replayer: SpoolReplayer
+    claim_settler: ClaimSettler
     redis: RedisClients | None = None
 
     async def aclose(self) -> None:
@@ -121,6 +123,12 @@ def build_services(
             store=booking.store,
             metrics=metrics,
             transitions=breaker.audit if isinstance(breaker, CircuitBreaker) else None,
+        ),
+        claim_settler=ClaimSettler(
+            service=booking,
+            store=booking.store,
+            clock=clock,
+            stale_seconds=settings.validation.claim_stale_seconds,
         ),
         redis=redis_clients,
     )

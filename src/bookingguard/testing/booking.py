@@ -27,6 +27,7 @@ from bookingguard.booking.store import (
     NewAppointment,
     NewClaim,
     ReadBack,
+    StaleClaim,
     StoredAppointment,
 )
 from bookingguard.booking.types import BookingResult
@@ -191,6 +192,35 @@ class MemoryBookingStore:
             return False
         appointment.updated_at = now
         return True
+
+    async def stale_claims(
+        self, *, before: datetime, created_since: datetime, limit: int
+    ) -> list[StaleClaim]:
+        stale = sorted(
+            (
+                a
+                for a in self._appointments.values()
+                if a.status == CLAIM_STATUS
+                and a.created_at >= created_since
+                and a.updated_at is not None
+                and a.updated_at <= before
+                and a.idempotency_key is not None
+                and a.event_type_id is not None
+            ),
+            key=lambda a: (a.updated_at, a.id),
+        )
+        return [
+            StaleClaim(
+                _stored(a),
+                a.call_id,
+                self.calls[a.call_id].retell_call_id,
+                a.idempotency_key,
+                a.event_type_id,
+                a.starts_at,
+            )
+            for a in stale[:limit]
+            if a.idempotency_key is not None and a.event_type_id is not None
+        ]
 
     async def read_back(
         self, call_id: int, appointment_id: int | None

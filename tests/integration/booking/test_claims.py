@@ -9,17 +9,27 @@ wait's clock and sleep are injected, so nothing here waits for real time to pass
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+from sqlalchemy import select
 
-from bookingguard.booking import BookingRequest, BookingResult
+from bookingguard.api.server import build_server_app
+from bookingguard.booking import BookingRequest, BookingResult, SqlBookingStore
+from bookingguard.booking.claim_settler import ClaimSettler
 from bookingguard.booking.claims import ClaimWaiter
 from bookingguard.booking.store import BookingStore, NewClaim
 from bookingguard.booking.types import IDEMPOTENCY_METADATA_KEY, RETELL_CALL_METADATA_KEY
+from bookingguard.bootstrap import build_engine
+from bookingguard.db.models import Appointment, Call
+from bookingguard.settings import Settings
+from tests.conftest import TestDatabase
 from tests.integration.booking.backends import STORE_KINDS, Backend, make_backend
-from tests.integration.booking.test_service import NOW, SLOT, rig
+from tests.integration.booking.test_service import NOW, SLOT, Rig, rig
 from tests.support.booking_fakes import watched
 from tests.support.calcom_standin import CalcomStandin
 
@@ -273,3 +283,141 @@ async def test_a_retry_of_a_failure_already_written_keeps_its_reason(
     assert r.call() == before
     assert backend.review_items("call_1") == 1
     assert calcom_standin.request_count("create") == 1
+
+
+def _settler(r: Rig) -> ClaimSettler:
+    return ClaimSettler(service=r.service, store=r.backend.store, clock=lambda: NOW)
+
+
+async def test_the_settler_records_a_dead_requests_booking_found_by_the_key(
+    backend: Backend, calcom_standin: CalcomStandin
+) -> None:
+    """No request comes back for a stale claim whose owner booked and died: the settler
+    finds the booking by the key, records it in the claim and links the call."""
+    claim_id = await _stale_claim(backend, timedelta(minutes=10))
+    booking = _owners_booking(calcom_standin)
+    async with rig(backend, calcom_standin) as r:
+        settled = await _settler(r).settle()
+    assert settled == {BookingResult.BOOKED: 1}
+    assert calcom_standin.request_count("create") == 0
+    (appointment,) = r.appointments()
+    assert (appointment.id, appointment.status) == (claim_id, "booked")
+    assert appointment.calcom_booking_uid == booking["uid"]
+    assert r.call().appointment_made is True
+    assert r.call().booking_failed is False
+
+
+async def test_the_settler_releases_a_claim_nothing_was_booked_for(
+    backend: Backend, calcom_standin: CalcomStandin
+) -> None:
+    """Nothing at Cal.com carries the key: the claim is released (the key free again), and
+    the call written down as a failed booking and filed for review; nothing is created."""
+    await _stale_claim(backend, timedelta(minutes=10))
+    async with rig(backend, calcom_standin) as r:
+        settled = await _settler(r).settle()
+    assert settled == {BookingResult.CLAIM_ABANDONED: 1}
+    assert calcom_standin.request_count("create") == 0
+    assert r.appointments() == []
+    call = r.call()
+    assert (call.booking_failed, call.booking_failure_reason) == (True, "claim_abandoned")
+    assert call.requires_manual_processing is True
+    assert backend.review_items("call_1") == 1
+
+
+async def test_the_settler_cancels_a_claim_whose_booking_was_cancelled(
+    backend: Backend, calcom_standin: CalcomStandin
+) -> None:
+    """The owner's booking was cancelled at Cal.com since: the key has had its one create,
+    so the claim is closed as cancelled and the call filed."""
+    await _stale_claim(backend, timedelta(minutes=10))
+    calcom_standin.cancel(_owners_booking(calcom_standin)["uid"])
+    async with rig(backend, calcom_standin) as r:
+        settled = await _settler(r).settle()
+    assert settled == {BookingResult.PREVIOUSLY_FAILED: 1}
+    assert [a.status for a in r.appointments()] == ["cancelled"]
+    assert r.call().booking_failure_reason == "previously_failed"
+    assert backend.review_items("call_1") == 1
+
+
+async def test_the_settler_leaves_a_claim_in_flight_alone(
+    backend: Backend, calcom_standin: CalcomStandin
+) -> None:
+    """A claim younger than the stale age may still be at Cal.com: nothing is asked."""
+    await _stale_claim(backend, timedelta(seconds=30))
+    async with rig(backend, calcom_standin) as r:
+        settled = await _settler(r).settle()
+    assert settled == {}
+    assert calcom_standin.requests == []
+    assert [a.status for a in r.appointments()] == ["pending_creation"]
+
+
+async def test_a_claim_the_settler_cannot_look_up_stays_for_a_later_pass(
+    backend: Backend, calcom_standin: CalcomStandin
+) -> None:
+    """Cal.com fails the look-up: the claim stays (nothing released, nothing filed) and is
+    settled by a pass once it is stale again."""
+    await _stale_claim(backend, timedelta(minutes=10))
+    _owners_booking(calcom_standin)
+    calcom_standin.fail_next("list", status=503)
+    async with rig(backend, calcom_standin) as r:
+        settler = _settler(r)
+        failed = await settler.settle()
+        kept = [a.status for a in r.appointments()]
+        later = ClaimSettler(
+            service=r.service,
+            store=backend.store,
+            clock=lambda: NOW + timedelta(minutes=10),
+        )
+        settled = await later.settle()
+    assert failed == {}
+    assert kept == ["pending_creation"]
+    assert r.call().booking_failed is False
+    assert settled == {BookingResult.BOOKED: 1}
+
+
+async def test_serve_settles_stale_claims_in_the_background(
+    database: TestDatabase,
+    calcom_standin: CalcomStandin,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With its background work on, the served app settles a claim left by a request that
+    died: its booking, found at Cal.com by the key, is recorded and the call linked."""
+    store = SqlBookingStore(database.sessions)
+    taken = datetime.now(UTC) - timedelta(minutes=10)
+    claimed = await store.claim(
+        NewClaim(
+            retell_call_id="call_1", key=_request().key, event_type_id=42, starts_at=SLOT, now=taken
+        )
+    )
+    await store.aclose()
+    booking = _owners_booking(calcom_standin)
+    passes: list[Counter[BookingResult]] = []
+    settled = asyncio.Event()
+    settle = ClaimSettler.settle
+
+    async def observed(self: ClaimSettler) -> Counter[BookingResult]:
+        result = await settle(self)
+        passes.append(result)
+        settled.set()
+        return result
+
+    monkeypatch.setattr(ClaimSettler, "settle", observed)
+    settings = Settings(
+        database_url=database.url,
+        calcom={"base_url": calcom_standin.base_url, "api_key": calcom_standin.api_key},
+        spool={"path": str(tmp_path / "spool.db")},
+        monitoring={"lock_dir": str(tmp_path / "locks")},
+    )
+    app = build_server_app(settings, background=True, engine=build_engine(settings))
+    async with app.router.lifespan_context(app):
+        with anyio.fail_after(30):
+            await settled.wait()
+    assert passes[0] == {BookingResult.BOOKED: 1}
+    with database.sessions() as session:
+        row = session.execute(
+            select(Appointment.id, Appointment.status, Appointment.calcom_booking_uid)
+        ).one()
+        call = session.scalars(select(Call).where(Call.retell_call_id == "call_1")).one()
+    assert tuple(row) == (claimed.appointment.appointment_id, "booked", booking["uid"])
+    assert call.appointment_made is True

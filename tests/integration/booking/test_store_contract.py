@@ -212,6 +212,39 @@ async def test_a_claim_is_taken_over_only_as_it_was_seen(backend: Backend) -> No
     assert not await backend.store.take_over_claim(claim.appointment_id, seen=NOW, now=later)
 
 
+async def test_stale_claims_are_the_claims_unchanged_since_oldest_first(
+    backend: Backend,
+) -> None:
+    """Claims unchanged since ``before`` and taken since ``created_since``, oldest change
+    first, at most ``limit``: not a filled one, a fresh one or one taken before the span."""
+    taken = {}
+    for name, at in (
+        ("old", NOW - timedelta(days=2)),
+        ("b", NOW - timedelta(minutes=20)),
+        ("a", NOW - timedelta(minutes=30)),
+        ("filled", NOW - timedelta(minutes=40)),
+        ("fresh", NOW - timedelta(minutes=1)),
+    ):
+        claimed = await backend.store.claim(
+            replace(_claim(), retell_call_id=f"call_{name}", key=f"key-{name}", now=at)
+        )
+        taken[name] = claimed
+    filled = taken["filled"]
+    await backend.store.write_and_link(
+        _appointment(filled.call_id, key="key-filled", uid="u-filled"), _read
+    )
+    window = {"before": NOW - timedelta(minutes=10), "created_since": NOW - timedelta(days=1)}
+    stale = await backend.store.stale_claims(**window, limit=10)
+    assert [(s.key, s.retell_call_id, s.call_id) for s in stale] == [
+        ("key-a", "call_a", taken["a"].call_id),
+        ("key-b", "call_b", taken["b"].call_id),
+    ]
+    first = stale[0]
+    assert (first.event_type_id, first.starts_at) == (_claim().event_type_id, SLOT)
+    assert first.claim == taken["a"].appointment
+    assert [s.key for s in await backend.store.stale_claims(**window, limit=1)] == ["key-a"]
+
+
 async def test_read_back_without_an_id_finds_the_calls_latest(backend: Backend) -> None:
     """The read-back of a call without an appointment id is its latest appointment."""
     call_id = backend.add_call("call_1")

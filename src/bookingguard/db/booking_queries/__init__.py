@@ -20,6 +20,7 @@ from bookingguard.db.booking_queries.rows import (
     NewAppointment,
     NewClaim,
     ReadBack,
+    StaleClaim,
     StoredAppointment,
 )
 from bookingguard.db.booking_queries.sqlite import SqliteBookingQueries
@@ -38,6 +39,7 @@ __all__ = [
     "PostgresBookingQueries",
     "ReadBack",
     "SqliteBookingQueries",
+    "StaleClaim",
     "StoredAppointment",
     "booking_queries_for",
     "read_appointment",

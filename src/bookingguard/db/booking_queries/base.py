@@ -30,6 +30,7 @@ from bookingguard.db.booking_queries.rows import (
     NewAppointment,
     NewClaim,
     ReadBack,
+    StaleClaim,
     StoredAppointment,
 )
 from bookingguard.db.booking_queries.statements import (
@@ -39,11 +40,13 @@ from bookingguard.db.booking_queries.statements import (
     LINK_CALL,
     LOOK_UP,
     RELEASE_CLAIM,
+    STALE_CLAIMS,
     TAKE_OVER_CLAIM,
     in_thread,
     insert_claim,
     latest_row,
     looked_up,
+    stale_claim,
 )
 from bookingguard.db.models import Appointment, Call
 from bookingguard.db.uow import UnitOfWork
@@ -115,6 +118,13 @@ class BookingQueries(ABC):
         """Make the claim last changed at ``seen`` this request's; False if it changed since."""
         params = {"appointment_id": appointment_id, "seen": seen, "now": now}
         return await in_thread(self._execute, TAKE_OVER_CLAIM, params) == 1
+
+    async def stale_claims(
+        self, *, before: datetime, created_since: datetime, limit: int
+    ) -> list[StaleClaim]:
+        """Claims unchanged since ``before`` (taken since ``created_since``), oldest first."""
+        params = {"before": before, "created_since": created_since, "limit": limit}
+        return await in_thread(self._stale_claims, params)
 
     async def latest_appointment(self, retell_call_id: str) -> CallAppointment | None:
         """The call's latest appointment (any status), or None."""
@@ -207,6 +217,10 @@ class BookingQueries(ABC):
                 .values(status="cancelled", updated_at=now)
             )
             uow.commit()
+
+    def _stale_claims(self, params: dict[str, Any]) -> list[StaleClaim]:
+        with UnitOfWork(self._sessions) as uow:
+            return [stale_claim(row) for row in uow.session.execute(STALE_CLAIMS, params)]
 
     def _latest_appointment(self, retell_call_id: str) -> CallAppointment | None:
         with UnitOfWork(self._sessions) as uow:

@@ -16,6 +16,7 @@ __all__ = [
     "NewAppointment",
     "NewClaim",
     "ReadBack",
+    "StaleClaim",
     "StoredAppointment",
 ]
 
@@ -36,6 +37,18 @@ class StoredAppointment:
     def claimed(self) -> bool:
         """Whether the row is still a claim, its booking not yet recorded."""
         return self.status == CLAIM_STATUS
+
+
+@dataclass(frozen=True)
+class StaleClaim:
+    """A claim unchanged since a given moment, and what settling it needs."""
+
+    claim: StoredAppointment
+    call_id: int
+    retell_call_id: str
+    key: str
+    event_type_id: int
+    starts_at: datetime
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from bookingguard.db.booking_queries.rows import (
     AppointmentReadBack,
     CallAppointment,
+    StaleClaim,
     StoredAppointment,
 )
 from bookingguard.db.dialects import dialect_of
@@ -48,6 +49,7 @@ __all__ = [
     "READ_BACK_BY_CALL",
     "READ_BACK_BY_ID",
     "RELEASE_CLAIM",
+    "STALE_CLAIMS",
     "TAKE_OVER_CLAIM",
     "claim_gone",
     "claim_values",
@@ -58,6 +60,7 @@ __all__ = [
     "read_appointment",
     "read_back_row",
     "read_back_statement",
+    "stale_claim",
 ]
 
 T = TypeVar("T")
@@ -141,6 +144,31 @@ TAKE_OVER_CLAIM = (
         Appointment.updated_at == bindparam("seen"),
     )
     .values(updated_at=bindparam("now"))
+)
+# Claims unchanged since ``before``, oldest first. Only those created since ``created_since``
+# are looked at: the appointments' creation index bounds the read (it covers the status).
+STALE_CLAIMS = (
+    select(
+        Appointment.id,
+        Appointment.call_id,
+        Appointment.starts_at,
+        Appointment.status,
+        Appointment.calcom_booking_uid,
+        Appointment.updated_at,
+        Call.retell_call_id,
+        Appointment.idempotency_key,
+        Appointment.event_type_id,
+    )
+    .join(Call, Call.id == Appointment.call_id)
+    .where(
+        Appointment.created_at >= bindparam("created_since", type_=Appointment.created_at.type),
+        Appointment.status == CLAIM_STATUS,
+        Appointment.updated_at <= bindparam("before", type_=Appointment.updated_at.type),
+        Appointment.idempotency_key.is_not(None),
+        Appointment.event_type_id.is_not(None),
+    )
+    .order_by(Appointment.updated_at, Appointment.id)
+    .limit(bindparam("limit"))
 )
 # The appointment's values bind as ``new_<column>``: a parameter named like a column would
 # also be SET by the UPDATE below, which SQLAlchemy fills from matching parameter names.
@@ -267,6 +295,13 @@ def looked_up(row: Sequence[Any]) -> tuple[int, StoredAppointment | None]:
         else None
     )
     return row[0], stored
+
+
+def stale_claim(row: Sequence[Any]) -> StaleClaim:
+    """``STALE_CLAIMS``' row as the claim and what settling it needs."""
+    start = row[2].astimezone(UTC)
+    stored = StoredAppointment(row[0], row[1], start, row[3], row[4], row[5].astimezone(UTC))
+    return StaleClaim(stored, row[1], row[6], row[7], row[8], start)
 
 
 def claim_gone(key: str) -> IntegrityError:
