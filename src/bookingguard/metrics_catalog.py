@@ -196,6 +196,12 @@ _SPECS = (
         ("result",),
     ),
     MetricSpec(
+        "bookingguard_claims_settled_total",
+        "counter",
+        "Claims of booking requests that died, settled in the background, by result.",
+        ("result",),
+    ),
+    MetricSpec(
         "bookingguard_compensations_total",
         "counter",
         "Cancellations of Cal.com bookings we could not keep, by outcome (done, failed).",

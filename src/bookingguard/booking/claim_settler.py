@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 
 import anyio
 
+from bookingguard.booking.metrics import BookingMetrics
 from bookingguard.booking.service import BookingService
 from bookingguard.booking.store import BookingStore
 from bookingguard.booking.types import BookingResult
@@ -41,7 +42,8 @@ SETTLE_SPAN = timedelta(days=1)
 
 
 class ClaimSettler:
-    """Settles stale claims through the booking service, a batch per pass."""
+    """Settles stale claims through the booking service, a batch per pass; each settled
+    one counted in ``bookingguard_claims_settled_total`` by its result."""
 
     def __init__(
         self,
@@ -51,8 +53,10 @@ class ClaimSettler:
         clock: Callable[[], datetime],
         stale_seconds: float = ValidationSettings().claim_stale_seconds,
         batch: int = SETTLE_BATCH,
+        metrics: BookingMetrics | None = None,
     ) -> None:
         self._service = service
+        self._metrics = metrics
         self._store = store
         self._clock = clock
         self._stale = timedelta(seconds=stale_seconds)
@@ -74,6 +78,8 @@ class ClaimSettler:
             if result is not None:
                 log.warning("settled the stale claim of key %s: %s", claim.key, result.value)
                 settled[result] += 1
+                if self._metrics is not None:
+                    self._metrics.claims_settled.labels(result=result.value).inc()
         return settled
 
     async def run_forever(

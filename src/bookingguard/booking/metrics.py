@@ -12,8 +12,8 @@ __all__ = ["BookingMetrics", "default_booking_metrics"]
 
 
 class BookingMetrics:
-    """Validation duration and failures, rollbacks, bookings by outcome, compensations, retries,
-    and the spool's backlog of failure records."""
+    """Validation duration and failures, rollbacks, bookings by outcome, claims settled,
+    compensations, retries, and the spool's backlog of failure records."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         registry = registry if registry is not None else CollectorRegistry()
@@ -21,6 +21,7 @@ class BookingMetrics:
         self.validation_failures = counter("bookingguard_validation_failures_total", registry)
         self.rollbacks = counter("bookingguard_rollbacks_total", registry)
         self.bookings = counter("bookingguard_bookings_total", registry)
+        self.claims_settled = counter("bookingguard_claims_settled_total", registry)
         self.compensations = counter("bookingguard_compensations_total", registry)
         self.retries = counter("bookingguard_booking_retries_total", registry)
         self.spool_backlog = gauge("bookingguard_spool_backlog", registry)

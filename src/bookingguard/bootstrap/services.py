@@ -129,6 +129,7 @@ def build_services(
             store=booking.store,
             clock=clock,
             stale_seconds=settings.validation.claim_stale_seconds,
+            metrics=metrics,
         ),
         redis=redis_clients,
     )

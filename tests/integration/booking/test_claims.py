@@ -16,12 +16,14 @@ from typing import Any
 
 import anyio
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
 from bookingguard.api.server import build_server_app
 from bookingguard.booking import BookingRequest, BookingResult, SqlBookingStore
 from bookingguard.booking.claim_settler import ClaimSettler
 from bookingguard.booking.claims import ClaimWaiter
+from bookingguard.booking.metrics import BookingMetrics
 from bookingguard.booking.store import BookingStore, NewClaim
 from bookingguard.booking.types import IDEMPOTENCY_METADATA_KEY, RETELL_CALL_METADATA_KEY
 from bookingguard.bootstrap import build_engine
@@ -311,11 +313,23 @@ async def test_the_settler_releases_a_claim_nothing_was_booked_for(
     backend: Backend, calcom_standin: CalcomStandin
 ) -> None:
     """Nothing at Cal.com carries the key: the claim is released (the key free again), and
-    the call written down as a failed booking and filed for review; nothing is created."""
+    the call written down as a failed booking and filed for review; nothing is created.
+    The metric counts it by result."""
     await _stale_claim(backend, timedelta(minutes=10))
+    registry = CollectorRegistry()
     async with rig(backend, calcom_standin) as r:
-        settled = await _settler(r).settle()
+        settler = ClaimSettler(
+            service=r.service,
+            store=backend.store,
+            clock=lambda: NOW,
+            metrics=BookingMetrics(registry),
+        )
+        settled = await settler.settle()
     assert settled == {BookingResult.CLAIM_ABANDONED: 1}
+    counted = registry.get_sample_value(
+        "bookingguard_claims_settled_total", {"result": "claim_abandoned"}
+    )
+    assert counted == 1
     assert calcom_standin.request_count("create") == 0
     assert r.appointments() == []
     call = r.call()
