@@ -226,6 +226,7 @@ def _worker_records_every_metric() -> None:
     registry = CollectorRegistry()
     booking = BookingMetrics(registry)
     booking.bookings.labels(result="booked").inc()
+    booking.claims_settled.labels(result="claim_abandoned").inc()
     monitor = MonitorMetrics(registry)
     monitor.open_alerts.labels(rule="missing_appointment", severity="critical").set(2)
     monitor.outbox_backlog.labels(channel="slack").set(1)
