@@ -75,6 +75,9 @@ READ_BACK_RETRY = RetryPolicy(attempts=2, base_delay=0.1, budget_seconds=1.0)
 
 T = TypeVar("T")
 
+#: The validation's reason when the read-back could not run at all (the database is gone).
+UNREAD = "validation_error"
+
 
 async def _read_again(read: Callable[[], Awaitable[T]]) -> T:
     """``read`` on fresh connections while a dropped one fails it (``READ_BACK_RETRY``)."""
@@ -344,7 +347,10 @@ class BookingService:
             return await self._resolve_conflict(booking, attempt)
         except SQLAlchemyError as exc:
             log.error("local write of Cal.com booking %s failed", booking.uid, exc_info=True)
-            written = await self._written_anyway(booking, attempt)
+            try:
+                written = await self._written_anyway(booking, attempt)
+            except SQLAlchemyError:
+                return await self._write_unknown(booking, attempt, error=str(exc))
             if written is None:
                 return await self._write_failed(booking, attempt, error=str(exc))
             appointment_id = written.appointment_id
@@ -363,17 +369,14 @@ class BookingService:
         A connection cut while its statement commits raises although the row is stored,
         and a concurrent retry may already have been told "booked" from it: cancelling
         the booking then would make that answer a phantom. Read on a fresh connection
-        (``READ_BACK_RETRY``); None when the row holds no booking, or cannot be read.
+        (``READ_BACK_RETRY``); None when the row holds no booking. Raises
+        ``SQLAlchemyError`` when it cannot be read (``_write_unknown``).
         """
 
         async def stored() -> StoredAppointment | None:
             return await self._store.claim_stored(attempt.key, booking.uid)
 
-        try:
-            row = await _read_again(stored)
-        except SQLAlchemyError:
-            log.warning("could not tell whether booking %s was stored", booking.uid)
-            return None
+        row = await _read_again(stored)
         if row is None or row.claimed or row.calcom_booking_uid != booking.uid:
             return None
         log.warning("booking %s was stored although its write raised", booking.uid)
@@ -409,7 +412,7 @@ class BookingService:
             log.error("post-booking validation of call %s failed to run", call_id, exc_info=exc)
             return ValidationResult(
                 False,
-                "validation_error",
+                UNREAD,
                 {"call_id": call_id, "appointment_id": appointment_id, "error": str(exc)},
             )
 
@@ -439,6 +442,38 @@ class BookingService:
             appointment_id=stored.appointment_id,
             start=stored.start,
             calcom_booking_uid=stored.calcom_booking_uid,
+        )
+
+    async def _write_unknown(
+        self, booking: CalcomBooking, attempt: _Attempt, *, error: str
+    ) -> BookingOutcome:
+        """The write raised and the key's row cannot be read: the database is unreachable,
+        and whether the booking is stored is unknown. The Cal.com booking is kept.
+
+        Cancelling it while the database cannot record that would leave the row to say
+        "booked": a write that committed as its connection was cut, or the Cal.com
+        webhook filling the claim once the database is back, and a retry told "booked"
+        from it with nothing at Cal.com (the fault campaign's I1). Kept, it is recorded
+        when the database answers (the row already, else the webhook, a retry's
+        take-over or the ``ClaimSettler``). The caller hears "we'll call you back",
+        written down first (in the spool while the database is down).
+        """
+        details = {
+            "error": error.splitlines()[0],
+            "calcom_booking_uid": booking.uid,
+            "outcome_unknown": True,
+        }
+        await self._failures.booking_failed(
+            attempt.retell_call_id,
+            call_id=attempt.call_id,
+            reason=BookingResult.LOCAL_WRITE_FAILED.value,
+            details=details,
+        )
+        return BookingOutcome(
+            BookingResult.LOCAL_WRITE_FAILED,
+            call_id=attempt.call_id,
+            calcom_booking_uid=booking.uid,
+            details=details,
         )
 
     async def _write_failed(
@@ -478,7 +513,14 @@ class BookingService:
         appointment_id: int,
         result: ValidationResult,
     ) -> BookingOutcome:
-        """Steps 4 and 5: a validated booking is booked; otherwise roll back and compensate."""
+        """Steps 4 and 5: a validated booking is booked; otherwise roll back and compensate.
+
+        A read-back that could not run at all (``UNREAD``: the database went after the
+        write committed) found nothing wrong: the booking is kept, stored as it is, and
+        the caller told "we'll call you back", written down first. Rolled back and
+        cancelled, a retry would be told "booked" from the row the write committed while
+        the database could not take the rollback (see ``_write_unknown``).
+        """
         call_id, retell_call_id = attempt.call_id, attempt.retell_call_id
         if result.success:
             return BookingOutcome(
@@ -490,6 +532,21 @@ class BookingService:
                 details=result.details,
             )
         reason = result.reason or "validation_failed"
+        details = {"reason": reason, **result.details}
+        if reason == UNREAD:
+            await self._failures.booking_failed(
+                retell_call_id,
+                call_id=call_id,
+                reason=reason,
+                details={**details, "calcom_booking_uid": booking.uid},
+            )
+            return BookingOutcome(
+                BookingResult.VALIDATION_FAILED,
+                call_id=call_id,
+                appointment_id=appointment_id,
+                calcom_booking_uid=booking.uid,
+                details=details,
+            )
         await self._roll_back(attempt, reason=reason, details=result.details)
         if await self._compensation.cancel(booking, call_id=call_id, retell_call_id=retell_call_id):
             await self._store.cancel_appointment(appointment_id, self._clock())
@@ -498,7 +555,7 @@ class BookingService:
             call_id=call_id,
             appointment_id=appointment_id,
             calcom_booking_uid=booking.uid,
-            details={"reason": reason, **result.details},
+            details=details,
         )
 
     async def _roll_back(self, attempt: _Attempt, *, reason: str, details: dict[str, Any]) -> None:

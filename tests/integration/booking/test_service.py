@@ -412,6 +412,52 @@ async def test_a_write_that_committed_although_it_raised_is_kept(
     assert r.review_reasons() == []
 
 
+class _GoneAfterTheWrite:
+    """The store, whose database goes once the write has committed: no read-back runs."""
+
+    def __init__(self, store: BookingStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def write_and_link(
+        self, appointment: NewAppointment, check: Callable[[int, ReadBack], Awaitable[T]]
+    ) -> tuple[int, T]:
+        async def checked(appointment_id: int, _read: ReadBack) -> T:
+            return await check(appointment_id, self._gone)
+
+        return await self._store.write_and_link(appointment, checked)
+
+    async def read_back(self, call_id: int, appointment_id: int | None) -> None:
+        await self._gone()
+
+    async def _gone(self) -> None:
+        raise OperationalError("SELECT appointments", {}, ConnectionError("connection lost"))
+
+
+async def test_a_read_back_that_cannot_run_keeps_the_stored_booking(
+    backend: Backend, calcom_standin: CalcomStandin
+) -> None:
+    """The write committed, then the database went: validation cannot read anything back.
+    Nothing was found wrong, so nothing is rolled back or cancelled: the booking stays
+    stored and live at Cal.com, and the caller hears "we'll call you back", written down."""
+    store = cast(BookingStore, _GoneAfterTheWrite(backend.store))
+    async with rig(backend, calcom_standin, store=store) as r:
+        outcome = await r.service.book(_request())
+    assert outcome.result is BookingResult.VALIDATION_FAILED
+    assert outcome.details["reason"] == "validation_error"
+    (booking,) = calcom_standin.bookings()
+    assert booking["status"] == "accepted"
+    (appointment,) = r.appointments()
+    assert (appointment.status, appointment.calcom_booking_uid) == ("booked", booking["uid"])
+    call = r.call()
+    assert (call.appointment_made, call.appointment_link_status) == (True, "linked")
+    assert (call.booking_failed, call.booking_failure_reason) == (True, "validation_error")
+    assert r.review_reasons() == ["booking_failed"]
+    assert r.alert_types() == []
+
+
 async def test_failed_compensation_alerts_and_files(
     backend: Backend, calcom_standin: CalcomStandin
 ) -> None:

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -31,6 +31,7 @@ from bookingguard.booking import (
     PostBookingValidator,
     SqlBookingStore,
 )
+from bookingguard.booking.claim_settler import ClaimSettler
 from bookingguard.booking.spool_replay import ReplayResult, SpoolReplayer
 from bookingguard.booking.store import BookingStore
 from bookingguard.calcom import CalcomBooking, CalcomClient
@@ -152,40 +153,55 @@ def _call(database: TestDatabase, retell_call_id: str = "call_1") -> Call:
 async def test_database_lost_mid_booking_is_spooled_then_replayed_once(
     outage: Outage, calcom_standin: CalcomStandin, tmp_path: Path
 ) -> None:
-    """Cut after Cal.com booked: cancelled there, callback answer, spooled; replayed once."""
+    """Cut after Cal.com booked: whether the write was stored is unknown, so the booking is
+    kept; callback answer, spooled, replayed once; the claim, settled once stale, records
+    the kept booking and links the call."""
     spool = Spool(tmp_path / "spool.db")
     store = SqlBookingStore(session_factory(outage.engine))
     try:
         async with _service(store, spool, calcom_standin, cut=outage) as service:
             outcome = await service.book(_request())
-        assert outcome.result is BookingResult.LOCAL_WRITE_FAILED
-        assert booking_sentence(outcome, "Europe/Berlin") == SORRY
-        (booking,) = calcom_standin.bookings()
-        assert booking["status"] == "cancelled"
-        (record,) = spool.pending()
-        assert (record.kind, record.retell_call_id, record.reason) == (
-            BOOKING_FAILED,
-            "call_1",
-            "local_write_failed",
-        )
-        assert record.details["calcom_booking_uid"] == booking["uid"]
-        assert _call(outage.database).booking_failed is False
+            assert outcome.result is BookingResult.LOCAL_WRITE_FAILED
+            assert booking_sentence(outcome, "Europe/Berlin") == SORRY
+            (booking,) = calcom_standin.bookings()
+            assert booking["status"] == "accepted"
+            (record,) = spool.pending()
+            assert (record.kind, record.retell_call_id, record.reason) == (
+                BOOKING_FAILED,
+                "call_1",
+                "local_write_failed",
+            )
+            assert record.details["calcom_booking_uid"] == booking["uid"]
+            assert record.details["outcome_unknown"] is True
+            assert _call(outage.database).booking_failed is False
 
-        replayer = SpoolReplayer(spool=spool, store=store)
-        still_down = await replayer.replay()
-        assert (still_down.replayed, still_down.remaining) == (0, 1)
-        assert still_down.error is not None
+            replayer = SpoolReplayer(spool=spool, store=store)
+            still_down = await replayer.replay()
+            assert (still_down.replayed, still_down.remaining) == (0, 1)
+            assert still_down.error is not None
 
-        outage.restore()
-        assert await replayer.replay() == ReplayResult(1, 0)
-        call = _call(outage.database)
-        assert (call.booking_failed, call.booking_failure_reason) == (True, "local_write_failed")
-        assert (call.appointment_made, call.requires_manual_processing) == (False, True)
-        backend = Backend(outage.database.dialect, outage.database, tmp_path / "unused.db")
-        assert backend.review_items("call_1") == 1
+            outage.restore()
+            assert await replayer.replay() == ReplayResult(1, 0)
+            call = _call(outage.database)
+            assert (call.booking_failed, call.booking_failure_reason) == (
+                True,
+                "local_write_failed",
+            )
+            assert (call.appointment_made, call.requires_manual_processing) == (False, True)
+            backend = Backend(outage.database.dialect, outage.database, tmp_path / "unused.db")
+            assert backend.review_items("call_1") == 1
 
-        assert await replayer.replay() == ReplayResult(0, 0)
-        assert backend.review_items("call_1") == 1
+            assert await replayer.replay() == ReplayResult(0, 0)
+            assert backend.review_items("call_1") == 1
+
+            settler = ClaimSettler(
+                service=service, store=store, clock=lambda: NOW + timedelta(minutes=10)
+            )
+            assert await settler.settle() == {BookingResult.BOOKED: 1}
+        ((status, uid),) = [(a.status, a.calcom_booking_uid) for a in backend.appointments()]
+        assert (status, uid) == ("booked", booking["uid"])
+        assert _call(outage.database).appointment_made is True
+        assert calcom_standin.request_count("create") == 1
     finally:
         await store.aclose()
 
