@@ -532,31 +532,25 @@ class BookingService:
                 details=result.details,
             )
         reason = result.reason or "validation_failed"
-        details = {"reason": reason, **result.details}
+        failed = BookingOutcome(
+            BookingResult.VALIDATION_FAILED,
+            call_id=call_id,
+            appointment_id=appointment_id,
+            calcom_booking_uid=booking.uid,
+            details={"reason": reason, **result.details},
+        )
         if reason == UNREAD:
             await self._failures.booking_failed(
                 retell_call_id,
                 call_id=call_id,
                 reason=reason,
-                details={**details, "calcom_booking_uid": booking.uid},
+                details={**failed.details, "calcom_booking_uid": booking.uid},
             )
-            return BookingOutcome(
-                BookingResult.VALIDATION_FAILED,
-                call_id=call_id,
-                appointment_id=appointment_id,
-                calcom_booking_uid=booking.uid,
-                details=details,
-            )
+            return failed
         await self._roll_back(attempt, reason=reason, details=result.details)
         if await self._compensation.cancel(booking, call_id=call_id, retell_call_id=retell_call_id):
             await self._store.cancel_appointment(appointment_id, self._clock())
-        return BookingOutcome(
-            BookingResult.VALIDATION_FAILED,
-            call_id=call_id,
-            appointment_id=appointment_id,
-            calcom_booking_uid=booking.uid,
-            details=details,
-        )
+        return failed
 
     async def _roll_back(self, attempt: _Attempt, *, reason: str, details: dict[str, Any]) -> None:
         """Step 5, counted; a rollback that fails is logged, and the call's failure written

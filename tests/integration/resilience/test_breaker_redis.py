@@ -23,6 +23,7 @@ from bookingguard.resilience import (
     SqlStore,
 )
 from bookingguard.resilience.audit import TransitionAudit
+from bookingguard.resilience.machine import Transition
 from bookingguard.resilience.outcome import Outcome
 from bookingguard.resilience.stores.redis import OUTBOX_SCAN_SECONDS
 from tests.conftest import TestDatabase
@@ -119,6 +120,28 @@ async def test_a_redis_restarted_empty_leaves_no_gap_in_the_history(
     assert history[0][1] < history[1][1]
 
 
+async def _open_and_close(store: RedisStore) -> list[Transition]:
+    """Redis opens KEY's circuit (one failure) and resets it: two transitions, in its outbox."""
+    policy = BreakerPolicy(cooldown_seconds=30, failure_threshold=1)
+    admission = await store.acquire(KEY, policy)
+    decided = await store.record(KEY, policy, admission, Outcome.FAILURE, slow=False)
+    return decided + await store.reset(KEY)
+
+
+def _history(database: TestDatabase) -> list[tuple[str, str, int, str]]:
+    """The history's transitions, oldest version first."""
+    with database.sessions() as session:
+        rows = session.execute(
+            select(
+                CircuitBreakerTransition.from_state,
+                CircuitBreakerTransition.to_state,
+                CircuitBreakerTransition.version,
+                CircuitBreakerTransition.decided_by,
+            ).order_by(CircuitBreakerTransition.version)
+        ).all()
+    return [(row[0], row[1], row[2], row[3]) for row in rows]
+
+
 async def test_transitions_whose_reply_was_lost_reach_the_history_through_the_outbox(
     redis_url: str, redis_prefix: str, database: TestDatabase
 ) -> None:
@@ -127,12 +150,9 @@ async def test_transitions_whose_reply_was_lost_reach_the_history_through_the_ou
     into the history, once, in order, and leaves the outbox empty."""
     client = build_async_redis(redis_url, timeout_seconds=1.0)
     store = RedisStore(client, key_prefix=redis_prefix)
-    policy = BreakerPolicy(cooldown_seconds=30, failure_threshold=1)
     outbox = f"{redis_prefix}{{{KEY}}}:outbox"
     try:
-        admission = await store.acquire(KEY, policy)
-        decided = await store.record(KEY, policy, admission, Outcome.FAILURE, slow=False)
-        decided += await store.reset(KEY)
+        decided = await _open_and_close(store)
         assert await client.llen(outbox) == 2
         audit = TransitionAudit(database.engine, outboxes=[store])
         await audit.replay()
@@ -142,16 +162,7 @@ async def test_transitions_whose_reply_was_lost_reach_the_history_through_the_ou
         await store.aclose()
         await client.aclose()
         delete_keys(redis_url, redis_prefix)
-    with database.sessions() as session:
-        history = session.execute(
-            select(
-                CircuitBreakerTransition.from_state,
-                CircuitBreakerTransition.to_state,
-                CircuitBreakerTransition.version,
-                CircuitBreakerTransition.decided_by,
-            ).order_by(CircuitBreakerTransition.version)
-        ).all()
-    assert [tuple(row) for row in history] == [
+    assert _history(database) == [
         ("closed", "open", decided[0].version, "redis"),
         ("open", "closed", decided[1].version, "redis"),
     ]
@@ -211,12 +222,9 @@ async def test_check_drains_the_outboxes_into_the_history_before_it_checks(
     ``serve`` runs: ``bookingguard check`` writes them into the history too."""
     client = build_async_redis(redis_url, timeout_seconds=1.0)
     store = RedisStore(client, key_prefix=redis_prefix)
-    policy = BreakerPolicy(cooldown_seconds=30, failure_threshold=1)
     outbox = f"{redis_prefix}{{{KEY}}}:outbox"
     try:
-        admission = await store.acquire(KEY, policy)
-        decided = await store.record(KEY, policy, admission, Outcome.FAILURE, slow=False)
-        decided += await store.reset(KEY)
+        decided = await _open_and_close(store)
         result = run_cli(
             "check",
             "--json",
@@ -234,17 +242,9 @@ async def test_check_drains_the_outboxes_into_the_history_before_it_checks(
         await store.aclose()
         await client.aclose()
         delete_keys(redis_url, redis_prefix)
-    with database.sessions() as session:
-        history = session.execute(
-            select(
-                CircuitBreakerTransition.from_state,
-                CircuitBreakerTransition.to_state,
-                CircuitBreakerTransition.version,
-            ).order_by(CircuitBreakerTransition.version)
-        ).all()
-    assert [tuple(row) for row in history] == [
-        ("closed", "open", decided[0].version),
-        ("open", "closed", decided[1].version),
+    assert _history(database) == [
+        ("closed", "open", decided[0].version, "redis"),
+        ("open", "closed", decided[1].version, "redis"),
     ]
 
 

@@ -45,6 +45,7 @@ from bookingguard.db.booking_queries.statements import (
     LATEST_OF_CALL,
     LINK_CALL,
     LOOK_UP,
+    STORED_COLUMNS,
     claim_gone,
     claim_values,
     in_thread,
@@ -75,16 +76,7 @@ _claimed = (
 # The call's id, the row stored for the key as the statement's snapshot saw it, and the
 # claim's id if this statement inserted it; no row when the call does not exist.
 _CLAIM = (
-    select(
-        _claim_call.c.id,
-        Appointment.id,
-        Appointment.call_id,
-        Appointment.starts_at,
-        Appointment.status,
-        Appointment.calcom_booking_uid,
-        Appointment.updated_at,
-        select(_claimed.c.id).scalar_subquery(),
-    )
+    select(_claim_call.c.id, *STORED_COLUMNS, select(_claimed.c.id).scalar_subquery())
     .select_from(_claim_call)
     .outerjoin(Appointment, Appointment.idempotency_key == bindparam("key"))
 )

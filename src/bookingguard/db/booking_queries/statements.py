@@ -50,6 +50,7 @@ __all__ = [
     "READ_BACK_BY_ID",
     "RELEASE_CLAIM",
     "STALE_CLAIMS",
+    "STORED_COLUMNS",
     "TAKE_OVER_CLAIM",
     "claim_gone",
     "claim_values",
@@ -66,16 +67,17 @@ __all__ = [
 T = TypeVar("T")
 
 
+#: What a ``StoredAppointment`` reads of the appointment, in its order.
+STORED_COLUMNS = (
+    Appointment.id,
+    Appointment.call_id,
+    Appointment.starts_at,
+    Appointment.status,
+    Appointment.calcom_booking_uid,
+    Appointment.updated_at,
+)
 LOOK_UP = (
-    select(
-        Call.id,
-        Appointment.id,
-        Appointment.call_id,
-        Appointment.starts_at,
-        Appointment.status,
-        Appointment.calcom_booking_uid,
-        Appointment.updated_at,
-    )
+    select(Call.id, *STORED_COLUMNS)
     .select_from(Call)
     .outerjoin(Appointment, Appointment.idempotency_key == bindparam("key"))
     .where(Call.retell_call_id == bindparam("retell_call_id"))
@@ -149,15 +151,7 @@ TAKE_OVER_CLAIM = (
 # are looked at: the appointments' creation index bounds the read (it covers the status).
 STALE_CLAIMS = (
     select(
-        Appointment.id,
-        Appointment.call_id,
-        Appointment.starts_at,
-        Appointment.status,
-        Appointment.calcom_booking_uid,
-        Appointment.updated_at,
-        Call.retell_call_id,
-        Appointment.idempotency_key,
-        Appointment.event_type_id,
+        *STORED_COLUMNS, Call.retell_call_id, Appointment.idempotency_key, Appointment.event_type_id
     )
     .join(Call, Call.id == Appointment.call_id)
     .where(
