@@ -22,6 +22,7 @@ from bookingguard.bootstrap.booking import (
     build_booking_service,
     build_circuit_breaker,
     build_spool,
+    circuit_breaker_in_use,
     replay_spool,
 )
 from bookingguard.bootstrap.clients import (
@@ -58,6 +59,7 @@ __all__ = [
     "build_services",
     "build_spool",
     "calcom_booking_source",
+    "circuit_breaker_in_use",
     "replay_spool",
     "utc_now",
 ]

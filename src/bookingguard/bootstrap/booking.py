@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import TypeVar
 
@@ -89,13 +90,12 @@ def build_spool(settings: Settings) -> Spool:
     return Spool(settings.spool.path)
 
 
-async def replay_spool(settings: Settings, engine: Engine) -> ReplayResult:
-    """One replay of the spool into ``engine``'s database (``bookingguard check``).
-
-    With ``redis_url`` set, the breaker's Redis outboxes are drained into the history
-    first, as ``serve``'s replay does: transitions whose replies no process received.
-    """
-    store = SqlBookingStore(session_factory(engine))
+@asynccontextmanager
+async def circuit_breaker_in_use(
+    settings: Settings, engine: Engine
+) -> AsyncIterator[CircuitBreaker]:
+    """A command's circuit breaker (``build_circuit_breaker``) over Redis clients of its
+    own when ``redis_url`` is set; both closed when the block ends."""
     redis_clients = build_redis(settings)
     breaker = build_circuit_breaker(
         settings,
@@ -103,14 +103,27 @@ async def replay_spool(settings: Settings, engine: Engine) -> ReplayResult:
         redis_client=redis_clients.asyncio if redis_clients is not None else None,
     )
     try:
-        return await SpoolReplayer(
-            spool=build_spool(settings), store=store, transitions=breaker.audit
-        ).replay()
+        yield breaker
     finally:
-        await store.aclose()
         await breaker.aclose()
         if redis_clients is not None:
             await redis_clients.aclose()
+
+
+async def replay_spool(settings: Settings, engine: Engine) -> ReplayResult:
+    """One replay of the spool into ``engine``'s database (``bookingguard check``).
+
+    With ``redis_url`` set, the breaker's Redis outboxes are drained into the history
+    first, as ``serve``'s replay does: transitions whose replies no process received.
+    """
+    store = SqlBookingStore(session_factory(engine))
+    try:
+        async with circuit_breaker_in_use(settings, engine) as breaker:
+            return await SpoolReplayer(
+                spool=build_spool(settings), store=store, transitions=breaker.audit
+            ).replay()
+    finally:
+        await store.aclose()
 
 
 def build_booking_service(

@@ -38,24 +38,13 @@ KeyArg = Annotated[
 def _with_breaker(ctx: typer.Context, action: Callable[[CircuitBreaker], Awaitable[T]]) -> T:
     import asyncio
 
-    from bookingguard.bootstrap import build_circuit_breaker, build_redis
+    from bookingguard.bootstrap import circuit_breaker_in_use
 
     state = state_of(ctx)
-    settings, engine = state.settings, state.engine
 
     async def run() -> T:
-        redis_clients = build_redis(settings)
-        breaker = build_circuit_breaker(
-            settings,
-            engine,
-            redis_client=redis_clients.asyncio if redis_clients is not None else None,
-        )
-        try:
+        async with circuit_breaker_in_use(state.settings, state.engine) as breaker:
             return await action(breaker)
-        finally:
-            await breaker.aclose()
-            if redis_clients is not None:
-                await redis_clients.aclose()
 
     return asyncio.run(run())
 

@@ -412,52 +412,6 @@ async def test_a_write_that_committed_although_it_raised_is_kept(
     assert r.review_reasons() == []
 
 
-class _GoneAfterTheWrite:
-    """The store, whose database goes once the write has committed: no read-back runs."""
-
-    def __init__(self, store: BookingStore) -> None:
-        self._store = store
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    async def write_and_link(
-        self, appointment: NewAppointment, check: Callable[[int, ReadBack], Awaitable[T]]
-    ) -> tuple[int, T]:
-        async def checked(appointment_id: int, _read: ReadBack) -> T:
-            return await check(appointment_id, self._gone)
-
-        return await self._store.write_and_link(appointment, checked)
-
-    async def read_back(self, call_id: int, appointment_id: int | None) -> None:
-        await self._gone()
-
-    async def _gone(self) -> None:
-        raise OperationalError("SELECT appointments", {}, ConnectionError("connection lost"))
-
-
-async def test_a_read_back_that_cannot_run_keeps_the_stored_booking(
-    backend: Backend, calcom_standin: CalcomStandin
-) -> None:
-    """The write committed, then the database went: validation cannot read anything back.
-    Nothing was found wrong, so nothing is rolled back or cancelled: the booking stays
-    stored and live at Cal.com, and the caller hears "we'll call you back", written down."""
-    store = cast(BookingStore, _GoneAfterTheWrite(backend.store))
-    async with rig(backend, calcom_standin, store=store) as r:
-        outcome = await r.service.book(_request())
-    assert outcome.result is BookingResult.VALIDATION_FAILED
-    assert outcome.details["reason"] == "validation_error"
-    (booking,) = calcom_standin.bookings()
-    assert booking["status"] == "accepted"
-    (appointment,) = r.appointments()
-    assert (appointment.status, appointment.calcom_booking_uid) == ("booked", booking["uid"])
-    call = r.call()
-    assert (call.appointment_made, call.appointment_link_status) == (True, "linked")
-    assert (call.booking_failed, call.booking_failure_reason) == (True, "validation_error")
-    assert r.review_reasons() == ["booking_failed"]
-    assert r.alert_types() == []
-
-
 async def test_failed_compensation_alerts_and_files(
     backend: Backend, calcom_standin: CalcomStandin
 ) -> None:
@@ -519,10 +473,12 @@ async def test_webhook_storing_the_booking_first_is_no_conflict(
 
 class _DroppedReadBack:
     """The backend's store, except that the write's own read-back finds its connection
-    dropped (as ``pg_terminate_backend`` right after the commit leaves it)."""
+    dropped (as ``pg_terminate_backend`` right after the commit leaves it); with
+    ``fresh_reads_too``, every read-back after it too (the database went)."""
 
-    def __init__(self, store: BookingStore) -> None:
+    def __init__(self, store: BookingStore, *, fresh_reads_too: bool = False) -> None:
         self._store = store
+        self._fresh_reads_too = fresh_reads_too
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
@@ -538,6 +494,13 @@ class _DroppedReadBack:
 
         return await self._store.write_and_link(appointment, dropped)
 
+    async def read_back(
+        self, call_id: int, appointment_id: int | None
+    ) -> AppointmentReadBack | None:
+        if self._fresh_reads_too:
+            raise OperationalError("SELECT", {}, ConnectionError("connection refused"))
+        return await self._store.read_back(call_id, appointment_id)
+
 
 async def test_a_dropped_read_back_is_read_again_not_cancelled(
     backend: Backend, calcom_standin: CalcomStandin
@@ -552,3 +515,25 @@ async def test_a_dropped_read_back_is_read_again_not_cancelled(
     assert [b["status"] for b in calcom_standin.bookings()] == ["accepted"]
     assert [a.status for a in r.appointments()] == ["booked"]
     assert r.review_reasons() == []
+
+
+async def test_a_read_back_that_cannot_run_keeps_the_stored_booking(
+    backend: Backend, calcom_standin: CalcomStandin
+) -> None:
+    """The write committed, then the database went: validation cannot read anything back.
+    Nothing was found wrong, so nothing is rolled back or cancelled: the booking stays
+    stored and live at Cal.com, and the caller hears "we'll call you back", written down."""
+    store = cast(BookingStore, _DroppedReadBack(backend.store, fresh_reads_too=True))
+    async with rig(backend, calcom_standin, store=store) as r:
+        outcome = await r.service.book(_request())
+    assert outcome.result is BookingResult.VALIDATION_FAILED
+    assert outcome.details["reason"] == "validation_error"
+    (booking,) = calcom_standin.bookings()
+    assert booking["status"] == "accepted"
+    (appointment,) = r.appointments()
+    assert (appointment.status, appointment.calcom_booking_uid) == ("booked", booking["uid"])
+    call = r.call()
+    assert (call.appointment_made, call.appointment_link_status) == (True, "linked")
+    assert (call.booking_failed, call.booking_failure_reason) == (True, "validation_error")
+    assert r.review_reasons() == ["booking_failed"]
+    assert r.alert_types() == []
