@@ -1,8 +1,9 @@
 """The catalog: the detection rules, each a predicate, a severity and what corrects it.
 
 The six of the predecessor review, and ``stale_booking_claim``: a booking whose request
-died between claiming its key and recording what Cal.com answered (the caller may have
-heard nothing, and nothing else looks at the call again).
+died between claiming its key and recording what Cal.com answered, and that nothing has
+settled since (``serve``'s ``ClaimSettler`` could not reach Cal.com, or no ``serve``
+runs): the caller may have heard nothing.
 
 Adding a rule is adding one ``Rule`` to ``RULES`` with its plain predicate; a faster
 phrasing (``plans``) is an optimisation the rule can go without.
@@ -41,10 +42,10 @@ __all__ = ["RULES", "STALE_CLAIM_AFTER", "rule_named"]
 calls: Table = Call.__table__  # type: ignore[assignment]
 appointments: Table = Appointment.__table__  # type: ignore[assignment]
 
-#: A claim still pending this long after it was taken has no request left to settle it:
-#: its booking's create and retries end within ``validation.retry_budget_seconds`` (30 s
-#: by default), and a retried request takes a claim over once it is
-#: ``validation.claim_stale_seconds`` old (2 minutes).
+#: A claim still pending this long after it was taken is left unsettled: its booking's
+#: create and retries end within ``validation.retry_budget_seconds`` (30 s by default),
+#: and once it is ``validation.claim_stale_seconds`` old (2 minutes) a retried request or
+#: ``serve``'s ``ClaimSettler`` (every minute) takes it over.
 STALE_CLAIM_AFTER = timedelta(minutes=10)
 
 
