@@ -46,13 +46,12 @@ from typing import Any
 
 import redis
 from sqlalchemy import Engine, event, insert
-from sqlalchemy.engine import make_url
 
 from bookingguard.booking import BookingRequest, BookingResult, SqlBookingStore
 from bookingguard.booking.changes import AVAILABILITY_SPAN
 from bookingguard.bootstrap import Services, build_services
 from bookingguard.calcom import CalcomClient, NewBooking
-from bookingguard.db import make_engine, migrate
+from bookingguard.db import make_engine
 from bookingguard.db.models import Call
 from bookingguard.settings import Settings
 
@@ -60,10 +59,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.support.calcom_standin import CalcomStandin
 
 from durable_commit import commit_latency
+from scratch_database import scratch_database
 
-ADMIN_URL = os.environ.get(
-    "BOOKINGGUARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 REDIS_URL = os.environ.get("BOOKINGGUARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
 FIRST_SLOT = datetime(2027, 1, 4, 8, tzinfo=UTC)
 GOAL_SECONDS = 0.002
@@ -280,21 +277,11 @@ def main() -> None:
     parser.add_argument("--bookings", type=int, default=400)
     parser.add_argument("--warmup", type=int, default=50)
     options = parser.parse_args()
-    admin = make_engine(ADMIN_URL, pool=False).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"bg_bench_booking_{uuid.uuid4().hex[:8]}"
     prefix = f"bgbench:{uuid.uuid4().hex[:8]}:"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     try:
-        engine = make_engine(url, pool=False)
-        migrate.upgrade(engine)
-        engine.dispose()
-        asyncio.run(run(url, options.bookings, options.warmup, prefix))
+        with scratch_database("booking") as url:
+            asyncio.run(run(url, options.bookings, options.warmup, prefix))
     finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
         client = redis.Redis.from_url(REDIS_URL)
         keys = list(client.scan_iter(match=prefix + "*"))
         if keys:

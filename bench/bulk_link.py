@@ -14,21 +14,16 @@ to create, and finally drop, a database of its own.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.engine import make_url
 
-from bookingguard.db import ddl, make_engine, migrate
+from bookingguard.db import ddl, make_engine
+from scratch_database import scratch_database
 
-ADMIN_URL = os.environ.get(
-    "BOOKINGGUARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 START = datetime(2026, 12, 1, 9, tzinfo=UTC)
 
 
@@ -131,39 +126,31 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    admin = make_engine(ADMIN_URL, pool=False).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"bg_bench_bulk_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url)
-    try:
-        migrate.upgrade(engine)
-        print(
-            f"bulk link benchmark: {args.rows:,} appointments for {args.rows:,} calls, "
-            f"median of {args.repeat}"
-        )
-        header = (
-            f"{'path':<18}{'guarded s':>11}{'rows/s':>12}{'unguarded s':>13}"
-            f"{'rows/s':>12}{'update s':>10}{'ratio':>8}{'vs bare':>9}"
-        )
-        print(header)
-        for label, insert in (
-            ("COPY", copy_appointments),
-            ("multi-row INSERT", multi_row_insert(args.rows)),
-        ):
-            r = measure(engine, label, insert, args.rows, args.repeat)
+    with scratch_database("bulk") as url:
+        engine = make_engine(url)
+        try:
             print(
-                f"{label:<18}{r['guarded']:>11.3f}{args.rows / r['guarded']:>12,.0f}"
-                f"{r['unguarded']:>13.3f}{args.rows / r['unguarded']:>12,.0f}"
-                f"{r['update']:>10.3f}{r['ratio']:>8.2f}{r['ratio_to_unguarded']:>9.2f}"
+                f"bulk link benchmark: {args.rows:,} appointments for {args.rows:,} calls, "
+                f"median of {args.repeat}"
             )
-        print("ratio = guarded / (unguarded insert + plain update); goal <= 1.15")
-    finally:
-        engine.dispose()
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
+            header = (
+                f"{'path':<18}{'guarded s':>11}{'rows/s':>12}{'unguarded s':>13}"
+                f"{'rows/s':>12}{'update s':>10}{'ratio':>8}{'vs bare':>9}"
+            )
+            print(header)
+            for label, insert in (
+                ("COPY", copy_appointments),
+                ("multi-row INSERT", multi_row_insert(args.rows)),
+            ):
+                r = measure(engine, label, insert, args.rows, args.repeat)
+                print(
+                    f"{label:<18}{r['guarded']:>11.3f}{args.rows / r['guarded']:>12,.0f}"
+                    f"{r['unguarded']:>13.3f}{args.rows / r['unguarded']:>12,.0f}"
+                    f"{r['update']:>10.3f}{r['ratio']:>8.2f}{r['ratio_to_unguarded']:>9.2f}"
+                )
+            print("ratio = guarded / (unguarded insert + plain update); goal <= 1.15")
+        finally:
+            engine.dispose()
 
 
 if __name__ == "__main__":

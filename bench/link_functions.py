@@ -19,26 +19,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
 from bookingguard.booking import SqlBookingStore
 from bookingguard.booking.store import NewAppointment, NewClaim, ReadBack
-from bookingguard.db import make_engine, migrate
+from bookingguard.db import make_engine
 from bookingguard.db.ddl import install_live_definition
 from bookingguard.db.models import NOT_LIVE_APPOINTMENT_STATUSES, Call
 from durable_commit import commit_latency
+from scratch_database import scratch_database
 
-ADMIN_URL = os.environ.get(
-    "BOOKINGGUARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 FIRST_SLOT = datetime(2027, 1, 4, 8, tzinfo=UTC)
 REVISIONS = (7, 9)
 #: Bookings of each block left out of the figures: the swapped functions plan afresh.
@@ -132,20 +127,8 @@ def main() -> None:
     options = parser.parse_args()
     if options.block <= SETTLE or options.blocks < len(REVISIONS):
         parser.error(f"--block must exceed {SETTLE} and --blocks be at least {len(REVISIONS)}")
-    admin = make_engine(ADMIN_URL, pool=False).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"bg_bench_links_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        engine = make_engine(url, pool=False)
-        migrate.upgrade(engine)
-        engine.dispose()
+    with scratch_database("links") as url:
         asyncio.run(run(url, options.blocks, options.block))
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
 
 
 if __name__ == "__main__":
