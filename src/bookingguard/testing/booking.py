@@ -196,20 +196,10 @@ class MemoryBookingStore:
     async def stale_claims(
         self, *, before: datetime, created_since: datetime, limit: int
     ) -> list[StaleClaim]:
-        stale = sorted(
-            (
-                a
-                for a in self._appointments.values()
-                if a.status == CLAIM_STATUS
-                and a.created_at >= created_since
-                and a.updated_at is not None
-                and a.updated_at <= before
-                and a.idempotency_key is not None
-                and a.event_type_id is not None
-            ),
-            key=lambda a: (a.updated_at, a.id),
+        oldest_change_first = sorted(
+            self._appointments.values(), key=lambda a: (a.updated_at or a.created_at, a.id)
         )
-        return [
+        stale = [
             StaleClaim(
                 _stored(a),
                 a.call_id,
@@ -218,9 +208,15 @@ class MemoryBookingStore:
                 a.event_type_id,
                 a.starts_at,
             )
-            for a in stale[:limit]
-            if a.idempotency_key is not None and a.event_type_id is not None
+            for a in oldest_change_first
+            if a.status == CLAIM_STATUS
+            and a.created_at >= created_since
+            and a.updated_at is not None
+            and a.updated_at <= before
+            and a.idempotency_key is not None
+            and a.event_type_id is not None
         ]
+        return stale[:limit]
 
     async def read_back(
         self, call_id: int, appointment_id: int | None
