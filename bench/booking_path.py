@@ -22,6 +22,16 @@ the new appointment and the old one's status in one transaction) against a bare
 ``POST /v2/bookings/{uid}/reschedule``. Goals at the median, against one durable
 commit measured in the same run: availability adds <= 1 commit, a reschedule <= 2.
 
+Last, the database's own share, the floor under those goals: the statements a booking
+sends (the claim, the write that fills it and links the call, and post-booking
+validation's read-back) and those a reschedule sends (the call's appointment read, then
+the new appointment, the link and the old status in one statement), run back to back on
+one bare psycopg connection in autocommit: no pool, Redis or Cal.com around them, only
+their parameters built. Each is printed in durable commits beside its goal, with a bare
+Redis round trip for scale (each call asks the breaker for admission there once). A
+goal below its floor could be met by nothing the service does; above it, the margin is
+what the service may spend around the statements (pool, Redis, breaker, Python).
+
     .venv/bin/python bench/booking_path.py [--bookings 400] [--warmup 50]
 
 Uses BOOKINGGUARD_TEST_POSTGRES_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/postgres)
@@ -44,14 +54,23 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import redis
 from sqlalchemy import Engine, event, insert
+from sqlalchemy.sql import ClauseElement
 
 from bookingguard.booking import BookingRequest, BookingResult, SqlBookingStore
 from bookingguard.booking.changes import AVAILABILITY_SPAN
 from bookingguard.bootstrap import Services, build_services
 from bookingguard.calcom import CalcomClient, NewBooking
 from bookingguard.db import make_engine
+from bookingguard.db.booking_queries.postgresql import (
+    CLAIM,
+    FILL_AND_LINK,
+    INSERT_LINK_AND_RESCHEDULE,
+)
+from bookingguard.db.booking_queries.rows import NewAppointment, NewClaim
+from bookingguard.db.booking_queries.statements import LATEST_OF_CALL, READ_BACK_BY_ID
 from bookingguard.db.models import Call
 from bookingguard.settings import Settings
 
@@ -79,6 +98,20 @@ def serve_standin(pipe: Connection) -> None:
         pipe.recv()
 
 
+def redis_round_trip_latency(rounds: int) -> list[float]:
+    """``PING`` on one open connection: one network round trip to Redis."""
+    client = redis.Redis.from_url(REDIS_URL)
+    samples = []
+    try:
+        for _ in range(rounds):
+            started = time.perf_counter()
+            client.ping()
+            samples.append(time.perf_counter() - started)
+    finally:
+        client.close()
+    return samples
+
+
 def round_trip_latency(engine: Engine, rounds: int) -> list[float]:
     """``SELECT 1`` on an open connection: one network round trip to PostgreSQL."""
     samples = []
@@ -88,6 +121,85 @@ def round_trip_latency(engine: Engine, rounds: int) -> list[float]:
             connection.exec_driver_sql("SELECT 1").all()
             samples.append(time.perf_counter() - started)
     return samples
+
+
+def database_floor(engine: Engine, rounds: int) -> tuple[list[float], list[float]]:
+    """The booking's and the reschedule's statements alone, on one bare connection.
+
+    Calls of their own (``floor-<i>``), each booked once, then each booking moved.
+    """
+    with engine.begin() as connection:
+        connection.execute(
+            insert(Call),
+            [{"retell_call_id": f"floor-{i}", "direction": "inbound"} for i in range(rounds)],
+        )
+    pooled = engine.raw_connection()
+    try:
+        driver = pooled.driver_connection
+        if not isinstance(driver, psycopg.Connection):
+            raise SystemExit(f"not a psycopg connection: {driver!r}")
+        driver.autocommit = True
+
+        statements = (
+            CLAIM,
+            FILL_AND_LINK,
+            READ_BACK_BY_ID,
+            LATEST_OF_CALL,
+            INSERT_LINK_AND_RESCHEDULE,
+        )
+        compiled_once = {s: s.compile(dialect=engine.dialect) for s in statements}
+
+        def first(statement: ClauseElement, params: dict[str, Any]) -> Any:
+            compiled = compiled_once[statement]
+            bound = dict(compiled.construct_params(params) or {})
+            return driver.execute(compiled.string, bound).fetchone()
+
+        now = datetime.now(UTC)
+        bookings: list[float] = []
+        moves: list[float] = []
+        for i in range(rounds):
+            start = FIRST_SLOT + timedelta(days=730, minutes=30 * i)
+            claim = NewClaim(
+                retell_call_id=f"floor-{i}",
+                key=f"floor-{i}",
+                event_type_id=8,
+                starts_at=start,
+                now=now,
+            )
+            started = time.perf_counter()
+            call_id = first(CLAIM, claim.params())[0]
+            booked = NewAppointment(
+                call_id=call_id,
+                event_type_id=8,
+                calcom_v2_booking_id=10**9 + i,
+                calcom_booking_uid=f"floor-{i}",
+                starts_at=start,
+                ends_at=start + timedelta(minutes=30),
+                idempotency_key=claim.key,
+                now=now,
+            )
+            appointment_id = first(FILL_AND_LINK, booked.params())[0]
+            first(READ_BACK_BY_ID, {"call_id": call_id, "appointment_id": appointment_id})
+            bookings.append(time.perf_counter() - started)
+        for i in range(rounds):
+            start = FIRST_SLOT + timedelta(days=1095, minutes=30 * i)
+            started = time.perf_counter()
+            old = first(LATEST_OF_CALL, {"retell_call_id": f"floor-{i}"})
+            moved = NewAppointment(
+                call_id=old[1],
+                event_type_id=8,
+                calcom_v2_booking_id=2 * 10**9 + i,
+                calcom_booking_uid=f"floor-moved-{i}",
+                starts_at=start,
+                ends_at=start + timedelta(minutes=30),
+                idempotency_key=f"floor-moved-{i}",
+                now=now,
+            )
+            first(INSERT_LINK_AND_RESCHEDULE, moved.params() | {"old_appointment_id": old[0]})
+            moves.append(time.perf_counter() - started)
+    finally:
+        pooled.close()
+    return bookings, moves
 
 
 async def measure_availability(
@@ -227,7 +339,9 @@ async def run(url: str, bookings: int, warmup: int, prefix: str) -> None:
             slots = await measure_availability(services, client, total, warmup)
             moves = await measure_reschedules(services, client, bare_uids, warmup)
         commits = commit_latency(engine, bookings)
+        floors = database_floor(engine, bookings)
         round_trips = round_trip_latency(engine, bookings)
+        redis_round_trips = redis_round_trip_latency(bookings)
         await services.aclose()
     finally:
         ours.send("stop")
@@ -247,6 +361,7 @@ async def run(url: str, bookings: int, warmup: int, prefix: str) -> None:
     )
     print(f"for scale: one durable commit  {stats(commits)}  (a booking makes two)")
     print(f"for scale: one round trip      {stats(round_trips)}")
+    print(f"for scale: one Redis round trip {stats(redis_round_trips)}")
     verdict = "met" if median_added <= GOAL_SECONDS else "NOT met"
     print(
         f"goal <= 2 ms added at the median: {verdict}"
@@ -269,6 +384,17 @@ async def run(url: str, bookings: int, warmup: int, prefix: str) -> None:
         print(
             f"{label}: added median {ms(call_added)} = {call_added / commit:.2f} durable"
             f" commits ({ms(commit)}); goal <= {goal:g}: {verdict}"
+        )
+    rescheduled = statistics.median(moves[1]) - statistics.median(moves[0])
+    for label, samples, added, goal in (
+        ("booking (claim, write, read-back)", floors[0], median_added, BOOKING_GOAL_COMMITS),
+        ("reschedule (read, write)", floors[1], rescheduled, RESCHEDULE_GOAL_COMMITS),
+    ):
+        floor = statistics.median(samples)
+        print(
+            f"database floor, {label}: median {ms(floor)} = {floor / commit:.2f} durable"
+            f" commits; the goal leaves {goal - floor / commit:.2f} around it, the service"
+            f" spends {(added - floor) / commit:.2f}"
         )
 
 

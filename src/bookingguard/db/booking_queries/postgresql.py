@@ -57,7 +57,7 @@ from bookingguard.db.booking_queries.statements import (
 from bookingguard.db.dialects import PostgresDialect
 from bookingguard.db.models import Appointment, Call
 
-__all__ = ["PostgresBookingQueries"]
+__all__ = ["CLAIM", "FILL_AND_LINK", "INSERT_LINK_AND_RESCHEDULE", "PostgresBookingQueries"]
 
 T = TypeVar("T")
 
@@ -75,18 +75,18 @@ _claimed = (
 )
 # The call's id, the row stored for the key as the statement's snapshot saw it, and the
 # claim's id if this statement inserted it; no row when the call does not exist.
-_CLAIM = (
+CLAIM = (
     select(_claim_call.c.id, *STORED_COLUMNS, select(_claimed.c.id).scalar_subquery())
     .select_from(_claim_call)
     .outerjoin(Appointment, Appointment.idempotency_key == bindparam("key"))
 )
 _filled = FILL_CLAIM.cte("filled")
-_FILL_AND_LINK = select(_filled.c.id).add_cte(
+FILL_AND_LINK = select(_filled.c.id).add_cte(
     LINK_CALL.where(exists(select(_filled.c.id))).cte("linked_call")
 )
 # The statement-level triggers run after the whole statement: they see the new appointment
 # live beside the old one's new status, so the call is never unlinked in between.
-_INSERT_LINK_AND_RESCHEDULE = _INSERT_AND_LINK.add_cte(
+INSERT_LINK_AND_RESCHEDULE = _INSERT_AND_LINK.add_cte(
     update(Appointment)
     .where(Appointment.id == bindparam("old_appointment_id"))
     .values(status="rescheduled", updated_at=bindparam("now"))
@@ -123,7 +123,7 @@ class PostgresBookingQueries(BookingQueries):
         params = claim.params()
         for _ in range(3):
             async with self._statements.connection() as connection:
-                row = await self._statements.first(connection, _CLAIM, params)
+                row = await self._statements.first(connection, CLAIM, params)
                 if row is None:
                     return await in_thread(self._claim, claim)
                 if row[7] is not None:
@@ -142,7 +142,7 @@ class PostgresBookingQueries(BookingQueries):
     ) -> tuple[int, T]:
         statements = self._statements
         async with statements.connection() as connection:
-            row = await statements.first(connection, _FILL_AND_LINK, appointment.params())
+            row = await statements.first(connection, FILL_AND_LINK, appointment.params())
             if row is None:
                 raise claim_gone(appointment.idempotency_key)
             appointment_id = int(row[0])
@@ -174,7 +174,7 @@ class PostgresBookingQueries(BookingQueries):
         params = new.params() | {"old_appointment_id": old_appointment_id}
         try:
             async with self._statements.connection() as connection:
-                row = await self._statements.first(connection, _INSERT_LINK_AND_RESCHEDULE, params)
+                row = await self._statements.first(connection, INSERT_LINK_AND_RESCHEDULE, params)
         except IntegrityError:
             # The Cal.com webhook stored the new booking first: take it over.
             return await super().reschedule_appointment(old_appointment_id, new)
