@@ -38,15 +38,12 @@ from typing import Any
 
 import httpx
 from sqlalchemy import Engine, func, select, text
-from sqlalchemy.engine import make_url
 
 from bookingguard.api.signatures import retell_signature
-from bookingguard.db import make_engine, migrate
+from bookingguard.db import make_engine
 from bookingguard.db.models import Call
+from scratch_database import scratch_database
 
-ADMIN_URL = os.environ.get(
-    "BOOKINGGUARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 REDIS_URL = os.environ.get("BOOKINGGUARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
 RETELL_KEY = "bench-retell-key"
 API_SECRET = "bench-read-token-" + "x" * 16
@@ -245,29 +242,11 @@ def start_serve(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
         time.sleep(0.2)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=10_000, help="calls (2 webhooks each)")
-    parser.add_argument("--reads", type=int, default=5_000, help="GET /api/v1/consistency")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--concurrency", type=int, default=16, help="connections")
-    parser.add_argument("--seconds", type=float, default=60.0, help="time bound per phase")
-    parser.add_argument(
-        "--history", type=int, default=100_000, help="calls already stored before the run"
-    )
-    args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        raise SystemExit("bench/api_load.py needs wrk: apt-get install wrk")
-
-    admin = make_engine(ADMIN_URL, pool=False).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"bg_bench_api_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+def measure(url: str, args: argparse.Namespace) -> None:
+    """Serve ``url``'s database, then drive the webhooks and the reads at it with wrk."""
     engine = make_engine(url)
     server: subprocess.Popen[bytes] | None = None
     try:
-        migrate.upgrade(engine)
         load_history(engine, args.history)
         port = free_port()
         server = start_serve(url, port, args.workers)
@@ -327,9 +306,24 @@ def main() -> None:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
         engine.dispose()
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=10_000, help="calls (2 webhooks each)")
+    parser.add_argument("--reads", type=int, default=5_000, help="GET /api/v1/consistency")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--concurrency", type=int, default=16, help="connections")
+    parser.add_argument("--seconds", type=float, default=60.0, help="time bound per phase")
+    parser.add_argument(
+        "--history", type=int, default=100_000, help="calls already stored before the run"
+    )
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench/api_load.py needs wrk: apt-get install wrk")
+
+    with scratch_database("api") as url:
+        measure(url, args)
 
 
 if __name__ == "__main__":
