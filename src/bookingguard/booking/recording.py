@@ -114,12 +114,20 @@ class BookingRecorder:
                 return await self._write_unknown(booking, attempt, error=str(exc))
             if written is None:
                 return await self._write_failed(booking, attempt, error=str(exc))
-            appointment_id = written.appointment_id
+            return await self._stored(booking, attempt, written.appointment_id)
+        return await self._conclude(booking, attempt, appointment_id=appointment_id, result=result)
 
-            async def fresh() -> AppointmentReadBack | None:
-                return await self._store.read_back(call_id, appointment_id)
+    async def _stored(
+        self, booking: CalcomBooking, attempt: Attempt, appointment_id: int
+    ) -> BookingOutcome:
+        """``booking`` is stored in ``appointment_id``, though not by this request's write:
+        read it back on a fresh connection, validate it, and conclude."""
+        call_id = attempt.call_id
 
-            result = await self._validate(fresh, call_id=call_id, appointment_id=appointment_id)
+        async def fresh() -> AppointmentReadBack | None:
+            return await self._store.read_back(call_id, appointment_id)
+
+        result = await self._validate(fresh, call_id=call_id, appointment_id=appointment_id)
         return await self._conclude(booking, attempt, appointment_id=appointment_id, result=result)
 
     async def _written_anyway(
@@ -185,15 +193,7 @@ class BookingRecorder:
         if stored is None or stored.claimed:
             return await self._write_failed(booking, attempt, error="conflicting write")
         if stored.calcom_booking_uid == booking.uid:
-            appointment_id = stored.appointment_id
-
-            async def read() -> AppointmentReadBack | None:
-                return await self._store.read_back(call_id, appointment_id)
-
-            result = await self._validate(read, call_id=call_id, appointment_id=appointment_id)
-            return await self._conclude(
-                booking, attempt, appointment_id=appointment_id, result=result
-            )
+            return await self._stored(booking, attempt, stored.appointment_id)
         await self._compensation.cancel(
             booking, call_id=call_id, retell_call_id=attempt.retell_call_id
         )
@@ -240,19 +240,33 @@ class BookingRecorder:
     async def _write_failed(
         self, booking: CalcomBooking, attempt: Attempt, *, error: str
     ) -> BookingOutcome:
-        """Step 6: Cal.com booked, we could not record it: cancel it and file the call.
+        """Step 6: Cal.com booked, and the key's row was read holding no booking: close the
+        claim, then cancel the booking and file the call.
 
-        The key stays spent (its claim cancelled): it has had its one Cal.com create.
-        If even that cannot be written, the claim stays open, and a later request for the
-        key finds the cancelled booking by the key once the claim is stale.
+        The claim is closed first (cancelled while it is still one): the key is spent, it
+        has had its one Cal.com create, and nothing fills the claim afterwards, the Cal.com
+        webhook of this booking included, so no retry is told "booked" from it once the
+        booking is cancelled. A claim that is no claim any more was filled meanwhile (the
+        webhook came first, or a take-over recorded the booking): if it holds this
+        booking, the booking is validated and kept. A claim that cannot be closed stays
+        open, booking-less, and the booking is cancelled all the same: a later request for
+        the key finds the cancelled booking by the key once the claim is stale.
         """
         call_id, retell_call_id = attempt.call_id, attempt.retell_call_id
         details = {"error": error.splitlines()[0], "calcom_booking_uid": booking.uid}
-        if await self._compensation.cancel(booking, call_id=call_id, retell_call_id=retell_call_id):
+        try:
+            filled = not await self._store.close_claim(attempt.claim.appointment_id, self._clock())
+        except SQLAlchemyError:
+            log.error("could not close the claim of call %s", call_id, exc_info=True)
+            filled = False
+        if filled:
             try:
-                await self._store.cancel_appointment(attempt.claim.appointment_id, self._clock())
+                written = await self._written_anyway(booking, attempt)
             except SQLAlchemyError:
-                log.error("could not close the claim of call %s", call_id, exc_info=True)
+                return await self._write_unknown(booking, attempt, error=error)
+            if written is not None:
+                return await self._stored(booking, attempt, written.appointment_id)
+        if await self._compensation.cancel(booking, call_id=call_id, retell_call_id=retell_call_id):
             await self._failures.booking_failed(
                 retell_call_id,
                 call_id=call_id,

@@ -78,6 +78,9 @@ class SqlBookingStore:
     async def release_claim(self, appointment_id: int) -> None:
         await self._queries.release_claim(appointment_id)
 
+    async def close_claim(self, appointment_id: int, now: datetime) -> bool:
+        return await self._queries.close_claim(appointment_id, now)
+
     async def take_over_claim(self, appointment_id: int, *, seen: datetime, now: datetime) -> bool:
         return await self._queries.take_over_claim(appointment_id, seen=seen, now=now)
 

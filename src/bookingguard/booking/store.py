@@ -70,6 +70,11 @@ class BookingStore(Protocol):
         """Delete the claim if it still is one: Cal.com created nothing, the key is free."""
         ...
 
+    async def close_claim(self, appointment_id: int, now: datetime) -> bool:
+        """Cancel the claim if it still is one: its key is spent, and nothing fills it
+        afterwards. False when it is no claim any more (filled, released, or cancelled)."""
+        ...
+
     async def take_over_claim(self, appointment_id: int, *, seen: datetime, now: datetime) -> bool:
         """Make a stale claim (last changed at ``seen``) this request's, as of ``now``;
         False when it changed since (filled, released, or taken over by another)."""

@@ -184,6 +184,16 @@ class MemoryBookingStore:
         if appointment is not None and appointment.status == CLAIM_STATUS:
             del self._appointments[appointment_id]
 
+    async def close_claim(self, appointment_id: int, now: datetime) -> bool:
+        appointment = self._appointments.get(appointment_id)
+        if appointment is None or appointment.status != CLAIM_STATUS:
+            return False
+        if self.fail_writes is not None:
+            raise self.fail_writes
+        appointment.status = "cancelled"
+        appointment.updated_at = now
+        return True
+
     async def take_over_claim(self, appointment_id: int, *, seen: datetime, now: datetime) -> bool:
         appointment = self._appointments.get(appointment_id)
         if appointment is None or appointment.status != CLAIM_STATUS:

@@ -27,6 +27,7 @@ from bookingguard.booking.store import (
     BookingStore,
     NewAppointment,
     ReadBack,
+    StoredAppointment,
 )
 from bookingguard.calcom import CalcomBooking, CalcomClient, CalcomWebhook, NewBooking
 from bookingguard.db.ddl import set_triggers_enabled
@@ -410,6 +411,90 @@ async def test_a_write_that_committed_although_it_raised_is_kept(
     assert outcome.appointment_id == appointment.id
     assert r.call().appointment_made is True
     assert r.review_reasons() == []
+
+
+class _LostWrite:
+    """The backend's store, except that the booking's write is lost (it raises, and
+    nothing is stored); ``after_read(uid)`` runs once, right after the service has read
+    the key's row to learn whether the write was stored anyway."""
+
+    def __init__(
+        self, store: BookingStore, *, after_read: Callable[[str], None] | None = None
+    ) -> None:
+        self._store = store
+        self._after_read = after_read
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def write_and_link(
+        self, appointment: NewAppointment, check: Callable[[int, ReadBack], Awaitable[T]]
+    ) -> tuple[int, T]:
+        raise OperationalError("UPDATE appointments", {}, ConnectionError("connection lost"))
+
+    async def claim_stored(self, key: str, uid: str) -> StoredAppointment | None:
+        stored = await self._store.claim_stored(key, uid)
+        after_read, self._after_read = self._after_read, None
+        if after_read is not None:
+            after_read(uid)
+        return stored
+
+
+async def test_a_claim_the_webhook_filled_after_a_lost_write_is_kept(
+    sql_backend: Backend, calcom_standin: CalcomStandin
+) -> None:
+    """The write is lost and the key's row holds no booking when read; then the webhook
+    fills the claim. The claim is closed before the booking is cancelled, and the close
+    finds it filled: the booking is validated and kept, not cancelled under a row that
+    says "booked" (a retry would be told so, with nothing at Cal.com)."""
+    database = _database(sql_backend)
+    delivered: list[str] = []
+
+    def webhook_fills_the_claim(uid: str) -> None:
+        webhook = CalcomWebhook.model_validate_json(
+            calcom_standin.webhook_body("BOOKING_CREATED", uid)
+        )
+        with UnitOfWork(database.sessions) as uow:
+            apply_calcom_event(uow.session, webhook, now=NOW)
+            uow.commit()
+        delivered.append(uid)
+
+    store = _LostWrite(sql_backend.store, after_read=webhook_fills_the_claim)
+    async with rig(sql_backend, calcom_standin, store=cast(BookingStore, store)) as r:
+        outcome = await r.service.book(_request())
+    (booking,) = calcom_standin.bookings()
+    assert delivered == [booking["uid"]]
+    assert outcome.result is BookingResult.BOOKED
+    assert booking["status"] == "accepted"
+    (appointment,) = r.appointments()
+    assert (appointment.status, appointment.calcom_booking_uid) == ("booked", booking["uid"])
+    assert r.call().appointment_made is True
+    assert r.review_reasons() == []
+
+
+async def test_a_lost_write_closes_the_claim_before_the_booking_is_cancelled(
+    backend: Backend, calcom_standin: CalcomStandin
+) -> None:
+    """The write is lost and the key's row holds no booking: by the time Cal.com is asked
+    to cancel, the claim is cancelled, so nothing can fill it with the booking after."""
+    claims_at_cancel: list[list[str]] = []
+    store = cast(BookingStore, _LostWrite(backend.store))
+    async with rig(backend, calcom_standin, store=store) as r:
+        cancel = r.client.cancel_booking
+
+        async def cancel_seeing_the_claim(uid: str, *, reason: str) -> CalcomBooking:
+            claims_at_cancel.append([a.status for a in r.appointments()])
+            return await cancel(uid, reason=reason)
+
+        r.client.cancel_booking = cancel_seeing_the_claim  # type: ignore[method-assign]
+        outcome = await r.service.book(_request())
+    assert outcome.result is BookingResult.LOCAL_WRITE_FAILED
+    assert claims_at_cancel == [["cancelled"]]
+    assert [b["status"] for b in calcom_standin.bookings()] == ["cancelled"]
+    assert [a.status for a in r.appointments()] == ["cancelled"]
+    assert r.call().appointment_made is False
+    assert r.call().booking_failed is True
+    assert r.review_reasons() == ["booking_failed"]
 
 
 async def test_failed_compensation_alerts_and_files(

@@ -212,6 +212,29 @@ async def test_a_claim_is_taken_over_only_as_it_was_seen(backend: Backend) -> No
     assert not await backend.store.take_over_claim(claim.appointment_id, seen=NOW, now=later)
 
 
+async def test_a_closed_claim_is_spent_and_never_filled(backend: Backend) -> None:
+    """Closed (Cal.com booked for it, the booking could not be stored), the claim is
+    cancelled: its key is not claimed again, the booking's write finds no claim to fill,
+    and a second close (or one of a filled claim) gets False and changes nothing."""
+    first = await backend.store.claim(_claim())
+    later = NOW + timedelta(minutes=1)
+    assert await backend.store.close_claim(first.appointment.appointment_id, later)
+    assert not await backend.store.close_claim(first.appointment.appointment_id, later)
+    _, stored = await backend.store.look_up("call_1", "key-1")
+    assert stored is not None
+    assert (stored.status, stored.updated_at) == ("cancelled", later)
+    with pytest.raises(IntegrityError):
+        await backend.store.write_and_link(_appointment(first.call_id), _read)
+    again = await backend.store.claim(_claim())
+    assert not again.won
+    assert [a.status for a in backend.appointments()] == ["cancelled"]
+
+    other = await backend.store.claim(replace(_claim(), key="key-2"))
+    await backend.store.write_and_link(_appointment(other.call_id, key="key-2", uid="uid-2"), _read)
+    assert not await backend.store.close_claim(other.appointment.appointment_id, later)
+    assert sorted(a.status for a in backend.appointments()) == ["booked", "cancelled"]
+
+
 async def test_stale_claims_are_the_claims_unchanged_since_oldest_first(
     backend: Backend,
 ) -> None:

@@ -34,6 +34,7 @@ from bookingguard.db.booking_queries.rows import (
     StoredAppointment,
 )
 from bookingguard.db.booking_queries.statements import (
+    CLOSE_CLAIM,
     FIND_STORED,
     INSERT_APPOINTMENT,
     LATEST_OF_CALL,
@@ -113,6 +114,11 @@ class BookingQueries(ABC):
     async def release_claim(self, appointment_id: int) -> None:
         """Delete the claim, if it is still one: Cal.com created nothing for its key."""
         await in_thread(self._execute, RELEASE_CLAIM, {"appointment_id": appointment_id})
+
+    async def close_claim(self, appointment_id: int, now: datetime) -> bool:
+        """Cancel the claim, if it is still one; False if it is not."""
+        params = {"appointment_id": appointment_id, "now": now}
+        return await in_thread(self._execute, CLOSE_CLAIM, params) == 1
 
     async def take_over_claim(self, appointment_id: int, *, seen: datetime, now: datetime) -> bool:
         """Make the claim last changed at ``seen`` this request's; False if it changed since."""

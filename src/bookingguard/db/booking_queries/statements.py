@@ -40,6 +40,7 @@ from bookingguard.db.models import (
 
 __all__ = [
     "CLAIM_COLUMNS",
+    "CLOSE_CLAIM",
     "FILL_CLAIM",
     "FIND_STORED",
     "INSERT_APPOINTMENT",
@@ -134,6 +135,11 @@ FILL_CLAIM = (
         updated_at=bindparam("new_updated_at"),
     )
     .returning(Appointment.id)
+)
+CLOSE_CLAIM = (
+    update(Appointment)
+    .where(Appointment.id == bindparam("appointment_id"), Appointment.status == CLAIM_STATUS)
+    .values(status="cancelled", updated_at=bindparam("now"))
 )
 RELEASE_CLAIM = delete(Appointment).where(
     Appointment.id == bindparam("appointment_id"), Appointment.status == CLAIM_STATUS
