@@ -34,7 +34,11 @@ def main() -> int:
     parser.add_argument("--calcom-rate", type=float, default=0.25, help="share of Cal.com requests")
     parser.add_argument("--concurrency", type=int, default=6, help="conversations at once")
     parser.add_argument("--min-faults", type=int, default=None, help="default 50 at 5000 ops")
-    parser.add_argument("--keep", action="store_true", help="keep the logs and the data")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the logs and the data (a run with a violation keeps them anyway)",
+    )
     args = parser.parse_args()
     infra = args.infra_faults or CampaignConfig.infra_for(args.operations)
     minimum = args.min_faults

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,12 +177,13 @@ def _command(env: dict[str, str], *args: str) -> int:
 
 
 @contextmanager
-def _directory(keep: bool) -> Iterator[Path]:
+def _directory(keep: Callable[[], bool]) -> Iterator[Path]:
+    """A temporary directory, removed at the end unless ``keep()`` says otherwise then."""
     root = Path(tempfile.mkdtemp(prefix="bookingguard-faults-"))
     try:
         yield root
     finally:
-        if not keep:
+        if not keep():
             shutil.rmtree(root, ignore_errors=True)
 
 
@@ -274,8 +275,13 @@ def run_campaign(config: CampaignConfig) -> CampaignResult:
         calcom_rate=config.calcom_rate,
         timeout_seconds=config.read_timeout,
     )
-    with _directory(config.keep_directory) as root, ExitStack() as stack:
-        result.directory = root if config.keep_directory else None
+
+    # A run that finds a violation keeps its evidence whatever was asked: a failure in CI
+    # can then be read afterwards, not only inferred.
+    def keep() -> bool:
+        return config.keep_directory or result.verdict.total > 0
+
+    with _directory(keep) as root, ExitStack() as stack:
         calcom = CalcomStandin(opening_hours=(0, 23)).start()
         stack.callback(calcom.stop)
         stack.callback(calcom.clear_violations)
@@ -314,7 +320,8 @@ def run_campaign(config: CampaignConfig) -> CampaignResult:
         )
         result.spec_violations = calcom.violations
         result.verdict = check(evidence)
-        if config.keep_directory:
+        if keep():
+            result.directory = root
             _keep(root, evidence, result.verdict)
     result.elapsed_seconds = time.monotonic() - began
     return result

@@ -15,6 +15,7 @@ from collections import Counter
 from typing import Any
 
 from bench.faults_campaign import CampaignConfig, render, run_campaign
+from bench.faults_campaign.campaign import _directory
 from bench.faults_campaign.checker import check
 from bench.faults_campaign.driver import Answer, BreakerObservation
 from bench.faults_campaign.evidence import Database, Evidence
@@ -35,6 +36,22 @@ def test_short_campaign_injects_every_fault_and_finds_no_violation() -> None:
     result = run_campaign(config)
     assert not result.shortfall, render(result)
     assert result.ok, render(result)
+
+
+def test_a_campaigns_directory_is_kept_when_its_end_says_so() -> None:
+    """The directory goes at the end unless ``keep()`` says otherwise then: a run that
+    found a violation (decided at its end) keeps its logs and evidence."""
+    found = [False]
+    with _directory(lambda: found[0]) as clean:
+        (clean / "journal.json").write_text("[]")
+    assert not clean.exists()
+    with _directory(lambda: found[0]) as failed:
+        (failed / "journal.json").write_text("[]")
+        found[0] = True
+    try:
+        assert (failed / "journal.json").read_text() == "[]"
+    finally:
+        shutil.rmtree(failed)
 
 
 def _booking(
