@@ -99,6 +99,31 @@ async def test_gives_up_after_the_last_attempt(fake: FakeTime) -> None:
     assert len(calls) == 3
 
 
+async def test_attempts_are_numbered_on_from_the_first(fake: FakeTime) -> None:
+    """The first attempt runs before tenacity takes over: the retries after it are still
+    numbered 1, 2, 3 and back off 1, 2, 4 s."""
+    reported: list[tuple[int, float]] = []
+    calls, attempt = failing(Flaky(), Flaky(), Flaky())
+    result = await retry_async(
+        attempt,  # type: ignore[arg-type]
+        policy=RetryPolicy(attempts=4, jitter=0.0),
+        sleep=fake.sleep,
+        clock=fake.clock,
+        on_retry=lambda n, _e, delay: reported.append((n, delay)),
+    )
+    assert (result, len(calls)) == ("ok", 4)
+    assert reported == [(1, 1.0), (2, 2.0), (3, 4.0)]
+    assert fake.sleeps == [1.0, 2.0, 4.0]
+
+
+async def test_one_attempt_is_never_retried(fake: FakeTime) -> None:
+    """``attempts=1``: a retryable error is raised after the only call."""
+    calls, attempt = failing(Flaky())
+    with pytest.raises(Flaky):
+        await retry_async(attempt, policy=RetryPolicy(attempts=1), sleep=fake.sleep)
+    assert (len(calls), fake.sleeps) == (1, [])
+
+
 async def test_non_retryable_errors_are_raised_at_once(fake: FakeTime) -> None:
     """A 422 is the caller's problem: no retry."""
     calls, attempt = failing(Rejected())
