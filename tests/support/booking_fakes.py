@@ -26,6 +26,9 @@ class FakeBreaker:
             raise CircuitOpenError(circuit_key, state="open", retry_after=30.0)
         return await fn()
 
+    async def read(self, circuit_key: str, fn: Callable[[], Awaitable[T]], /) -> T:
+        return await self.call(circuit_key, fn)
+
 
 class ImmediateRetrier:
     """Retries up to ``attempts`` times without sleeping; records the waits it was asked for."""

@@ -220,7 +220,7 @@ class GuardedCalcom:
             )
 
         async def guarded() -> list[Slot]:
-            return await self._breaker.call(circuit_key_for(event_type_id), read)
+            return await self._breaker.read(circuit_key_for(event_type_id), read)
 
         return await self._retrier(guarded, is_retryable=is_transient, retry_after=_retry_after)
 

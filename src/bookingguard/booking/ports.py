@@ -26,6 +26,10 @@ class Breaker(Protocol):
 
     async def call(self, circuit_key: str, fn: Callable[[], Awaitable[T]], /) -> T: ...
 
+    async def read(self, circuit_key: str, fn: Callable[[], Awaitable[T]], /) -> T:
+        """``call`` for ``fn`` without side effects, which may start before its admission."""
+        ...
+
 
 class Retrier(Protocol):
     """Runs ``fn`` again after transient failures, waiting ``retry_after`` when given."""

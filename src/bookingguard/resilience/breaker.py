@@ -44,6 +44,9 @@ P = ParamSpec("P")
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+#: Circuits ``read`` remembers as seen closed; past it, a new circuit's reads wait.
+_SEEN_CLOSED_CAP = 1024
+
 
 class CircuitBreaker:
     """Closed → open → half_open → closed, per circuit key, shared through ``store``.
@@ -51,10 +54,11 @@ class CircuitBreaker:
     ``call`` asks the store for admission (one atomic step), runs the operation
     under an enforced timeout, classifies the result as failure, success or
     ignored and records it (skipped for a success in closed state with nothing to
-    reset). A store that is not already a ``FallbackStore`` is given a
-    ``MemoryStore`` behind it, so the breaker never raises because its store is
-    down. Transitions go to listeners, Prometheus and, unless the store already
-    wrote them, the audit tables.
+    reset); ``read``, for an operation without side effects, starts it beside its
+    admission while the circuit was last seen closed. A store that is not already a
+    ``FallbackStore`` is given a ``MemoryStore`` behind it, so the breaker never
+    raises because its store is down. Transitions go to listeners, Prometheus and,
+    unless the store already wrote them, the audit tables.
     """
 
     def __init__(
@@ -86,6 +90,8 @@ class CircuitBreaker:
         self._monotonic = monotonic
         self._background: set[asyncio.Task[None]] = set()
         self._deadlines: Deadlines | None = None
+        #: Circuits whose last admission here found them closed (``read`` starts early).
+        self._seen_closed: set[str] = set()
         chain = store.stores if isinstance(store, FallbackStore) else [store]
         self._durable = {s.name for s in chain if s.durable}
 
@@ -175,6 +181,11 @@ class CircuitBreaker:
         admission = await self.store.acquire(circuit_key, policy)
         if admission.transitions:
             self._publish(admission.transitions, admission.store)
+        if admission.permitted and admission.state == CLOSED:
+            if len(self._seen_closed) < _SEEN_CLOSED_CAP:
+                self._seen_closed.add(circuit_key)
+        else:
+            self._seen_closed.discard(circuit_key)
         if not admission.permitted:
             self._metrics.refused(circuit_key)
             self._emit(BreakerEvent(EventKind.NOT_PERMITTED, circuit_key, at=utc_now()))
@@ -223,6 +234,34 @@ class CircuitBreaker:
             slow = started is not None and policy.is_slow(self._monotonic() - started)
             await self._record(circuit_key, policy, admission, Outcome.SUCCESS, slow=slow)
         return result
+
+    async def read(self, circuit_key: str, fn: Callable[[], Awaitable[T]], /) -> T:
+        """``call`` for an operation without side effects (a GET), started beside its
+        admission while this process last saw the circuit closed.
+
+        The admission is a round trip to the store; a read need not wait for it, since
+        a read the circuit turns out to refuse has changed nothing. So ``fn`` starts as
+        a task at once and ``call`` asks for the admission meanwhile; a refusal cancels
+        the task and raises ``CircuitOpenError`` as ``call`` does. A circuit seen
+        refusing or not closed (here, or in a transition this process published) makes
+        the next reads wait for their admission until one finds it closed again: at
+        most one request reaches a dependency whose circuit another process opened. In
+        ``bench/booking_path.py`` check_availability's admission took 0.31 ms at the
+        median, where the goal leaves about 0.4 ms for everything the service adds.
+        """
+        if circuit_key not in self._seen_closed:
+            return await self.call(circuit_key, fn)
+        started = asyncio.ensure_future(fn())
+
+        async def admitted() -> T:
+            return await started
+
+        try:
+            return await self.call(circuit_key, admitted)
+        except BaseException:
+            started.cancel()
+            started.add_done_callback(_retrieve)
+            raise
 
     async def _settle(
         self,
@@ -293,6 +332,8 @@ class CircuitBreaker:
 
     def _publish(self, transitions: tuple[Transition, ...], store: str) -> None:
         for transition in transitions:
+            if transition.to_state != CLOSED:
+                self._seen_closed.discard(transition.circuit_key)
             log.info(
                 "circuit %s: %s -> %s (%s)",
                 transition.circuit_key,
@@ -328,6 +369,12 @@ class CircuitBreaker:
                 listener(event)
             except Exception:
                 log.exception("circuit breaker listener %r failed", listener)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Done callback of a read ``call`` did not finish: its error, if any, is nobody's."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:

@@ -6,18 +6,22 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from bookingguard.resilience import (
     BreakerPolicy,
+    BreakerStore,
+    CircuitBreaker,
     CircuitOpenError,
     MemoryStore,
     Outcome,
     machine,
 )
 
-from .conftest import FakeClock, Harness
+from .conftest import FakeClock, Harness, StoreFactory
 
 KEY = "appointment_booking:event_type:42"
 COOLDOWN = 30.0
@@ -324,3 +328,89 @@ async def test_adopt_keeps_a_half_open_circuit_half_open(make_harness: MakeHarne
     assert (adopted.state, adopted.version) == ("half_open", 7)
     assert await harness.breaker.call(KEY, dependency.ok) == "booked"
     assert harness.transitions() == [("half_open", "closed", "probes_succeeded")]
+
+
+class AdmissionAfter:
+    """The store, but once ``gate`` is set its admissions first wait for the gate."""
+
+    def __init__(self, store: BreakerStore) -> None:
+        self.store = store
+        self.gate: asyncio.Event | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def acquire(self, key: str, policy: BreakerPolicy) -> machine.Admission:
+        if self.gate is not None:
+            await self.gate.wait()
+        return await self.store.acquire(key, policy)
+
+
+async def test_a_read_starts_beside_its_admission_once_the_circuit_was_seen_closed(
+    store_factory: StoreFactory,
+) -> None:
+    """A read of a circuit seen closed starts before its admission answers (here the
+    admission waits for the read to start); a first read, and any call, wait for it."""
+    store = AdmissionAfter(store_factory())
+    breaker = CircuitBreaker(store, policy=FAST, registry=CollectorRegistry())  # type: ignore[arg-type]
+    dependency = Dependency()
+    store.gate = asyncio.Event()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(breaker.read(KEY, dependency.ok), 0.2)
+    assert dependency.calls == 0
+    store.gate = None
+    assert await breaker.read(KEY, dependency.ok) == "booked"
+
+    started = asyncio.Event()
+
+    async def slots() -> str:
+        started.set()
+        return "slots"
+
+    store.gate = started
+    assert await asyncio.wait_for(breaker.read(KEY, slots), 5) == "slots"
+    store.gate = asyncio.Event()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(breaker.call(KEY, dependency.ok), 0.2)
+    assert dependency.calls == 1
+    await breaker.aclose()
+
+
+async def test_a_read_the_circuit_refuses_is_cancelled_and_the_next_waits(
+    make_harness: MakeHarness,
+) -> None:
+    """The circuit opened by another breaker: a read started early is cancelled by its
+    refusal, and the next read is refused before it starts."""
+    first, second, dependency = make_harness(FAST), make_harness(FAST), Dependency()
+    assert await first.breaker.read(KEY, dependency.ok) == "booked"
+    await open_circuit(second, dependency)
+    cancelled: list[bool] = []
+
+    async def hanging() -> str:
+        dependency.calls += 1
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+        return "never"
+
+    with pytest.raises(CircuitOpenError):
+        await first.breaker.read(KEY, hanging)
+    await asyncio.sleep(0)
+    assert dependency.calls - 4 == len(cancelled) <= 1
+    calls = dependency.calls
+    with pytest.raises(CircuitOpenError):
+        await first.breaker.read(KEY, hanging)
+    assert dependency.calls == calls
+    assert (await first.breaker.statistics(KEY)).not_permitted_count == 2
+
+
+async def test_a_circuit_this_breaker_opened_is_not_read_early(make_harness: MakeHarness) -> None:
+    """The transition to open that this breaker published stops early reads at once."""
+    harness, dependency = make_harness(FAST), Dependency()
+    assert await harness.breaker.read(KEY, dependency.ok) == "booked"
+    await open_circuit(harness, dependency)
+    with pytest.raises(CircuitOpenError):
+        await harness.breaker.read(KEY, dependency.ok)
+    assert dependency.calls == 4
