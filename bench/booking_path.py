@@ -30,7 +30,10 @@ one bare psycopg connection in autocommit: no pool, Redis or Cal.com around them
 their parameters built. Each is printed in durable commits beside its goal, with a bare
 Redis round trip for scale (each call asks the breaker for admission there once). A
 goal below its floor could be met by nothing the service does; above it, the margin is
-what the service may spend around the statements (pool, Redis, breaker, Python).
+what the service may spend around the statements (pool, Redis, breaker, Python). The
+floor is measured again with the database's guarantees off (no trigger fires, no
+foreign key is checked: ``session_replication_role = replica``, which needs a
+superuser), to show what the statements and their commits cost by themselves.
 
     .venv/bin/python bench/booking_path.py [--bookings 400] [--warmup 50]
 
@@ -123,15 +126,23 @@ def round_trip_latency(engine: Engine, rounds: int) -> list[float]:
     return samples
 
 
-def database_floor(engine: Engine, rounds: int) -> tuple[list[float], list[float]]:
+def database_floor(
+    engine: Engine, rounds: int, *, triggers: bool = True
+) -> tuple[list[float], list[float]]:
     """The booking's and the reschedule's statements alone, on one bare connection.
 
-    Calls of their own (``floor-<i>``), each booked once, then each booking moved.
+    Calls of their own (``floor-<i>``, or ``bare-floor-<i>`` without ``triggers``), each
+    booked once, then each booking moved. Without ``triggers`` the connection runs with
+    ``session_replication_role = replica`` (a superuser's setting): no trigger fires
+    and no foreign key is checked, so the database's guarantees are off and only the
+    statements' own work and commits remain.
     """
+    name = "floor" if triggers else "bare-floor"
+    ids = 10**9 if triggers else 3 * 10**9
     with engine.begin() as connection:
         connection.execute(
             insert(Call),
-            [{"retell_call_id": f"floor-{i}", "direction": "inbound"} for i in range(rounds)],
+            [{"retell_call_id": f"{name}-{i}", "direction": "inbound"} for i in range(rounds)],
         )
     pooled = engine.raw_connection()
     try:
@@ -139,6 +150,8 @@ def database_floor(engine: Engine, rounds: int) -> tuple[list[float], list[float
         if not isinstance(driver, psycopg.Connection):
             raise SystemExit(f"not a psycopg connection: {driver!r}")
         driver.autocommit = True
+        if not triggers:
+            driver.execute("SET session_replication_role = replica")
 
         statements = (
             CLAIM,
@@ -158,10 +171,10 @@ def database_floor(engine: Engine, rounds: int) -> tuple[list[float], list[float
         bookings: list[float] = []
         moves: list[float] = []
         for i in range(rounds):
-            start = FIRST_SLOT + timedelta(days=730, minutes=30 * i)
+            start = FIRST_SLOT + timedelta(days=730 if triggers else 1460, minutes=30 * i)
             claim = NewClaim(
-                retell_call_id=f"floor-{i}",
-                key=f"floor-{i}",
+                retell_call_id=f"{name}-{i}",
+                key=f"{name}-{i}",
                 event_type_id=8,
                 starts_at=start,
                 now=now,
@@ -171,8 +184,8 @@ def database_floor(engine: Engine, rounds: int) -> tuple[list[float], list[float
             booked = NewAppointment(
                 call_id=call_id,
                 event_type_id=8,
-                calcom_v2_booking_id=10**9 + i,
-                calcom_booking_uid=f"floor-{i}",
+                calcom_v2_booking_id=ids + i,
+                calcom_booking_uid=f"{name}-{i}",
                 starts_at=start,
                 ends_at=start + timedelta(minutes=30),
                 idempotency_key=claim.key,
@@ -182,17 +195,17 @@ def database_floor(engine: Engine, rounds: int) -> tuple[list[float], list[float
             first(READ_BACK_BY_ID, {"call_id": call_id, "appointment_id": appointment_id})
             bookings.append(time.perf_counter() - started)
         for i in range(rounds):
-            start = FIRST_SLOT + timedelta(days=1095, minutes=30 * i)
+            start = FIRST_SLOT + timedelta(days=1095 if triggers else 1825, minutes=30 * i)
             started = time.perf_counter()
-            old = first(LATEST_OF_CALL, {"retell_call_id": f"floor-{i}"})
+            old = first(LATEST_OF_CALL, {"retell_call_id": f"{name}-{i}"})
             moved = NewAppointment(
                 call_id=old[1],
                 event_type_id=8,
-                calcom_v2_booking_id=2 * 10**9 + i,
-                calcom_booking_uid=f"floor-moved-{i}",
+                calcom_v2_booking_id=ids + rounds + i,
+                calcom_booking_uid=f"{name}-moved-{i}",
                 starts_at=start,
                 ends_at=start + timedelta(minutes=30),
-                idempotency_key=f"floor-moved-{i}",
+                idempotency_key=f"{name}-moved-{i}",
                 now=now,
             )
             first(INSERT_LINK_AND_RESCHEDULE, moved.params() | {"old_appointment_id": old[0]})
@@ -340,6 +353,7 @@ async def run(url: str, bookings: int, warmup: int, prefix: str) -> None:
             moves = await measure_reschedules(services, client, bare_uids, warmup)
         commits = commit_latency(engine, bookings)
         floors = database_floor(engine, bookings)
+        bare_floors = database_floor(engine, bookings, triggers=False)
         round_trips = round_trip_latency(engine, bookings)
         redis_round_trips = redis_round_trip_latency(bookings)
         await services.aclose()
@@ -386,15 +400,33 @@ async def run(url: str, bookings: int, warmup: int, prefix: str) -> None:
             f" commits ({ms(commit)}); goal <= {goal:g}: {verdict}"
         )
     rescheduled = statistics.median(moves[1]) - statistics.median(moves[0])
-    for label, samples, added, goal in (
-        ("booking (claim, write, read-back)", floors[0], median_added, BOOKING_GOAL_COMMITS),
-        ("reschedule (read, write)", floors[1], rescheduled, RESCHEDULE_GOAL_COMMITS),
+    for label, samples, bare_samples, added, goal in (
+        (
+            "booking (claim, write, read-back)",
+            floors[0],
+            bare_floors[0],
+            median_added,
+            BOOKING_GOAL_COMMITS,
+        ),
+        (
+            "reschedule (read, write)",
+            floors[1],
+            bare_floors[1],
+            rescheduled,
+            RESCHEDULE_GOAL_COMMITS,
+        ),
     ):
         floor = statistics.median(samples)
+        bare_floor = statistics.median(bare_samples)
         print(
             f"database floor, {label}: median {ms(floor)} = {floor / commit:.2f} durable"
             f" commits; the goal leaves {goal - floor / commit:.2f} around it, the service"
             f" spends {(added - floor) / commit:.2f}"
+        )
+        print(
+            f"  without any trigger or foreign key check: {ms(bare_floor)} ="
+            f" {bare_floor / commit:.2f} durable commits; the goal leaves"
+            f" {goal - bare_floor / commit:.2f}"
         )
 
 
