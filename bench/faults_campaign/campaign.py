@@ -164,7 +164,8 @@ class _Infrastructure:
         return True
 
 
-def _command(env: dict[str, str], *args: str) -> int:
+def _command(env: dict[str, str], *args: str, output: Path | None = None) -> int:
+    """Run ``bookingguard *args``; its exit code. ``output`` keeps what it printed."""
     done = subprocess.run(
         [sys.executable, "-m", "bookingguard", *args],
         env=env,
@@ -173,6 +174,8 @@ def _command(env: dict[str, str], *args: str) -> int:
         timeout=600,
         check=False,
     )
+    if output is not None:
+        output.write_text(done.stdout + done.stderr, encoding="utf-8")
     return done.returncode
 
 
@@ -306,9 +309,13 @@ def run_campaign(config: CampaignConfig) -> CampaignResult:
         calcom.plan_faults(schedule.calcom)
         answers, observations = asyncio.run(_drive(config, schedule, infra, calcom, result))
         result.commands["reconcile"] = _command(
-            env, "reconcile", "--since", "1d", "--ahead", "90d", "--no-notify", "--json"
+            env,
+            *("reconcile", "--since", "1d", "--ahead", "90d", "--no-notify", "--json"),
+            output=root / "reconcile.out",
         )
-        result.commands["check --all"] = _command(env, "check", "--all", "--no-notify", "--json")
+        result.commands["check --all"] = _command(
+            env, "check", "--all", "--no-notify", "--json", output=root / "check.out"
+        )
         with postgres.connect() as connection:
             database = read_database(connection)
         evidence = Evidence(
