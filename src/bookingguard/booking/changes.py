@@ -139,17 +139,12 @@ class AppointmentChanges:
         )
         try:
             appointment_id = await self._store.reschedule_appointment(current.appointment_id, new)
-        except SQLAlchemyError as exc:
-            # Cal.com moved it, and the caller is told so; the webhook and the
-            # reconciliation bring the row along, and a human checks that they did.
+        except SQLAlchemyError:
+            # Cal.com moved it, as the caller is told: the move is written down (the
+            # spool while the database is down) and written once it answers.
             log.error("local write of rescheduled %s failed", moved.uid, exc_info=True)
-            await self._failures.change_failed(
-                retell_call_id,
-                call_id=current.call_id,
-                action="reschedule",
-                details=self._details(
-                    BookingResult.LOCAL_WRITE_FAILED, exc, current, start, moved_to=moved.uid
-                ),
+            await self._failures.reschedule_unrecorded(
+                retell_call_id, old_appointment_id=current.appointment_id, moved=new
             )
             return moved_outcome
         return replace(moved_outcome, appointment_id=appointment_id)
@@ -227,8 +222,6 @@ class AppointmentChanges:
         exc: Exception,
         current: CallAppointment | None,
         start: datetime | None,
-        *,
-        moved_to: str | None = None,
     ) -> dict[str, str | int | None]:
         """What the review item tells the human who calls back."""
         details: dict[str, str | int | None] = {
@@ -241,8 +234,6 @@ class AppointmentChanges:
             details["appointment_start"] = format_utc(current.start)
         if start is not None:
             details["requested_start"] = format_utc(start)
-        if moved_to is not None:
-            details["moved_to_calcom_booking_uid"] = moved_to
         return details
 
     @staticmethod

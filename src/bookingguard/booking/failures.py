@@ -16,12 +16,13 @@ from typing import Any
 import anyio.to_thread
 
 from bookingguard.booking.ports import FailureSpool
-from bookingguard.booking.store import BookingStore
+from bookingguard.booking.store import BookingStore, NewAppointment
 from bookingguard.db.spool import (
     BOOKING_FAILED,
     CANCEL_UNRECORDED,
     CHANGE_FAILED,
     COMPENSATION_FAILED,
+    RESCHEDULE_UNRECORDED,
     FailureRecord,
 )
 
@@ -83,6 +84,26 @@ class FailureRecorder:
         details = {"appointment_id": appointment_id, "calcom_booking_uid": calcom_booking_uid}
         return await self._write(
             CANCEL_UNRECORDED, retell_call_id, call_id, CANCEL_UNRECORDED, details
+        )
+
+    async def reschedule_unrecorded(
+        self, retell_call_id: str, *, old_appointment_id: int, moved: NewAppointment
+    ) -> int | None:
+        """Cal.com moved the appointment and the caller is told so, but the database could
+        not take it: the move, ``moved`` replacing ``old_appointment_id``, to be written
+        once it can."""
+        details = {
+            "appointment_id": old_appointment_id,
+            "calcom_booking_uid": moved.calcom_booking_uid,
+            "calcom_v2_booking_id": moved.calcom_v2_booking_id,
+            "event_type_id": moved.event_type_id,
+            "starts_at": moved.starts_at.isoformat(),
+            "ends_at": moved.ends_at.isoformat(),
+            "status": moved.status,
+            "idempotency_key": moved.idempotency_key,
+        }
+        return await self._write(
+            RESCHEDULE_UNRECORDED, retell_call_id, moved.call_id, RESCHEDULE_UNRECORDED, details
         )
 
     async def compensation_failed(

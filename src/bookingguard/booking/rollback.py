@@ -22,6 +22,8 @@ from bookingguard.booking.errors import RollbackFailedError
 from bookingguard.booking.metrics import BookingMetrics
 from bookingguard.booking.types import BookingResult
 from bookingguard.db.alerts import record_alert
+from bookingguard.db.booking_queries.rows import NewAppointment
+from bookingguard.db.booking_queries.statements import INSERT_APPOINTMENT, LINK_CALL
 from bookingguard.db.models import (
     NOT_LIVE_APPOINTMENT_STATUSES,
     Appointment,
@@ -32,6 +34,7 @@ from bookingguard.db.spool import (
     CANCEL_UNRECORDED,
     CHANGE_FAILED,
     COMPENSATION_FAILED,
+    RESCHEDULE_UNRECORDED,
     FailureRecord,
 )
 from bookingguard.db.uow import UnitOfWork
@@ -284,6 +287,9 @@ def write_failure_record(session: Session, record: FailureRecord) -> int:
             .values(status="cancelled", updated_at=record.at)
         )
         return call_id
+    if record.kind == RESCHEDULE_UNRECORDED:
+        _write_move(session, call_id, record)
+        return call_id
     contexts = session.scalars(
         select(ManualReviewItem.context).where(ManualReviewItem.call_id == call_id)
     )
@@ -319,6 +325,39 @@ def write_failure_record(session: Session, record: FailureRecord) -> int:
     item.context = context
     session.flush()
     return call_id
+
+
+def _write_move(session: Session, call_id: int, record: FailureRecord) -> None:
+    """A ``RESCHEDULE_UNRECORDED`` record written: idempotent by itself, as the booking
+    Cal.com moved to is stored only if no webhook stored it first (whatever happened to
+    it since stays), and the old appointment is marked only while it is live. The new
+    appointment first, as a reschedule stores it, so the call is never unlinked between."""
+    details = record.details
+    moved = NewAppointment(
+        call_id=call_id,
+        event_type_id=details["event_type_id"],
+        calcom_v2_booking_id=details["calcom_v2_booking_id"],
+        calcom_booking_uid=str(details["calcom_booking_uid"]),
+        starts_at=datetime.fromisoformat(str(details["starts_at"])),
+        ends_at=datetime.fromisoformat(str(details["ends_at"])),
+        idempotency_key=str(details["idempotency_key"]),
+        now=record.at,
+        status=str(details["status"]),
+    )
+    stored = session.scalar(
+        select(Appointment.id).where(Appointment.calcom_booking_uid == moved.calcom_booking_uid)
+    )
+    if stored is None:
+        session.execute(INSERT_APPOINTMENT, moved.params())
+        session.execute(LINK_CALL, moved.params())
+    session.execute(
+        update(Appointment)
+        .where(
+            Appointment.id == int(details["appointment_id"]),
+            Appointment.status.not_in(NOT_LIVE_APPOINTMENT_STATUSES),
+        )
+        .values(status="rescheduled", updated_at=record.at)
+    )
 
 
 def _locked_call(session: Session, record: FailureRecord) -> int:

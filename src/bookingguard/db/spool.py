@@ -44,6 +44,7 @@ __all__ = [
     "CANCEL_UNRECORDED",
     "CHANGE_FAILED",
     "COMPENSATION_FAILED",
+    "RESCHEDULE_UNRECORDED",
     "FailureRecord",
     "Spool",
     "SpooledTransition",
@@ -64,6 +65,13 @@ CHANGE_FAILED = "change_failed"
 #: write: written, it marks the appointment ``details["appointment_id"]`` cancelled, if it
 #: is still live (the database unlinks its call). Nothing for a human to do.
 CANCEL_UNRECORDED = "cancel_unrecorded"
+
+#: A move Cal.com made (the caller was told so) that the database could not write:
+#: written, it stores the booking Cal.com moved to (``details`` holds its fields) as
+#: the call's appointment, unless a webhook stored it first, and marks the old one,
+#: ``details["appointment_id"]``, ``rescheduled`` if it is still live. Nothing for a
+#: human to do.
+RESCHEDULE_UNRECORDED = "reschedule_unrecorded"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS failure_records (

@@ -32,7 +32,12 @@ from bookingguard.booking.store import (
 )
 from bookingguard.booking.types import BookingResult
 from bookingguard.db.models import CLAIM_STATUS, NOT_LIVE_APPOINTMENT_STATUSES
-from bookingguard.db.spool import CANCEL_UNRECORDED, CHANGE_FAILED, COMPENSATION_FAILED
+from bookingguard.db.spool import (
+    CANCEL_UNRECORDED,
+    CHANGE_FAILED,
+    COMPENSATION_FAILED,
+    RESCHEDULE_UNRECORDED,
+)
 
 __all__ = ["MemoryAppointment", "MemoryBookingStore", "StoredCall", "WrittenDown"]
 
@@ -371,6 +376,9 @@ class MemoryBookingStore:
             if appointment is not None and appointment.status not in NOT_LIVE_APPOINTMENT_STATUSES:
                 await self.cancel_appointment(appointment.id, record.at)
             return call.id
+        if record.kind == RESCHEDULE_UNRECORDED:
+            self._write_move(call, record)
+            return call.id
         if record.record_id in self._written_record_ids:
             return call.id
         if record.reason == BookingResult.PREVIOUSLY_FAILED.value and call.booking_failed:
@@ -392,6 +400,28 @@ class MemoryBookingStore:
             WrittenDown(record.kind, call.id, False, {"reason": record.reason, **record.details})
         )
         return call.id
+
+    def _write_move(self, call: StoredCall, record: FailureRecord) -> None:
+        """A ``RESCHEDULE_UNRECORDED`` record written, as the SQL store writes it."""
+        details = record.details
+        uid = str(details["calcom_booking_uid"])
+        if not any(a.calcom_booking_uid == uid for a in self._appointments.values()):
+            moved = MemoryAppointment(
+                self._new_id(),
+                call.id,
+                details["calcom_v2_booking_id"],
+                uid,
+                datetime.fromisoformat(str(details["starts_at"])),
+                str(details["status"]),
+                str(details["idempotency_key"]),
+                record.at,
+                details["event_type_id"],
+            )
+            self._appointments[moved.id] = moved
+            self._link(call)
+        old = self._appointments.get(int(details["appointment_id"]))
+        if old is not None and old.status not in NOT_LIVE_APPOINTMENT_STATUSES:
+            old.status = "rescheduled"
 
     async def aclose(self) -> None:
         """Nothing to release."""

@@ -37,7 +37,13 @@ from bookingguard.booking.store import BookingStore
 from bookingguard.calcom import CalcomBooking, CalcomClient
 from bookingguard.db.engine import make_engine
 from bookingguard.db.models import Call
-from bookingguard.db.spool import BOOKING_FAILED, CANCEL_UNRECORDED, FailureRecord, Spool
+from bookingguard.db.spool import (
+    BOOKING_FAILED,
+    CANCEL_UNRECORDED,
+    RESCHEDULE_UNRECORDED,
+    FailureRecord,
+    Spool,
+)
 from bookingguard.db.uow import UnitOfWork, session_factory
 from tests.conftest import TestDatabase
 from tests.integration.booking.backends import Backend, make_backend
@@ -351,5 +357,54 @@ async def test_a_cancellation_the_database_missed_is_spooled_and_written_later(
         spool.append(record)
         assert await replayer.replay() == ReplayResult(1, 0)
         assert [a.status for a in backend.appointments()] == ["cancelled"]
+    finally:
+        await store.aclose()
+
+
+async def test_a_move_the_database_missed_is_spooled_and_written_later(
+    outage: Outage, calcom_standin: CalcomStandin, tmp_path: Path
+) -> None:
+    """Cal.com moved the appointment and the caller hears so, but the database went
+    before the move was written: the move waits in the spool, and the replay stores the
+    booking moved to as the call's live appointment and the old one as rescheduled, once."""
+    spool = Spool(tmp_path / "spool.db")
+    store = SqlBookingStore(session_factory(outage.engine))
+    moved_to = SLOT + timedelta(days=2)
+    try:
+        async with _service(store, spool, calcom_standin) as service:
+            booked = await service.book(_request())
+        assert booked.result is BookingResult.BOOKED
+        async with _service(
+            store, spool, calcom_standin, cut=outage, after="reschedule_booking"
+        ) as service:
+            moved = await service.changes.reschedule("call_1", start=moved_to)
+        assert (moved.result, moved.start) == (BookingResult.RESCHEDULED, moved_to)
+        live = [b for b in calcom_standin.bookings() if b["status"] == "accepted"]
+        assert [b["uid"] for b in live] == [moved.calcom_booking_uid]
+        (record,) = spool.pending()
+        assert (record.kind, record.details["appointment_id"]) == (
+            RESCHEDULE_UNRECORDED,
+            booked.appointment_id,
+        )
+
+        outage.restore()
+        replayer = SpoolReplayer(spool=spool, store=store)
+        backend = Backend(outage.database.dialect, outage.database, tmp_path / "unused.db")
+        written = [
+            (booked.calcom_booking_uid, "rescheduled"),
+            (moved.calcom_booking_uid, "booked"),
+        ]
+        assert await replayer.replay() == ReplayResult(1, 0)
+        assert [(a.calcom_booking_uid, a.status) for a in backend.appointments()] == written
+        spool.append(record)
+        assert await replayer.replay() == ReplayResult(1, 0)
+        assert [(a.calcom_booking_uid, a.status) for a in backend.appointments()] == written
+        call = _call(outage.database)
+        assert (call.appointment_made, call.appointment_link_status) == (True, "linked")
+        assert call.requires_manual_processing is False
+        assert backend.review_items("call_1") == 0
+        latest = await store.latest_appointment("call_1")
+        assert latest is not None
+        assert (latest.calcom_booking_uid, latest.start) == (moved.calcom_booking_uid, moved_to)
     finally:
         await store.aclose()

@@ -19,7 +19,12 @@ from bookingguard.booking.store import (
     NewClaim,
     ReadBack,
 )
-from bookingguard.db.spool import BOOKING_FAILED, CHANGE_FAILED, COMPENSATION_FAILED
+from bookingguard.db.spool import (
+    BOOKING_FAILED,
+    CHANGE_FAILED,
+    COMPENSATION_FAILED,
+    RESCHEDULE_UNRECORDED,
+)
 from tests.integration.booking.backends import STORE_KINDS, Backend, CallFlags, make_backend
 
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
@@ -549,3 +554,62 @@ async def test_reschedule_takes_over_the_new_booking_a_webhook_stored(backend: B
     assert await backend.store.reschedule_appointment(old_id, moved) == stored_id
     views = {a.id: (a.status, a.idempotency_key) for a in backend.appointments()}
     assert views == {old_id: ("rescheduled", "key-1"), stored_id: ("booked", "key-moved")}
+
+
+def _unrecorded_move(call_id: int, old_appointment_id: int, uid: str = "uid-2") -> FailureRecord:
+    moved = SLOT + timedelta(days=1)
+    return FailureRecord(
+        kind=RESCHEDULE_UNRECORDED,
+        retell_call_id="call_1",
+        call_id=call_id,
+        reason=RESCHEDULE_UNRECORDED,
+        details={
+            "appointment_id": old_appointment_id,
+            "calcom_booking_uid": uid,
+            "calcom_v2_booking_id": 7002,
+            "event_type_id": 42,
+            "starts_at": moved.isoformat(),
+            "ends_at": (moved + timedelta(minutes=30)).isoformat(),
+            "status": "booked",
+            "idempotency_key": "move-key-1",
+        },
+        at=NOW,
+    )
+
+
+async def test_an_unrecorded_move_is_written_once(backend: Backend) -> None:
+    """A move Cal.com made that the database missed, written down: the booking moved to
+    becomes the call's live appointment, the old one ``rescheduled``, the call stays
+    linked, nobody is asked to call back; written again, nothing changes."""
+    call_id = backend.add_call("call_1")
+    old_id, _ = await _book(backend.store, _appointment(call_id))
+    record = _unrecorded_move(call_id, old_id)
+    for _ in range(2):
+        assert await backend.store.record_failure(record) == call_id
+        assert [(a.calcom_booking_uid, a.status, a.call_id) for a in backend.appointments()] == [
+            ("uid-1", "rescheduled", call_id),
+            ("uid-2", "booked", call_id),
+        ]
+    latest = await backend.store.latest_appointment("call_1")
+    assert latest is not None
+    assert (latest.calcom_booking_uid, latest.start) == ("uid-2", SLOT + timedelta(days=1))
+    flags = backend.flags("call_1")
+    assert (flags.appointment_made, flags.appointment_link_status) == (True, "linked")
+    assert flags.requires_manual_processing is False
+    assert backend.review_reasons() == []
+
+
+async def test_an_unrecorded_move_keeps_what_a_webhook_stored_first(backend: Backend) -> None:
+    """The booking moved to was stored (and cancelled) before the record is written: it
+    stays as it is, and only the old appointment, still live, is marked."""
+    call_id = backend.add_call("call_1")
+    old_id, _ = await _book(backend.store, _appointment(call_id))
+    other_id, _ = await _book(
+        backend.store, _appointment(call_id, key="key-2", uid="uid-2"), "call_1"
+    )
+    await backend.store.cancel_appointment(other_id, NOW)
+    await backend.store.record_failure(_unrecorded_move(call_id, old_id))
+    assert [(a.calcom_booking_uid, a.status) for a in backend.appointments()] == [
+        ("uid-1", "rescheduled"),
+        ("uid-2", "cancelled"),
+    ]
