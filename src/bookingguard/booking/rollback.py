@@ -328,11 +328,18 @@ def write_failure_record(session: Session, record: FailureRecord) -> int:
 
 
 def _write_move(session: Session, call_id: int, record: FailureRecord) -> None:
-    """A ``RESCHEDULE_UNRECORDED`` record written: idempotent by itself, as the booking
-    Cal.com moved to is stored only if no webhook stored it first (whatever happened to
-    it since stays), and the old appointment is marked only while it is live. The new
+    """A ``RESCHEDULE_UNRECORDED`` record written, idempotent by itself: only while the
+    old appointment is live, for once it is not, the move was overtaken (a webhook
+    brought it along, or the caller cancelled since, which cancels the booking moved to
+    as well); the booking moved to is stored unless a webhook stored it first. The new
     appointment first, as a reschedule stores it, so the call is never unlinked between."""
     details = record.details
+    old_id = int(details["appointment_id"])
+    old_status = session.scalar(
+        select(Appointment.status).where(Appointment.id == old_id).with_for_update()
+    )
+    if old_status is None or old_status in NOT_LIVE_APPOINTMENT_STATUSES:
+        return
     moved = NewAppointment(
         call_id=call_id,
         event_type_id=details["event_type_id"],
@@ -352,10 +359,7 @@ def _write_move(session: Session, call_id: int, record: FailureRecord) -> None:
         session.execute(LINK_CALL, moved.params())
     session.execute(
         update(Appointment)
-        .where(
-            Appointment.id == int(details["appointment_id"]),
-            Appointment.status.not_in(NOT_LIVE_APPOINTMENT_STATUSES),
-        )
+        .where(Appointment.id == old_id)
         .values(status="rescheduled", updated_at=record.at)
     )
 

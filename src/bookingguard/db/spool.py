@@ -67,10 +67,10 @@ CHANGE_FAILED = "change_failed"
 CANCEL_UNRECORDED = "cancel_unrecorded"
 
 #: A move Cal.com made (the caller was told so) that the database could not write:
-#: written, it stores the booking Cal.com moved to (``details`` holds its fields) as
-#: the call's appointment, unless a webhook stored it first, and marks the old one,
-#: ``details["appointment_id"]``, ``rescheduled`` if it is still live. Nothing for a
-#: human to do.
+#: written while the old appointment, ``details["appointment_id"]``, is still live, it
+#: stores the booking Cal.com moved to (``details`` holds its fields) as the call's
+#: appointment, unless a webhook stored it first, and marks the old one
+#: ``rescheduled``. Nothing for a human to do.
 RESCHEDULE_UNRECORDED = "reschedule_unrecorded"
 
 _SCHEMA = """

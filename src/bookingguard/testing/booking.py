@@ -404,6 +404,9 @@ class MemoryBookingStore:
     def _write_move(self, call: StoredCall, record: FailureRecord) -> None:
         """A ``RESCHEDULE_UNRECORDED`` record written, as the SQL store writes it."""
         details = record.details
+        old = self._appointments.get(int(details["appointment_id"]))
+        if old is None or old.status in NOT_LIVE_APPOINTMENT_STATUSES:
+            return
         uid = str(details["calcom_booking_uid"])
         if not any(a.calcom_booking_uid == uid for a in self._appointments.values()):
             moved = MemoryAppointment(
@@ -419,9 +422,7 @@ class MemoryBookingStore:
             )
             self._appointments[moved.id] = moved
             self._link(call)
-        old = self._appointments.get(int(details["appointment_id"]))
-        if old is not None and old.status not in NOT_LIVE_APPOINTMENT_STATUSES:
-            old.status = "rescheduled"
+        old.status = "rescheduled"
 
     async def aclose(self) -> None:
         """Nothing to release."""

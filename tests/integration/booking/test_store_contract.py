@@ -613,3 +613,20 @@ async def test_an_unrecorded_move_keeps_what_a_webhook_stored_first(backend: Bac
         ("uid-1", "rescheduled"),
         ("uid-2", "cancelled"),
     ]
+
+
+async def test_an_unrecorded_move_the_caller_cancelled_since_is_not_written(
+    backend: Backend,
+) -> None:
+    """The old appointment was cancelled before the record is written (a cancel follows
+    a move at Cal.com, cancelling the booking moved to): the move is not written, and
+    the call stays unlinked."""
+    call_id = backend.add_call("call_1")
+    old_id, _ = await _book(backend.store, _appointment(call_id))
+    await backend.store.cancel_appointment(old_id, NOW)
+    await backend.store.record_failure(_unrecorded_move(call_id, old_id))
+    assert [(a.calcom_booking_uid, a.status) for a in backend.appointments()] == [
+        ("uid-1", "cancelled")
+    ]
+    flags = backend.flags("call_1")
+    assert (flags.appointment_made, flags.appointment_link_status) == (False, "unlinked")
