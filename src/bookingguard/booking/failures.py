@@ -92,16 +92,7 @@ class FailureRecorder:
         """Cal.com moved the appointment and the caller is told so, but the database could
         not take it: the move, ``moved`` replacing ``old_appointment_id``, to be written
         once it can."""
-        details = {
-            "appointment_id": old_appointment_id,
-            "calcom_booking_uid": moved.calcom_booking_uid,
-            "calcom_v2_booking_id": moved.calcom_v2_booking_id,
-            "event_type_id": moved.event_type_id,
-            "starts_at": moved.starts_at.isoformat(),
-            "ends_at": moved.ends_at.isoformat(),
-            "status": moved.status,
-            "idempotency_key": moved.idempotency_key,
-        }
+        details = {"appointment_id": old_appointment_id, **moved.record_details()}
         return await self._write(
             RESCHEDULE_UNRECORDED, retell_call_id, moved.call_id, RESCHEDULE_UNRECORDED, details
         )

@@ -340,17 +340,7 @@ def _write_move(session: Session, call_id: int, record: FailureRecord) -> None:
     )
     if old_status is None or old_status in NOT_LIVE_APPOINTMENT_STATUSES:
         return
-    moved = NewAppointment(
-        call_id=call_id,
-        event_type_id=details["event_type_id"],
-        calcom_v2_booking_id=details["calcom_v2_booking_id"],
-        calcom_booking_uid=str(details["calcom_booking_uid"]),
-        starts_at=datetime.fromisoformat(str(details["starts_at"])),
-        ends_at=datetime.fromisoformat(str(details["ends_at"])),
-        idempotency_key=str(details["idempotency_key"]),
-        now=record.at,
-        status=str(details["status"]),
-    )
+    moved = NewAppointment.from_record_details(details, call_id=call_id, now=record.at)
     stored = session.scalar(
         select(Appointment.id).where(Appointment.calcom_booking_uid == moved.calcom_booking_uid)
     )

@@ -326,17 +326,7 @@ class MemoryBookingStore:
             None,
         )
         if stored is None:
-            stored = MemoryAppointment(
-                self._new_id(),
-                new.call_id,
-                new.calcom_v2_booking_id,
-                new.calcom_booking_uid,
-                new.starts_at,
-                new.status,
-                new.idempotency_key,
-                new.now,
-                new.event_type_id,
-            )
+            stored = self._appointment_of(new)
             self._appointments[stored.id] = stored
         else:
             stored.call_id = new.call_id
@@ -403,29 +393,33 @@ class MemoryBookingStore:
 
     def _write_move(self, call: StoredCall, record: FailureRecord) -> None:
         """A ``RESCHEDULE_UNRECORDED`` record written, as the SQL store writes it."""
-        details = record.details
-        old = self._appointments.get(int(details["appointment_id"]))
+        old = self._appointments.get(int(record.details["appointment_id"]))
         if old is None or old.status in NOT_LIVE_APPOINTMENT_STATUSES:
             return
-        uid = str(details["calcom_booking_uid"])
+        moved = NewAppointment.from_record_details(record.details, call_id=call.id, now=record.at)
+        uid = moved.calcom_booking_uid
         if not any(a.calcom_booking_uid == uid for a in self._appointments.values()):
-            moved = MemoryAppointment(
-                self._new_id(),
-                call.id,
-                details["calcom_v2_booking_id"],
-                uid,
-                datetime.fromisoformat(str(details["starts_at"])),
-                str(details["status"]),
-                str(details["idempotency_key"]),
-                record.at,
-                details["event_type_id"],
-            )
-            self._appointments[moved.id] = moved
+            stored = self._appointment_of(moved)
+            self._appointments[stored.id] = stored
             self._link(call)
         old.status = "rescheduled"
 
     async def aclose(self) -> None:
         """Nothing to release."""
+
+    def _appointment_of(self, new: NewAppointment) -> MemoryAppointment:
+        """``new`` as a row of its own (not stored yet)."""
+        return MemoryAppointment(
+            self._new_id(),
+            new.call_id,
+            new.calcom_v2_booking_id,
+            new.calcom_booking_uid,
+            new.starts_at,
+            new.status,
+            new.idempotency_key,
+            new.now,
+            new.event_type_id,
+        )
 
     def _new_id(self) -> int:
         self._next_id += 1

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple, Self
 
 from bookingguard.db.models import CLAIM_STATUS, NOT_LIVE_APPOINTMENT_STATUSES
 
@@ -144,6 +144,35 @@ class NewAppointment:
             "linked_call_id": self.call_id,
             "now": self.now,
         }
+
+    def record_details(self) -> dict[str, Any]:
+        """Its fields as a failure record's JSON details (call and time are the record's)."""
+        return {
+            "calcom_booking_uid": self.calcom_booking_uid,
+            "calcom_v2_booking_id": self.calcom_v2_booking_id,
+            "event_type_id": self.event_type_id,
+            "starts_at": self.starts_at.isoformat(),
+            "ends_at": self.ends_at.isoformat(),
+            "status": self.status,
+            "idempotency_key": self.idempotency_key,
+        }
+
+    @classmethod
+    def from_record_details(
+        cls, details: Mapping[str, Any], *, call_id: int, now: datetime
+    ) -> Self:
+        """The appointment ``record_details`` wrote, for ``call_id`` as of ``now``."""
+        return cls(
+            call_id=call_id,
+            event_type_id=details["event_type_id"],
+            calcom_v2_booking_id=details["calcom_v2_booking_id"],
+            calcom_booking_uid=str(details["calcom_booking_uid"]),
+            starts_at=datetime.fromisoformat(str(details["starts_at"])),
+            ends_at=datetime.fromisoformat(str(details["ends_at"])),
+            idempotency_key=str(details["idempotency_key"]),
+            now=now,
+            status=str(details["status"]),
+        )
 
 
 class AppointmentReadBack(NamedTuple):
